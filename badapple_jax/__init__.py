@@ -1,0 +1,1 @@
+"""badapple-jax: one attention head of a frozen GPT-2 displays a video."""
