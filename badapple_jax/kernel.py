@@ -1,0 +1,73 @@
+"""The display: one attention head of a frozen GPT-2 as pure JAX functions (SPEC section 3).
+
+    h = LayerNorm(u)  with  u = X + wpe[:T]  (layer 0)  or the residual stream after blocks 0..L-1
+    A = (h W_q + b_q)(h W_k + b_k)^T / sqrt(d_head)           # [T, T] logits
+    attention = softmax(A with -inf above the diagonal)
+
+References: picoGPT's `gpt2.py` and Hugging Face transformers' `modeling_gpt2.py` (eager attention).
+Every function takes one sequence; batch dimensions come from `jax.vmap`.
+"""
+import jax
+import jax.numpy as jnp
+
+from badapple_jax.weights import HeadWeights
+
+
+def layer_norm(x, g, b, eps):  # [..., E] -> [..., E]
+    mu = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mu), axis=-1, keepdims=True)
+    return (x - mu) * jax.lax.rsqrt(var + eps) * g + b
+
+
+def gelu(x):  # GPT-2's "gelu_new": the tanh approximation
+    return 0.5 * x * (1.0 + jnp.tanh(jnp.sqrt(2.0 / jnp.pi) * (x + 0.044715 * x**3)))
+
+
+def causal_mask(T):  # -> [T, T] bool, True where j <= i
+    return jnp.tril(jnp.ones((T, T), dtype=bool))
+
+
+def causal_softmax(A):  # [..., T, T] logits -> [..., T, T] rows summing to 1 over j <= i
+    A = jnp.where(causal_mask(A.shape[-1]), A, -jnp.inf)
+    return jax.nn.softmax(A, axis=-1)
+
+
+def mha(x, c_attn, c_proj, n_head):  # [T, E] -> [T, E]: all heads of one block, as GPT-2 runs them
+    T, E = x.shape
+    q, k, v = jnp.split(x @ c_attn["w"] + c_attn["b"], 3, axis=-1)  # [T, E] each
+    q, k, v = (a.reshape(T, n_head, E // n_head).transpose(1, 0, 2) for a in (q, k, v))  # [H, T, D]
+    a = causal_softmax(q @ k.transpose(0, 2, 1) / jnp.sqrt(E // n_head))  # [H, T, T]
+    return (a @ v).transpose(1, 0, 2).reshape(T, E) @ c_proj["w"] + c_proj["b"]
+
+
+def transformer_block(x, ln_1, attn, ln_2, mlp, *, n_head, eps):  # [T, E] -> [T, E]
+    x = x + mha(layer_norm(x, ln_1["g"], ln_1["b"], eps), **attn, n_head=n_head)
+    h = gelu(layer_norm(x, ln_2["g"], ln_2["b"], eps) @ mlp["c_fc"]["w"] + mlp["c_fc"]["b"])
+    return x + h @ mlp["c_proj"]["w"] + mlp["c_proj"]["b"]
+
+
+def residual(x, w: HeadWeights):  # [T, E] -> [T, E]: the stream entering the target layer's ln_1
+    u = x + w.wpe[: x.shape[0]]
+    for block in w.blocks:
+        u = transformer_block(u, **block, n_head=w.config.n_head, eps=w.config.eps)
+    return u
+
+
+def head_qk(x, w: HeadWeights):  # [T, E] -> q, k: [T, d_head] each
+    h = layer_norm(residual(x, w), w.ln_g, w.ln_b, w.config.eps)
+    # One [E, 2 d_head] matmul instead of two: a single pass over h, forward and backward.
+    qk = h @ jnp.concatenate([w.w_q, w.w_k], axis=1) + jnp.concatenate([w.b_q, w.b_k])
+    return jnp.split(qk, 2, axis=-1)
+
+
+@jax.jit
+def head_logits(x, w: HeadWeights):  # [T, E] -> [T, T] raw attention scores (pre-mask, pre-softmax)
+    """Attention logits A = q k^T / sqrt(d_head) of one head for the input embedding `x`."""
+    q, k = head_qk(x, w)
+    return q @ k.T / jnp.sqrt(q.shape[-1])
+
+
+@jax.jit
+def attention(x, w: HeadWeights):  # [T, E] -> [T, T] attention map, zero above the diagonal
+    """The head's causal attention map softmax(A masked above the diagonal) for the input `x`."""
+    return causal_softmax(head_logits(x, w))
