@@ -1,0 +1,255 @@
+"""Frames in, video out: decoding clips to gray targets, a built-in demo clip, H.264 writing.
+
+Decoding goes through the ffmpeg binary bundled with imageio-ffmpeg, with the reference's filter
+chain `-vf fps=15,scale=256:256,format=gray` (SPEC section 4), so frame-rate resampling, scaling
+and the YUV -> gray conversion are ffmpeg's own. Image directories use Pillow.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import re
+import subprocess
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image
+
+from .errors import BadInputError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 + AAC
+CRF = 18  # libx264 quality: colour maps show banding at the default 23
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    frames: np.ndarray  # [N, size, size] float32 in [0, 1], white = 1
+    fps: float  # frame rate of `frames` (= the requested fps)
+    audio: str | None  # path of a file whose audio track goes with the clip, None if it has none
+    label: str  # e.g. "demo clip (generated)", "video /x/y.mp4", "42 images in /dir"
+
+
+def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: int | None = None) -> Clip:
+    """`demo`, a directory of images (sorted by name) or a video file -> gray Clip of size x size frames.
+
+    `fps` is the rate frames are sampled at (ffmpeg's fps filter) or, for images, the rate they are
+    said to have; `demo` names the built-in clip even where a file of that name exists.
+    """
+    if size < 1:
+        raise BadInputError(f"--size must be at least 1, got {size}.")
+    if not fps > 0:
+        raise BadInputError(f"--fps must be positive, got {fps}.")
+    if max_frames is not None and max_frames <= 0:
+        raise BadInputError(f"--max-frames must be at least 1, got {max_frames}.")
+    if str(source) == "demo":
+        clip = demo_clip(size=size, fps=fps)
+        return dataclasses.replace(clip, frames=clip.frames[:max_frames])
+    path = Path(source)
+    if path.is_dir():
+        return _read_image_dir(path, size, fps, max_frames)
+    if not path.is_file():
+        raise BadInputError(f"Input {source} does not exist (give a video file, a directory of images or 'demo').")
+    frames = _decode_gray(path, size, fps, max_frames)
+    return Clip(frames, float(fps), str(path) if has_audio(path) else None, f"video {path}")
+
+
+def _read_image_dir(folder: Path, size: int, fps: float, max_frames: int | None) -> Clip:
+    """Images of `folder`, sorted by name -> Clip (no audio)."""
+    # Dot files are skipped: `._x.png` resource forks left by macOS are not images.
+    names = sorted(p.name for p in folder.iterdir()
+                   if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
+    if not names:
+        raise BadInputError(f"Directory {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
+    names = names[:max_frames]
+    frames = np.stack([_read_gray_image(folder / name, size) for name in names])
+    return Clip(frames.astype(np.float32) / 255.0, float(fps), None, f"{len(names)} images in {folder}")
+
+
+def _read_gray_image(path: Path, size: int) -> np.ndarray:
+    """One image file -> [size, size] uint8 gray, transparency composited on black."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode.startswith("I"):  # 16-bit gray: Pillow's convert("L") would clip, not scale
+                im = Image.fromarray(np.clip(np.asarray(im) / 257.0, 0, 255).round().astype(np.uint8))
+            elif "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info:
+                black = Image.new("RGBA", im.size, (0, 0, 0, 255))
+                im = Image.alpha_composite(black, im.convert("RGBA"))
+            # Gray before resizing (ffmpeg scales before format=gray): both are linear, cheaper this way.
+            gray = im.convert("L").resize((size, size), Image.Resampling.BICUBIC)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise BadInputError(f"Cannot read image {path}: {_one_line(str(err))}.") from err
+    return np.asarray(gray)
+
+
+def _decode_gray(path: Path, size: int, fps: float, max_frames: int | None) -> np.ndarray:
+    """Video file -> [N, size, size] float32 in [0, 1] through ffmpeg's fps, scale and gray filters."""
+    vf = f"fps={Fraction(fps).limit_denominator()},scale={size}:{size},format=gray"
+    reader = imageio_ffmpeg.read_frames(
+        str(path), pix_fmt="gray", bits_per_pixel=8, output_params=["-map", "0:v:0", "-an", "-vf", vf])
+    frames = []
+    try:
+        with _without_resize_warning():
+            next(reader)  # metadata
+        for raw in reader:
+            frames.append(np.frombuffer(raw, np.uint8).reshape(size, size))
+            if len(frames) == max_frames:
+                break  # closing the reader stops ffmpeg early
+    except (OSError, RuntimeError) as err:
+        reason = _last_line(str(err))
+        raise BadInputError(f"ffmpeg cannot decode {path} as a video: {reason}.") from err
+    finally:
+        reader.close()
+    if not frames:
+        raise BadInputError(f"Video {path} has no frames.")
+    return np.stack(frames).astype(np.float32) / 255.0
+
+
+@contextlib.contextmanager
+def _without_resize_warning():
+    """imageio-ffmpeg warns on every read whose output size differs from the source: scaling is the point here."""
+    logger = logging.getLogger("imageio_ffmpeg")
+
+    def drop(record):
+        return not record.getMessage().startswith("The frame size for reading")
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def demo_clip(*, size: int = 256, fps: float = 15.0, seconds: float = 2.0) -> Clip:
+    """A generated shadow play: white moon, ball and bar at night, then (cut) a black figure walking by day."""
+    if size < 1 or not fps > 0 or not seconds > 0:
+        raise BadInputError(f"Demo clip needs size >= 1, fps > 0 and seconds > 0, got {size}, {fps}, {seconds}.")
+    t = np.arange(max(1, round(seconds * fps)), dtype=np.float32) / np.float32(fps)  # [N] seconds
+    half = np.float32(seconds / 2)  # the scene cut
+    coord = (np.arange(size, dtype=np.float32) + 0.5) / size
+    y, x = coord[None, :, None], coord[None, None, :]  # [1, S, 1], [1, 1, S]: unit square, y down
+    chunks = np.split(t, range(64, len(t), 64))  # bounds the [N, S, S] temporaries of long clips
+    frames = np.concatenate([_shadow_play(tc, half, x, y, size) for tc in chunks])
+    return Clip(frames.astype(np.float32), float(fps), None, "demo clip (generated)")
+
+
+def _shadow_play(t, half, x, y, size):
+    """[N] times -> [N, S, S] frames: night scene before `half` seconds, inverted day scene after."""
+    night, day = t[t < half], t[t >= half]
+    return np.concatenate([_night(night / half, night, x, y, size), 1.0 - _day(day / half - 1, day, x, y, size)])
+
+
+def _night(u, t, x, y, size):
+    """[N] scene progress u in [0, 1), time t -> [N, S, S] white shapes on black."""
+    u, t = u[:, None, None], t[:, None, None]
+    mx, my = 0.25 + 0.4 * u, 0.7 - 0.4 * u  # the moon rises to the right
+    moon = _ink(_disk(x, y, mx, my, 0.22), size) * (1.0 - _ink(_disk(x, y, mx + 0.1, my - 0.06, 0.19), size))
+    ball = _ink(_disk(x, y, 0.1 + 0.8 * u, 0.86 - 0.5 * np.abs(np.sin(2 * np.pi * t)), 0.07), size)
+    bar = _ink(np.abs(x - (1.05 - 1.1 * u)) - 0.035, size)
+    return functools.reduce(np.maximum, [moon, ball, bar])
+
+
+def _day(u, t, x, y, size):
+    """[N] scene progress u in [0, 1), time t -> [N, S, S] black ink of a walking figure, pillar and ground."""
+    u, t = u[:, None, None], t[:, None, None]
+    swing = 0.13 * np.sin(2 * np.pi * 1.2 * t)  # legs and arms swing in opposition
+    hx, hy = 0.15 + 0.7 * u, 0.6 - 0.015 * np.abs(np.cos(2 * np.pi * 1.2 * t))  # hip, bobbing
+    parts = [
+        _disk(x, y, hx, hy - 0.3, 0.065),  # head
+        _capsule(x, y, hx, hy - 0.21, hx, hy, 0.06),  # torso
+        _capsule(x, y, hx, hy, hx + swing, 0.9, 0.035),  # legs
+        _capsule(x, y, hx, hy, hx - swing, 0.9, 0.035),
+        _capsule(x, y, hx, hy - 0.18, hx - swing, hy + 0.02, 0.028),  # arms
+        _capsule(x, y, hx, hy - 0.18, hx + swing, hy + 0.02, 0.028),
+        np.abs(x - (0.95 - 0.5 * u)) - 0.04,  # pillar sliding the other way
+        0.92 - y,  # ground
+    ]
+    return _ink(functools.reduce(np.minimum, parts), size)
+
+
+def _ink(d, size):
+    """Signed distance in unit-square units -> coverage, antialiased over one pixel."""
+    return np.clip(0.5 - d * size, 0.0, 1.0)
+
+
+def _disk(x, y, cx, cy, r):
+    return np.hypot(x - cx, y - cy) - r
+
+
+def _capsule(x, y, ax, ay, bx, by, r):
+    """Signed distance to the segment a-b thickened by r."""
+    px, py, dx, dy = x - ax, y - ay, bx - ax, by - ay
+    h = np.clip((px * dx + py * dy) / (dx * dx + dy * dy + 1e-12), 0.0, 1.0)
+    return np.hypot(px - h * dx, py - h * dy) - r
+
+
+def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None) -> None:
+    """[N, H, W, 3] uint8 -> H.264 yuv420p video at `fps`, with the audio of `audio` (AAC) cut to the shorter stream.
+
+    yuv420p needs even sizes: an odd height or width gets one edge-replicated row or column.
+    The file appears at `path` only once complete (written beside it, then renamed).
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 4 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8 or len(rgb) == 0:
+        raise ValueError(f"write_video takes [N, H, W, 3] uint8 frames with N >= 1, got {rgb.dtype} {rgb.shape}.")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise BadInputError(f"Output directory {path.parent} does not exist.")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise BadInputError(f"Output {path} must end in one of {', '.join(sorted(VIDEO_SUFFIXES))}.")
+    if not fps > 0:
+        raise BadInputError(f"--fps must be positive, got {fps}.")
+    if audio is not None and not Path(audio).is_file():
+        raise BadInputError(f"Audio source {audio} does not exist.")
+    if audio is not None and not has_audio(audio):
+        raise BadInputError(f"Audio source {audio} has no audio track.")
+    _, height, width, _ = rgb.shape
+    rgb = np.ascontiguousarray(np.pad(rgb, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge"))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        writer = imageio_ffmpeg.write_frames(
+            tmp, (rgb.shape[2], rgb.shape[1]), fps=fps, codec="libx264", quality=None,
+            macro_block_size=1,  # sizes are already even; a larger block would make imageio rescale
+            ffmpeg_log_level="error", output_params=["-crf", str(CRF)] + (["-shortest"] if audio else []),
+            audio_path=None if audio is None else str(audio), audio_codec="aac" if audio else None)
+        writer.send(None)
+        try:
+            for frame in rgb:
+                writer.send(frame)
+        finally:
+            writer.close()  # waits for ffmpeg to finish the file
+        if not re.search(r"Stream #.*: Video: h264", _probe(tmp)):  # write_frames ignores ffmpeg's exit status
+            raise BadInputError(f"ffmpeg could not write the video {path}.")
+        os.replace(tmp, path)
+    except OSError as err:
+        raise BadInputError(f"ffmpeg could not write the video {path}: {_one_line(str(err))[:200]}.") from err
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def has_audio(path) -> bool:
+    """Whether ffmpeg sees an audio stream in `path` (False for a file it cannot open)."""
+    return re.search(r"^\s*Stream #.*: Audio: ", _probe(path), flags=re.MULTILINE) is not None
+
+
+def _probe(path) -> str:
+    """ffmpeg's description of the streams of `path` (stderr of `ffmpeg -i`; no ffprobe is bundled)."""
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+    return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace").stderr
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()).rstrip(".")
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return _one_line(lines[-1] if lines else "unknown error")

@@ -1,0 +1,72 @@
+"""display.py against a NumPy loop of SPEC section 7, steps 1-4."""
+import matplotlib
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from badapple_jax.display import colourise, display_frames, normalise_display
+
+
+def reference(a):
+    """[T, T] attention map -> [T, T] display values, row by row."""
+    T = a.shape[0]
+    z = np.zeros((T, T))
+    for i in range(1, T):
+        row = a[i, : i + 1]
+        if row.std() >= 1e-10:
+            z[i, : i + 1] = (row - row.mean()) / row.std()
+    lo, hi = np.percentile(z[np.tril_indices(T)], [1, 99])
+    v = (np.clip(z, lo, hi) - lo) / (hi - lo) if hi > lo else np.zeros_like(z)
+    return np.tril(gaussian_filter(v, 1.5))
+
+
+def attention(rng, n, T):
+    """[n, T, T] causal softmax of random scores."""
+    scores = np.where(np.tri(T, dtype=bool), rng.normal(size=(n, T, T)) * 2, -np.inf)
+    e = np.exp(scores - scores.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("T", [16, 25, 32])
+def test_matches_loop_reference(rng, T):
+    a = attention(rng, 3, T)
+    v = normalise_display(a)
+    assert v.shape == a.shape and v.dtype == np.float32
+    for k in range(3):
+        np.testing.assert_allclose(v[k], reference(a[k]), atol=1e-6)
+    assert v.min() >= 0 and v.max() <= 1
+    assert np.all(v[:, ~np.tri(T, dtype=bool)] == 0)
+
+
+def test_many_frames_cross_blocks(rng):
+    a = attention(rng, 70, 16)  # more than one block of 64
+    v = normalise_display(a)
+    np.testing.assert_allclose(v[66], reference(a[66]), atol=1e-6)
+    np.testing.assert_array_equal(normalise_display(a[None])[0], v)
+
+
+def test_constant_and_flat_input_give_zeros_not_nan():
+    T = 16
+    uniform = np.tri(T) / np.arange(1, T + 1)[:, None]  # every row flat: std 0
+    for a in (np.full((2, T, T), 0.3), uniform[None]):
+        v = normalise_display(a)
+        assert np.all(np.isfinite(v)) and np.all(v == 0)
+
+
+def test_colourise_endpoints_shape_dtype(rng):
+    magma = matplotlib.colormaps["magma"]
+    v = rng.random((2, 8, 8)).astype(np.float32)
+    v[0, 0, 0], v[0, 0, 1] = 0.0, 1.0
+    rgb = colourise(v)
+    assert rgb.shape == (2, 8, 8, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[0, 0, 0], magma(0.0, bytes=True)[:3])
+    np.testing.assert_array_equal(rgb[0, 0, 1], magma(1.0, bytes=True)[:3])
+    np.testing.assert_array_equal(rgb, magma(v, bytes=True)[..., :3])  # matplotlib's own mapping
+
+
+def test_display_frames(rng):
+    a = attention(rng, 2, 16)
+    rgb = display_frames(a)
+    assert rgb.shape == (2, 16, 16, 3) and rgb.dtype == np.uint8
+    black = matplotlib.colormaps["magma"](0.0, bytes=True)[:3]
+    assert np.all(rgb[:, 0, 1:] == black)  # above the diagonal: the colour of 0
