@@ -1,0 +1,83 @@
+"""The multi-start optimiser: schedule against PyTorch, and its behaviour on a tiny model."""
+import jax
+import numpy as np
+import pytest
+
+from badapple_jax.optimize import Settings, compile_chunk, optimize_frames, warm_restart_cosine
+from badapple_jax.weights import load_layer, pick_head
+
+
+@pytest.mark.parametrize("n_steps", [375, 1125, 37])  # explore and refine phases of the default 1500 steps; a short one
+def test_schedule_equals_torch_cosine_annealing_warm_restarts(n_steps):
+    import torch
+
+    lr, lr_min, T_0 = 0.1, 1e-4, max(n_steps // 4, 50)
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=T_0, T_mult=1, eta_min=lr_min)
+    expected = []
+    for _ in range(n_steps):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    ours = warm_restart_cosine(lr, lr_min, T_0, n_steps)
+    got = [float(ours(t)) for t in range(n_steps)]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def head(tiny_ckpt):
+    return pick_head(load_layer(str(tiny_ckpt), 0)[0], 0)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    r = np.random.default_rng(7)
+    T = 16
+    yy, xx = np.mgrid[:T, :T] / T
+    return np.stack([0.05 + 0.95 * ((xx - 0.1 * k) ** 2 + (yy - 0.5) ** 2 < 0.1)
+                     for k in range(5)]).clip(0, 1)
+
+
+def run(head, frames, settings, chunk_size):
+    results = list(optimize_frames(head, frames, settings, seed=3, chunk_size=chunk_size, progress=False))
+    return jax.tree.map(lambda *a: np.concatenate(a), *[r for _, r in results])
+
+
+def test_optimiser_lowers_the_loss_and_pads_the_last_chunk(head, frames):
+    settings = Settings(steps=40, seeds=2)
+    r = run(head, frames, settings, chunk_size=4)  # 5 frames: a full chunk and a padded one
+    assert r.loss.shape == (5,) and r.x.shape == (5, 16, 64) and r.attention.shape == (5, 16, 16)
+    assert r.explore_trace.shape == (5, 10, 2) and r.refine_trace.shape == (5, 30)
+    first = r.explore_trace[:, 0, :].min(axis=1)
+    assert np.all(r.loss < 0.01 * first), (r.loss, first)
+    assert np.all(np.isfinite(r.x))
+    np.testing.assert_allclose(r.attention.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_frame_results_do_not_depend_on_the_chunk(head, frames):
+    settings = Settings(steps=20, seeds=2)
+    a, b = run(head, frames, settings, chunk_size=2), run(head, frames, settings, chunk_size=5)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-5)
+    np.testing.assert_array_equal(a.seed, b.seed)
+    np.testing.assert_allclose(a.x, b.x, rtol=1e-4, atol=1e-5)
+
+
+def test_best_seed_per_frame_is_never_worse_than_one_per_chunk(head, frames):
+    per_frame = run(head, frames, Settings(steps=20, seeds=3), chunk_size=5)
+    per_chunk = run(head, frames, Settings(steps=20, seeds=3, seed_select="chunk"), chunk_size=5)
+    np.testing.assert_allclose(per_frame.explore_loss, per_chunk.explore_loss, rtol=1e-6)  # same starts
+    assert len(set(per_chunk.seed)) == 1
+    rows = np.arange(5)
+    assert np.all(per_frame.explore_loss[rows, per_frame.seed] <= per_chunk.explore_loss[rows, per_chunk.seed])
+    assert np.all(per_frame.explore_loss[rows, per_frame.seed] == per_frame.explore_loss.min(axis=1))
+    same = per_frame.seed == per_chunk.seed  # where both keep the same start, refinement is identical
+    np.testing.assert_allclose(per_frame.loss[same], per_chunk.loss[same], rtol=1e-6)
+
+
+def test_one_compiled_program_serves_every_chunk(head, frames):
+    settings = Settings(steps=8, seeds=1)
+    compiled, seconds = compile_chunk(head, 16, 2, settings)
+    assert seconds > 0
+    results = list(optimize_frames(head, frames, settings, chunk_size=2, progress=False, compiled=compiled))
+    assert [start for start, _ in results] == [0, 2, 4]
+    assert [len(r.loss) for _, r in results] == [2, 2, 1]
