@@ -1,1 +1,32 @@
-"""badapple-jax: one attention head of a frozen GPT-2 displays a video."""
+"""badapple-jax: one attention head of a frozen GPT-2 displays a video.
+
+    import badapple_jax as bj
+    w = bj.pick_head(bj.load_layer("random:gpt2-xl")[0], head=0)   # or "gpt2-xl", or a local dir
+    A = bj.attention(x, w)                                          # x [T, n_embd] -> [T, T] attention map
+"""
+import os
+
+# XLA's YNNPACK fusions run this optimiser's [B*T, 2 d_head] x [2 d_head, n_embd] backward matmul at
+# under half the speed of its Eigen path on x86 CPUs (benchmarks/RESULTS.md). The flag is CPU-only,
+# changes no result beyond float rounding, and takes effect only if set before JAX starts its backend.
+if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type=").strip()
+
+from badapple_jax.display import colourise, display_frames, normalise_display
+from badapple_jax.errors import BadInputError
+from badapple_jax.kernel import attention, causal_softmax, head_logits, layer_norm
+from badapple_jax.loss import frame_loss, row_centred
+from badapple_jax.optimize import (ChunkResult, Settings, compile_chunk, multi_start, optimize_chunk, optimize_frames,
+                                   warm_restart_cosine)
+from badapple_jax.render import Job, render
+from badapple_jax.targets import desired_logits, row_normalise
+from badapple_jax.video import Clip, demo_clip, read_clip, write_video
+from badapple_jax.weights import HeadWeights, LayerWeights, ModelConfig, ModelInfo, load_layer, pick_head, random_layer
+
+__all__ = [
+    "BadInputError", "ChunkResult", "Clip", "HeadWeights", "Job", "LayerWeights", "ModelConfig", "ModelInfo", "Settings",
+    "attention", "causal_softmax", "colourise", "compile_chunk", "demo_clip", "desired_logits", "display_frames",
+    "frame_loss", "head_logits", "layer_norm", "load_layer", "multi_start", "normalise_display", "optimize_chunk",
+    "optimize_frames", "pick_head", "random_layer", "read_clip", "render", "row_centred", "row_normalise",
+    "warm_restart_cosine", "write_video",
+]

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import tempfile
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,6 +27,10 @@ from .errors import BadInputError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 + AAC
 CRF = 18  # libx264 quality: colour maps show banding at the default 23
+
+# JAX warns on every fork; subprocess (here and inside imageio-ffmpeg) execs ffmpeg straight after it,
+# which is safe, so that warning would only alarm users.
+warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
 
 
 @dataclasses.dataclass(frozen=True)

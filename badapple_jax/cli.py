@@ -1,0 +1,69 @@
+"""Command line: `badapple-jax render INPUT -o OUT.mp4 [options]` (SPEC section 10)."""
+import argparse
+import sys
+
+from badapple_jax.errors import BadInputError
+from badapple_jax.optimize import Settings
+from badapple_jax.render import Job, render
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="badapple-jax", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    p = commands.add_parser(
+        "render",
+        help="optimise one head of a frozen GPT-2 to display every frame, then write PNGs and an mp4",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    s = Settings()
+    p.add_argument("input", help="video file, directory of images (sorted by name), or 'demo' (a generated clip)")
+    p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
+    p.add_argument("--workdir", help="PNG frames and metrics.json (default: OUTPUT with suffix .work)")
+    p.add_argument("--model", default="gpt2-xl", help="hub id, local dir with config.json + *.safetensors, or random:gpt2-xl / random:gpt2")
+    p.add_argument("--layer", type=int, default=0, help="layer of the display head")
+    p.add_argument("--head", type=int, default=0, help="display head within the layer")
+    p.add_argument("--size", type=int, default=256, help="display size T (frames are T x T tokens)")
+    p.add_argument("--fps", type=float, default=15.0, help="frames per second sampled from the input and played")
+    p.add_argument("--max-frames", type=int, help="render only the first N frames")
+    p.add_argument("--steps", type=int, default=s.steps, help="Adam steps per frame (a quarter explores each seed)")
+    p.add_argument("--seeds", type=int, default=s.seeds, help="random starts explored per frame")
+    p.add_argument("--lr", type=float, default=s.lr, help="peak learning rate of each cosine cycle")
+    p.add_argument("--lr-min", type=float, default=s.lr_min, help="learning rate at the end of each cycle")
+    p.add_argument("--init-scale", type=float, default=s.init_scale, help="std of the random initial embeddings")
+    p.add_argument("--seed-select", choices=("frame", "chunk"), default=s.seed_select,
+                   help="keep the best start per frame, or one per chunk by mean loss (the reference)")
+    p.add_argument("--chunk-size", type=int, default=64, help="frames optimised together in one compiled step")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the initial embeddings")
+    p.add_argument("--save-embeddings", action="store_true", help="also write WORKDIR/embeddings.npy [N, T, n_embd] float32")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings(args.steps, args.seeds, args.lr, args.lr_min, args.init_scale, args.seed_select)
+    job = Job(
+        args.input, args.output, args.workdir, args.model, args.layer, args.head, args.size, args.fps,
+        args.max_frames, args.chunk_size, args.seed, args.save_embeddings, settings,
+    )
+    log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    try:
+        render(job, log=log, progress=not args.quiet)
+    except BadInputError as err:
+        print(f"badapple-jax: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("badapple-jax: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The whole job: clip -> targets -> optimised embeddings -> attention maps -> PNGs, metrics and mp4."""
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import jax
+import numpy as np
+
+from badapple_jax.display import display_frames
+from badapple_jax.errors import BadInputError
+from badapple_jax.optimize import Settings, compile_chunk, optimize_frames
+from badapple_jax.video import VIDEO_SUFFIXES, read_clip, write_video
+from badapple_jax.weights import load_layer, pick_head
+
+PACKAGES = ("badapple-jax", "jax", "jaxlib", "optax", "flax", "numpy", "scipy", "imageio", "imageio-ffmpeg")
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One render; the defaults are the reference's."""
+
+    input: str  # video file, directory of images, or "demo"
+    output: str  # .mp4 path
+    workdir: str | None = None  # PNG frames and metrics.json; default: OUTPUT without suffix + ".work"
+    model: str = "gpt2-xl"  # hub id, local directory, or random:NAME
+    layer: int = 0
+    head: int = 0
+    size: int = 256  # T: the display is T x T
+    fps: float = 15.0  # frames per second sampled from the input and played in the output
+    max_frames: int | None = None  # render only the first N frames
+    chunk_size: int = 64  # frames per compiled step
+    seed: int = 0  # seeds the random starts (per frame index)
+    save_embeddings: bool = False  # write embeddings.npy [N, T, n_embd] float32
+    settings: Settings = Settings()
+
+    @property
+    def work(self) -> Path:
+        return Path(self.workdir) if self.workdir else Path(self.output).with_suffix(".work")
+
+
+def check(job: Job) -> None:
+    """Refuse bad numbers and unusable paths before any work is done."""
+    s = job.settings
+    rules = [
+        (s.steps >= 4, f"--steps must be at least 4 (explore is steps // 4), got {s.steps}"),
+        (s.seeds >= 1, f"--seeds must be at least 1, got {s.seeds}"),
+        (np.isfinite(s.lr) and s.lr > 0, f"--lr must be a positive number, got {s.lr}"),
+        (np.isfinite(s.lr_min) and 0 <= s.lr_min <= s.lr, f"--lr-min must be in [0, --lr], got {s.lr_min}"),
+        (np.isfinite(s.init_scale) and s.init_scale > 0, f"--init-scale must be positive, got {s.init_scale}"),
+        (s.seed_select in ("frame", "chunk"), f"--seed-select must be frame or chunk, got {s.seed_select}"),
+        (job.chunk_size >= 1, f"--chunk-size must be at least 1, got {job.chunk_size}"),
+        (job.size >= 2, f"--size must be at least 2, got {job.size}"),
+        (np.isfinite(job.fps) and job.fps > 0, f"--fps must be positive, got {job.fps}"),
+        (job.max_frames is None or job.max_frames >= 1, f"--max-frames must be at least 1, got {job.max_frames}"),
+        (job.layer >= 0, f"--layer must be >= 0, got {job.layer}"),
+        (job.head >= 0, f"--head must be >= 0, got {job.head}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise BadInputError(message + ".")
+    out = Path(job.output)
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise BadInputError(f"Output {out} must end in one of {', '.join(sorted(VIDEO_SUFFIXES))}.")
+    if not out.parent.is_dir():
+        raise BadInputError(f"Output directory {out.parent} does not exist.")
+    if not os.access(out.parent, os.W_OK):
+        raise BadInputError(f"Output directory {out.parent} is not writable.")
+
+
+def prepare_workdir(path: Path) -> Path:
+    """Create the work directory (and frames/) or say plainly why it cannot be used."""
+    try:
+        (path / "frames").mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise BadInputError(f"Cannot use work directory {path}: {err.strerror}.") from err
+    return path
+
+
+def write_json_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def render(job: Job, log=print, progress: bool = True) -> dict:
+    """Run `job` end to end; returns the metrics written to WORKDIR/metrics.json."""
+    check(job)
+    layer_weights, info = load_layer(job.model, job.layer)
+    w = pick_head(layer_weights, job.head)
+    if job.size > info.config.n_positions:
+        raise BadInputError(f"--size {job.size} exceeds the model's {info.config.n_positions} positions.")
+    clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames)
+    work = prepare_workdir(job.work)
+    device = jax.devices()[0]
+    log(f"model: {info.source}; layer {job.layer}, head {job.head}")
+    log(f"input: {clip.label}, {len(clip.frames)} frames of {job.size}x{job.size} at {clip.fps:g} fps")
+    chunk = min(job.chunk_size, len(clip.frames))
+    log(f"device: {device.platform} ({device.device_kind}); compiling one step for {chunk} frames x {job.settings.seeds} seeds")
+    compiled, compile_seconds = compile_chunk(w, job.size, chunk, job.settings)
+
+    N, T, E = len(clip.frames), job.size, info.config.n_embd
+    embeddings = None
+    if job.save_embeddings:
+        embeddings = np.lib.format.open_memmap(work / ".embeddings.npy.tmp", "w+", np.float32, (N, T, E))
+    rgb = np.zeros((N, T, T, 3), np.uint8)
+    loss, chosen, explore = np.zeros(N), np.zeros(N, int), np.zeros((N, job.settings.seeds))
+    t0 = time.perf_counter()
+    for start, result in optimize_frames(
+        w, clip.frames, job.settings, seed=job.seed, chunk_size=chunk, progress=progress, compiled=compiled
+    ):
+        stop = start + len(result.loss)
+        loss[start:stop], chosen[start:stop], explore[start:stop] = result.loss, result.seed, result.explore_loss
+        rgb[start:stop] = display_frames(result.attention)
+        for i in range(start, stop):
+            iio.imwrite(work / "frames" / f"frame_{i:06d}.png", rgb[i])
+        if embeddings is not None:
+            embeddings[start:stop] = result.x
+    optimize_seconds = time.perf_counter() - t0
+    if embeddings is not None:
+        embeddings.flush()
+        del embeddings
+        os.replace(work / ".embeddings.npy.tmp", work / "embeddings.npy")
+
+    metrics = {
+        "input": clip.label,
+        "model": info.as_dict(),
+        "settings": dataclasses.asdict(job),
+        "frames": N,
+        "fps": clip.fps,
+        "per_frame_loss": loss.tolist(),
+        "per_frame_seed": chosen.tolist(),
+        "per_frame_explore_loss": explore.tolist(),
+        "mean_loss": float(loss.mean()),
+        "median_loss": float(np.median(loss)),
+        "compile_seconds": compile_seconds,
+        "optimize_seconds": optimize_seconds,
+        "seconds_per_frame": optimize_seconds / N,
+        "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count()},
+        "versions": versions(),
+        "command": sys.argv,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(metrics, work / "metrics.json")
+    write_video(rgb, job.output, fps=clip.fps, audio=clip.audio)
+    log(
+        f"done: {N} frames in {optimize_seconds:.1f} s (+{compile_seconds:.1f} s compile), "
+        f"loss mean {metrics['mean_loss']:.4f} median {metrics['median_loss']:.4f}; "
+        f"video {job.output}, frames and metrics in {work}"
+    )
+    return metrics

@@ -1,0 +1,51 @@
+"""Make the README's figure: targets of the demo clip above the attention maps that display them.
+
+    python scripts/make_figures.py WORKDIR [--input demo] [--out docs/demo.png]
+
+WORKDIR is the work directory of a finished `badapple-jax render` of the same input and size.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from badapple_jax import read_clip  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--input", default="demo")
+    parser.add_argument("--out", type=Path, default=Path("docs/demo.png"))
+    parser.add_argument("--columns", type=int, default=6)
+    args = parser.parse_args()
+
+    metrics = json.loads((args.workdir / "metrics.json").read_text())
+    job = metrics["settings"]
+    clip = read_clip(args.input, size=job["size"], fps=job["fps"], max_frames=job["max_frames"])
+    loss = np.asarray(metrics["per_frame_loss"])
+    picks = np.linspace(0, len(loss) - 1, args.columns).round().astype(int)
+    fig, axes = plt.subplots(2, args.columns, figsize=(2.2 * args.columns, 5.0), squeeze=False, layout="constrained")
+    for col, i in enumerate(picks):
+        axes[0, col].imshow(clip.frames[i], cmap="gray", vmin=0, vmax=1)
+        axes[0, col].set_title(f"frame {i}", fontsize=9)
+        axes[1, col].imshow(iio.imread(args.workdir / "frames" / f"frame_{i:06d}.png"))
+        axes[1, col].set_title(f"loss {loss[i]:.2g}", fontsize=9)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    model = metrics["model"]
+    fig.suptitle(f"target (top) and layer {job['layer']} head {job['head']} attention of {model['name']} (bottom)",
+                 fontsize=10)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

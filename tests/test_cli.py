@@ -1,0 +1,111 @@
+"""`badapple-jax render` end to end on a tiny checkpoint, and the table of bad inputs."""
+import json
+import os
+import subprocess
+import sys
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.numpy import load_file, save_file
+
+from badapple_jax.cli import main
+
+from test_weights import hub, rewrite  # noqa: F401  (the loopback hub fixture)
+
+FAST = ["--steps", "8", "--seeds", "2", "--size", "16", "--max-frames", "3"]
+
+
+@pytest.mark.slow
+def test_render_demo_end_to_end(tiny_ckpt, tmp_path):
+    out = tmp_path / "demo.mp4"
+    cmd = [sys.executable, "-m", "badapple_jax", "render", "demo", "-o", str(out), "--model", str(tiny_ckpt),
+           "--steps", "40", "--max-frames", "8", "--size", "32", "--chunk-size", "3", "--save-embeddings"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "done: 8 frames" in done.stderr
+    n_frames, _ = imageio_ffmpeg.count_frames_and_secs(str(out))
+    assert n_frames == 8
+    work = tmp_path / "demo.work"
+    pngs = sorted((work / "frames").glob("*.png"))
+    assert [p.name for p in pngs] == [f"frame_{i:06d}.png" for i in range(8)]
+    assert np.asarray(Image.open(pngs[0])).shape == (32, 32, 3)
+    metrics = json.loads((work / "metrics.json").read_text())
+    assert len(metrics["per_frame_loss"]) == 8 and len(metrics["per_frame_seed"]) == 8
+    assert all(np.isfinite(metrics["per_frame_loss"]))
+    assert metrics["settings"]["settings"]["steps"] == 40 and metrics["model"]["is_random"] is False
+    assert metrics["optimize_seconds"] > 0 and metrics["compile_seconds"] > 0
+    assert metrics["device"]["platform"] == "cpu" and metrics["versions"]["jax"]
+    assert np.load(work / "embeddings.npy").shape == (8, 32, 64)
+
+
+def test_random_model_is_labelled(tmp_path, capsys):
+    out = tmp_path / "r.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", "random:gpt2", *FAST]) == 0
+    assert "RANDOM weights" in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "r.work" / "metrics.json").read_text())
+    assert metrics["model"]["is_random"] and "RANDOM" in metrics["model"]["source"]
+
+
+def misshapen(t):
+    t["h.0.attn.c_attn.weight"] = t["h.0.attn.c_attn.weight"][:, :-3]
+    return t
+
+
+def missing(t):
+    del t["h.0.ln_1.bias"]
+    return t
+
+
+BAD = {
+    "missing input": (["/no/such/file.mp4"], "does not exist"),
+    "unreadable video": (["{garbage}"], "cannot decode"),
+    "empty image dir": (["{empty}"], "holds no images"),
+    "size above n_positions": (["demo", "--size", "128"], "exceeds the model's 64 positions"),
+    "head out of range": (["demo", "--head", "4"], "head 4 is out of range"),
+    "layer out of range": (["demo", "--layer", "2"], "layer 2 is out of range"),
+    "too few steps": (["demo", "--steps", "3"], "--steps must be at least 4"),
+    "zero max frames": (["demo", "--max-frames", "0"], "--max-frames must be at least 1"),
+    "negative lr": (["demo", "--lr", "-1"], "--lr must be a positive number"),
+    "nan init scale": (["demo", "--init-scale", "nan"], "--init-scale must be positive"),
+    "not a number": (["demo", "--steps", "many"], "invalid int value"),
+    "unknown model id": (["demo", "--model", "nobody/nothing"], "unknown model 'nobody/nothing'"),
+    "missing key": (["demo", "--model", "{missing}"], "lacks h.0.ln_1.bias"),
+    "misshapen key": (["demo", "--model", "{misshapen}"], "h.0.attn.c_attn.weight has shape (64, 189)"),
+    "output dir missing": (["demo", "-o", "/no/such/dir/out.mp4"], "does not exist"),
+    "output not a video": (["demo", "-o", "{tmp}/out.txt"], "must end in one of"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tiny_ckpt, tmp_path, hub, capsys):  # noqa: F811
+    (tmp_path / "garbage.mp4").write_bytes(os.urandom(3000))
+    (tmp_path / "empty").mkdir()
+    paths = {"garbage": tmp_path / "garbage.mp4", "empty": tmp_path / "empty", "tmp": tmp_path,
+             "missing": rewrite(tiny_ckpt, tmp_path / "missing", missing),
+             "misshapen": rewrite(tiny_ckpt, tmp_path / "misshapen", misshapen)}
+    args, expected = BAD[case]
+    args = [a.format(**paths) for a in args]
+    if "-o" not in args:
+        args += ["-o", str(tmp_path / "out.mp4")]
+    if "--model" not in args:
+        args += ["--model", str(tiny_ckpt)]
+    before = set(os.listdir(tmp_path))
+    try:
+        code = main(["render", *args, *(["--steps", "8"] if "--steps" not in args else []),
+                     *(["--size", "16"] if "--size" not in args else [])])
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert set(os.listdir(tmp_path)) == before
+
+
+def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "badapple_jax", "render", "/no/such.mp4", "-o", str(tmp_path / "o.mp4"),
+                           "--model", "random:gpt2"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "does not exist" in done.stderr
