@@ -1,4 +1,5 @@
 """video.py: ffmpeg round trips, audio, image directories, the demo clip and bad inputs."""
+import os
 import wave
 
 import imageio_ffmpeg
@@ -72,6 +73,9 @@ def test_odd_sizes_are_padded_not_rescaled(tmp_path):
     reader = imageio_ffmpeg.read_frames(str(out))
     assert next(reader)["source_size"] == (16, 18)
     reader.close()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's private one
 
 
 def test_image_directory_mixed_modes_sorted(tmp_path):
