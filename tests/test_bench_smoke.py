@@ -1,0 +1,20 @@
+"""The benchmark harness runs end to end at a tiny size (its figures are measured elsewhere, never here)."""
+import json
+
+import pytest
+
+from benchmarks import bench_vs_torch
+
+
+@pytest.mark.slow
+def test_bench_vs_torch_smoke(tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    bench_vs_torch.main(["--model", str(tiny_ckpt), "--frames", "3", "--size", "16", "--steps", "8", "--seeds", "2",
+                         "--chunk-size", "2", "--repeat", "1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert printed.strip().splitlines()[-1].startswith("speed-up (torch time / JAX time): ")
+    result = json.loads(out.read_text())
+    assert [s["side"] for s in result["sides"]] == ["jax", "torch"]
+    for side in result["sides"]:
+        assert len(side["runs"][0]["losses"]) == 3 and side["seconds"] > 0 and side["peak_mb"] > 0
+    assert result["speedup"] > 0
