@@ -16,15 +16,17 @@ from badapple_jax.display import colourise, display_frames, normalise_display
 from badapple_jax.errors import BadInputError
 from badapple_jax.kernel import attention, causal_softmax, head_logits, layer_norm
 from badapple_jax.loss import frame_loss, row_centred
-from badapple_jax.optimize import (ChunkResult, Settings, compile_chunk, multi_start, optimize_chunk, optimize_frames,
-                                   warm_restart_cosine)
+from badapple_jax.chunks import auto_chunk_size, compile_chunk, frame_mesh, optimize_frames
+from badapple_jax.headspace import HeadSpace, head_space, headspace_logits, lift, to_head_space
+from badapple_jax.optimize import ChunkResult, Settings, multi_start, optimize_chunk, warm_restart_cosine
 from badapple_jax.render import Job, render
 from badapple_jax.targets import desired_logits, row_normalise
 from badapple_jax.video import Clip, demo_clip, read_clip, write_video
 from badapple_jax.weights import HeadWeights, LayerWeights, ModelConfig, ModelInfo, load_layer, pick_head, random_layer
 
 __all__ = [
-    "BadInputError", "ChunkResult", "Clip", "HeadWeights", "Job", "LayerWeights", "ModelConfig", "ModelInfo", "Settings",
+    "BadInputError", "ChunkResult", "Clip", "HeadSpace", "HeadWeights", "auto_chunk_size", "frame_mesh", "head_space",
+    "headspace_logits", "lift", "to_head_space", "Job", "LayerWeights", "ModelConfig", "ModelInfo", "Settings",
     "attention", "causal_softmax", "colourise", "compile_chunk", "demo_clip", "desired_logits", "display_frames",
     "frame_loss", "head_logits", "layer_norm", "load_layer", "multi_start", "normalise_display", "optimize_chunk",
     "optimize_frames", "pick_head", "random_layer", "read_clip", "render", "row_centred", "row_normalise",

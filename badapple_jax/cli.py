@@ -3,7 +3,7 @@ import argparse
 import sys
 
 from badapple_jax.errors import BadInputError
-from badapple_jax.optimize import Settings
+from badapple_jax.optimize import PRECISIONS, SOLVERS, Settings
 from badapple_jax.render import Job, render
 
 
@@ -12,6 +12,11 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def chunk_size(text: str):
+    """`auto` or a whole number (checked later with the other numbers)."""
+    return None if text == "auto" else int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-scale", type=float, default=s.init_scale, help="std of the random initial embeddings")
     p.add_argument("--seed-select", choices=("frame", "chunk"), default=s.seed_select,
                    help="keep the best start per frame, or one per chunk by mean loss (the reference)")
-    p.add_argument("--chunk-size", type=int, default=64, help="frames optimised together in one compiled step")
+    p.add_argument("--solver", choices=SOLVERS, default=s.solver,
+                   help="optimise the embedding X (reference), or z in head space (layer 0, much faster) lifted to X")
+    p.add_argument("--warm-start", action="store_true", help="headspace: first start from an SVD of the target")
+    p.add_argument("--precision", choices=tuple(PRECISIONS), default=s.precision,
+                   help="matmul precision on GPUs (CPUs compute fp32 regardless)")
+    p.add_argument("--chunk-size", type=chunk_size, default=None,
+                   help="frames optimised together in one compiled step (default: as many as fit the free memory)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the initial embeddings")
     p.add_argument("--save-embeddings", action="store_true", help="also write WORKDIR/embeddings.npy [N, T, n_embd] float32")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
@@ -48,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings(args.steps, args.seeds, args.lr, args.lr_min, args.init_scale, args.seed_select)
+    settings = Settings(args.steps, args.seeds, args.lr, args.lr_min, args.init_scale, args.seed_select, args.solver,
+                        args.precision, args.warm_start)
     job = Job(
         args.input, args.output, args.workdir, args.model, args.layer, args.head, args.size, args.fps,
         args.max_frames, args.chunk_size, args.seed, args.save_embeddings, settings,

@@ -1,28 +1,30 @@
-"""Multi-start optimisation of input embeddings, one compiled step per chunk of frames (SPEC section 6).
+"""Multi-start optimisation of one chunk of frames as one XLA program (SPEC sections 6 and 9).
 
 For every frame: `seeds` random starts explored for steps // 4 Adam steps each, the best start kept,
 then refined for the remaining steps with a fresh Adam and schedule. Frames and seeds are vmapped
-(folded into one batch axis) and the steps run in `lax.scan`, so a whole chunk is one XLA program.
+and the steps run in `lax.scan`. Two parameterisations share all of it: the embedding X itself
+(`solver="embedding"`, the reference's method) or the head-space z of `headspace.py`, lifted to X
+at the end; either way the final X is checked through the ordinary kernel.
 
 Each frame's gradient is that of its own loss (the reference differentiates the chunk's MEAN loss,
 which scales gradients by 1/chunk; Adam is invariant to that scale except through its eps), so a
 frame's result does not depend on the other frames of its chunk.
 """
 import dataclasses
-import time
-from typing import Iterator
 
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from tqdm.auto import tqdm
 
+from badapple_jax.headspace import HeadSpace, headspace_logits, lift, to_head_space
 from badapple_jax.kernel import causal_softmax, head_logits
 from badapple_jax.loss import frame_loss
 from badapple_jax.targets import desired_logits
 from badapple_jax.weights import HeadWeights
+
+SOLVERS = ("embedding", "headspace")
+PRECISIONS = {"fp32": "float32", "tf32": "tensorfloat32", "bf16": "bfloat16"}  # -> jax.default_matmul_precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +37,9 @@ class Settings:
     lr_min: float = 1e-4  # eta_min: the learning rate at the end of each cycle
     init_scale: float = 0.1  # X0 ~ N(0, 1) * init_scale
     seed_select: str = "frame"  # "frame": best start per frame; "chunk": one per chunk by mean loss (reference)
+    solver: str = "embedding"  # "embedding": optimise X (reference); "headspace": optimise z, lift to X
+    precision: str = "fp32"  # matmul precision on GPU: fp32, tf32 or bf16 (CPUs compute fp32 regardless)
+    warm_start: bool = False  # headspace: start 0 of each frame from a rank-d_head SVD of its target
 
     @property
     def explore(self) -> int:
@@ -47,9 +52,11 @@ class Settings:
 
 @flax.struct.dataclass
 class ChunkResult:
-    x: jax.Array  # [B, T, E] final embeddings
-    attention: jax.Array  # [B, T, T] attention maps of the final embeddings
+    x: jax.Array  # [B, T, E] final embeddings (lifted from head space by that solver)
+    attention: jax.Array  # [B, T, T] attention maps of the final embeddings, through the ordinary kernel
     loss: jax.Array  # [B] loss computed in the last refine step (as the reference reports it)
+    final_loss: jax.Array  # [B] loss of the final embeddings through the ordinary kernel
+    space_loss: jax.Array  # [B] loss of the final parameters in the solver's own space (= final_loss for X)
     seed: jax.Array  # [B] int, the start kept for refinement
     explore_loss: jax.Array  # [B, S] loss of each start in its last explore step
     explore_trace: jax.Array  # [B, explore, S] loss at every explore step
@@ -70,26 +77,35 @@ def phase_optimizer(settings: Settings, n_steps: int) -> optax.GradientTransform
     return optax.adam(warm_restart_cosine(settings.lr, settings.lr_min, T_0, n_steps), b1=0.9, b2=0.999, eps=1e-8)
 
 
-def frame_losses(x, w: HeadWeights, d):  # [N, T, E], [N, T, T] -> [N]
-    return frame_loss(jax.vmap(head_logits, in_axes=(0, None))(x, w), d)
+def display_logits(p, display):  # [T, P] -> [T, T] for P = n_embd (X) or 2 d_head (head space)
+    if isinstance(display, HeadSpace):
+        return headspace_logits(p, display)
+    return head_logits(p, display)
 
 
-def adam_phase(x, w: HeadWeights, d, settings: Settings, n_steps: int):  # [N, T, E] -> [N, T, E], [n_steps, N]
-    """`n_steps` Adam updates of every frame's embedding from a fresh optimiser state."""
+def frame_losses(p, display, d):  # [..., B, T, P], [B, T, T] -> [..., B]
+    losses = lambda p: frame_loss(jax.vmap(display_logits, in_axes=(0, None))(p, display), d)  # noqa: E731
+    for _ in range(p.ndim - 3):  # seeds: vmapped, not reshaped, so a sharded frame axis stays whole
+        losses = jax.vmap(losses)
+    return losses(p)
+
+
+def adam_phase(p, display, d, settings: Settings, n_steps: int):  # [..., B, T, P] -> same, [n_steps, ..., B]
+    """`n_steps` Adam updates of every frame's parameters from a fresh optimiser state."""
     opt = phase_optimizer(settings, n_steps)
 
-    def total_loss(x):
-        losses = frame_losses(x, w, d)
+    def total_loss(p):
+        losses = frame_losses(p, display, d)
         return jnp.sum(losses), losses
 
     def step(carry, _):
-        x, state = carry
-        (_, losses), g = jax.value_and_grad(total_loss, has_aux=True)(x)
+        p, state = carry
+        (_, losses), g = jax.value_and_grad(total_loss, has_aux=True)(p)
         updates, state = opt.update(g, state)
-        return (optax.apply_updates(x, updates), state), losses
+        return (optax.apply_updates(p, updates), state), losses
 
-    (x, _), trace = jax.lax.scan(step, (x, opt.init(x)), length=n_steps)
-    return x, trace
+    (p, _), trace = jax.lax.scan(step, (p, opt.init(p)), length=n_steps)
+    return p, trace
 
 
 def select_seed(explore_loss, valid, how: str):  # [S, B], [B] bool -> [B] int
@@ -100,19 +116,32 @@ def select_seed(explore_loss, valid, how: str):  # [S, B], [B] bool -> [B] int
     return jnp.full(explore_loss.shape[1], jnp.argmin(chunk_mean))
 
 
-def multi_start(w: HeadWeights, d, x0, valid, settings: Settings) -> ChunkResult:
-    """Explore every start in `x0` [S, B, T, E] against desired logits `d` [B, T, T], keep the best, refine."""
-    S, B, T, E = x0.shape
-    d_all = jnp.broadcast_to(d, (S, B, T, T)).reshape(S * B, T, T)
-    x, explore_trace = adam_phase(x0.reshape(S * B, T, E), w, d_all, settings, settings.explore)
-    explore_trace = explore_trace.reshape(-1, S, B)
+def multi_start(w: HeadWeights, space: HeadSpace | None, d, p0, valid, settings: Settings) -> ChunkResult:
+    """Explore every start in `p0` [S, B, T, P] against desired logits `d` [B, T, T], keep the best, refine.
+
+    `space` None optimises X itself (P = n_embd); a HeadSpace optimises z (P = 2 d_head) and lifts it."""
+    display = w if space is None else space
+    S, B = p0.shape[:2]
+    p, explore_trace = adam_phase(p0, display, d, settings, settings.explore)  # trace [explore, S, B]
     seed = select_seed(explore_trace[-1], valid, settings.seed_select)
-    x = x.reshape(S, B, T, E)[seed, jnp.arange(B)]
-    x, refine_trace = adam_phase(x, w, d, settings, settings.refine)
-    attn = causal_softmax(jax.vmap(head_logits, in_axes=(0, None))(x, w))
+    p = p[seed, jnp.arange(B)]
+    p, refine_trace = adam_phase(p, display, d, settings, settings.refine)
+    x = p if space is None else jax.vmap(lift, in_axes=(0, None))(p, space)
+    A = jax.vmap(head_logits, in_axes=(0, None))(x, w)
     return ChunkResult(
-        x, attn, refine_trace[-1], seed, explore_trace[-1].T, explore_trace.transpose(2, 0, 1), refine_trace.T
+        x, causal_softmax(A), refine_trace[-1], frame_loss(A, d), frame_losses(p, display, d), seed,
+        explore_trace[-1].T, explore_trace.transpose(2, 0, 1), refine_trace.T,
     )
+
+
+def svd_start(d, space: HeadSpace):  # [T, T] desired logits -> [T, 2D] head-space start
+    """q k^T / sqrt(D) = the best rank-D approximation of d, made reachable: q = U_D (s sqrt(D))^1/2,
+    k = V_D (s sqrt(D))^1/2, then z solves z S V^T = [q k] - c and rows outside the ball are clipped."""
+    D = space.SVt.shape[0] // 2
+    U, s, Vt = jnp.linalg.svd(d)
+    root = jnp.sqrt(s[:D] * jnp.sqrt(D))
+    y = jnp.concatenate([U[:, :D] * root, Vt[:D].T * root], axis=1) - space.c
+    return y @ jnp.linalg.pinv(space.SVt)
 
 
 def initial_embeddings(seed: int, frame_index, n_seeds: int, T: int, E: int, scale: float):  # [B] -> [S, B, T, E]
@@ -126,63 +155,19 @@ def initial_embeddings(seed: int, frame_index, n_seeds: int, T: int, E: int, sca
     return jax.vmap(lambda s: jax.vmap(lambda i: one(i, s))(frame_index))(starts)
 
 
-def optimize_chunk(w: HeadWeights, frames, frame_index, valid, seed, settings: Settings) -> ChunkResult:
-    """Frames [B, T, T] in [0, 1] -> their optimised embeddings and attention maps (jit with static settings)."""
+def optimize_chunk(w: HeadWeights, space: HeadSpace | None, frames, frame_index, valid, seed,
+                   settings: Settings) -> ChunkResult:
+    """Frames [B, T, T] in [0, 1] -> optimised embeddings and attention maps (jit with static settings)."""
     B, T, _ = frames.shape
+    d = desired_logits(frames)
     x0 = initial_embeddings(seed, frame_index, settings.seeds, T, w.config.n_embd, settings.init_scale)
-    return multi_start(w, desired_logits(frames), x0, valid, settings)
+    if space is None:
+        return multi_start(w, None, d, x0, valid, settings)
+    # Head space starts where the same random X would: the z that X shows the head.
+    p0 = jax.vmap(jax.vmap(to_head_space, in_axes=(0, None)), in_axes=(0, None))(x0, space)
+    if settings.warm_start:
+        p0 = p0.at[0].set(jax.vmap(svd_start, in_axes=(0, None))(d, space))
+    return multi_start(w, space, d, p0, valid, settings)
 
 
 optimize_chunk_jit = jax.jit(optimize_chunk, static_argnames=("settings",))
-
-
-def chunk_inputs(frames: np.ndarray, start: int, chunk_size: int):  # -> frames [B,T,T], index [B], valid [B]
-    """One chunk, the last padded by repeating its final frame so every chunk has the compiled shape."""
-    stop = min(start + chunk_size, len(frames))
-    index = np.arange(start, start + chunk_size)
-    valid = index < stop
-    index = np.minimum(index, stop - 1)
-    return frames[index], index.astype(np.int32), valid
-
-
-def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings):
-    """Ahead-of-time compile of `optimize_chunk` for one chunk shape -> (program, seconds it took)."""
-    t0 = time.perf_counter()
-    shapes = (
-        jax.ShapeDtypeStruct((chunk_size, T, T), jnp.float32),
-        jax.ShapeDtypeStruct((chunk_size,), jnp.int32),
-        jax.ShapeDtypeStruct((chunk_size,), jnp.bool_),
-        jax.ShapeDtypeStruct((), jnp.int32),
-    )
-    compiled = optimize_chunk_jit.lower(w, *shapes, settings=settings).compile()
-    return compiled, time.perf_counter() - t0
-
-
-def optimize_frames(
-    w: HeadWeights,
-    frames: np.ndarray,
-    settings: Settings,
-    *,
-    seed: int = 0,
-    chunk_size: int = 64,
-    progress: bool = True,
-    compiled=None,
-) -> Iterator[tuple[int, ChunkResult]]:
-    """Optimise every frame [N, T, T] in [0, 1], chunk after chunk through one compiled program.
-
-    Yields (start, result) per chunk, padding removed, arrays on the host. `compiled` is the
-    program from `compile_chunk` for this chunk size (compiled here when not given)."""
-    chunk_size = min(chunk_size, len(frames))
-    if compiled is None:
-        compiled, _ = compile_chunk(w, frames.shape[1], chunk_size, settings)
-    losses = []
-    with tqdm(total=len(frames), unit="frame", disable=not progress, dynamic_ncols=True) as bar:
-        for start in range(0, len(frames), chunk_size):
-            f, index, valid = chunk_inputs(frames, start, chunk_size)
-            result = jax.device_get(compiled(w, f, index, valid, np.int32(seed)))
-            n = int(valid.sum())
-            result = jax.tree.map(lambda a: a[:n], result)
-            losses.extend(result.loss.tolist())
-            bar.set_postfix(mean_loss=f"{np.mean(losses):.4f}")
-            bar.update(n)
-            yield start, result

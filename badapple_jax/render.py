@@ -16,7 +16,9 @@ import numpy as np
 
 from badapple_jax.display import display_frames
 from badapple_jax.errors import BadInputError
-from badapple_jax.optimize import Settings, compile_chunk, optimize_frames
+from badapple_jax.headspace import LAYER0_ONLY
+from badapple_jax.chunks import auto_chunk_size, compile_chunk, fit_chunk_size, frame_mesh, optimize_frames
+from badapple_jax.optimize import PRECISIONS, SOLVERS, Settings
 from badapple_jax.video import VIDEO_SUFFIXES, read_clip, write_video
 from badapple_jax.weights import load_layer, pick_head
 
@@ -36,7 +38,7 @@ class Job:
     size: int = 256  # T: the display is T x T
     fps: float = 15.0  # frames per second sampled from the input and played in the output
     max_frames: int | None = None  # render only the first N frames
-    chunk_size: int = 64  # frames per compiled step
+    chunk_size: int | None = None  # frames per compiled step; None: as many as fit the free device memory
     seed: int = 0  # seeds the random starts (per frame index)
     save_embeddings: bool = False  # write embeddings.npy [N, T, n_embd] float32
     settings: Settings = Settings()
@@ -56,7 +58,11 @@ def check(job: Job) -> None:
         (np.isfinite(s.lr_min) and 0 <= s.lr_min <= s.lr, f"--lr-min must be in [0, --lr], got {s.lr_min}"),
         (np.isfinite(s.init_scale) and s.init_scale > 0, f"--init-scale must be positive, got {s.init_scale}"),
         (s.seed_select in ("frame", "chunk"), f"--seed-select must be frame or chunk, got {s.seed_select}"),
-        (job.chunk_size >= 1, f"--chunk-size must be at least 1, got {job.chunk_size}"),
+        (s.solver in SOLVERS, f"--solver must be one of {', '.join(SOLVERS)}, got {s.solver}"),
+        (s.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {s.precision}"),
+        (not s.warm_start or s.solver == "headspace", "--warm-start needs --solver headspace"),
+        (s.solver != "headspace" or job.layer == 0, LAYER0_ONLY.rstrip(".")),
+        (job.chunk_size is None or job.chunk_size >= 1, f"--chunk-size must be at least 1, got {job.chunk_size}"),
         (job.size >= 2, f"--size must be at least 2, got {job.size}"),
         (np.isfinite(job.fps) and job.fps > 0, f"--fps must be positive, got {job.fps}"),
         (job.max_frames is None or job.max_frames >= 1, f"--max-frames must be at least 1, got {job.max_frames}"),
@@ -102,6 +108,18 @@ def versions() -> dict:
     return found
 
 
+LIFT_RTOL, LIFT_ATOL = 1e-4, 1e-6  # the floor: float32 logits of O(10) leave ~1e-7 noise in a loss
+
+
+def check_lift(result, start: int) -> None:
+    """The lifted X must show the head what z did: same loss through the ordinary kernel."""
+    bad = np.abs(result.final_loss - result.space_loss) > LIFT_RTOL * result.space_loss + LIFT_ATOL
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise RuntimeError(f"head-space lift failed at frame {start + i}: loss {result.space_loss[i]:.6g} in head "
+                           f"space but {result.final_loss[i]:.6g} through the kernel (please report this)")
+
+
 def render(job: Job, log=print, progress: bool = True) -> dict:
     """Run `job` end to end; returns the metrics written to WORKDIR/metrics.json."""
     check(job)
@@ -111,25 +129,35 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
         raise BadInputError(f"--size {job.size} exceeds the model's {info.config.n_positions} positions.")
     clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames)
     work = prepare_workdir(job.work)
-    device = jax.devices()[0]
+    mesh = frame_mesh()
+    device = mesh.devices.flat[0]
     log(f"model: {info.source}; layer {job.layer}, head {job.head}")
     log(f"input: {clip.label}, {len(clip.frames)} frames of {job.size}x{job.size} at {clip.fps:g} fps")
-    chunk = min(job.chunk_size, len(clip.frames))
-    log(f"device: {device.platform} ({device.device_kind}); compiling one step for {chunk} frames x {job.settings.seeds} seeds")
-    compiled, compile_seconds = compile_chunk(w, job.size, chunk, job.settings)
+    t0 = time.perf_counter()
+    if job.chunk_size is None:
+        chunk = auto_chunk_size(w, job.size, len(clip.frames), job.settings, mesh)
+    else:
+        chunk = fit_chunk_size(job.chunk_size, len(clip.frames), mesh)
+    log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); compiling one {job.settings.solver} "
+        f"step for {chunk} frames x {job.settings.seeds} seeds")
+    compiled, _ = compile_chunk(w, job.size, chunk, job.settings, mesh)
+    compile_seconds = time.perf_counter() - t0
 
     N, T, E = len(clip.frames), job.size, info.config.n_embd
     embeddings = None
     if job.save_embeddings:
         embeddings = np.lib.format.open_memmap(work / ".embeddings.npy.tmp", "w+", np.float32, (N, T, E))
     rgb = np.zeros((N, T, T, 3), np.uint8)
-    loss, chosen, explore = np.zeros(N), np.zeros(N, int), np.zeros((N, job.settings.seeds))
+    loss, final, space, chosen = np.zeros(N), np.zeros(N), np.zeros(N), np.zeros(N, int)
+    explore = np.zeros((N, job.settings.seeds))
     t0 = time.perf_counter()
     for start, result in optimize_frames(
         w, clip.frames, job.settings, seed=job.seed, chunk_size=chunk, progress=progress, compiled=compiled
     ):
         stop = start + len(result.loss)
         loss[start:stop], chosen[start:stop], explore[start:stop] = result.loss, result.seed, result.explore_loss
+        final[start:stop], space[start:stop] = result.final_loss, result.space_loss
+        check_lift(result, start)
         rgb[start:stop] = display_frames(result.attention)
         for i in range(start, stop):
             iio.imwrite(work / "frames" / f"frame_{i:06d}.png", rgb[i])
@@ -150,12 +178,15 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
         "per_frame_loss": loss.tolist(),
         "per_frame_seed": chosen.tolist(),
         "per_frame_explore_loss": explore.tolist(),
+        "per_frame_final_loss": final.tolist(),
+        **({"per_frame_headspace_loss": space.tolist()} if job.settings.solver == "headspace" else {}),
         "mean_loss": float(loss.mean()),
         "median_loss": float(np.median(loss)),
         "compile_seconds": compile_seconds,
         "optimize_seconds": optimize_seconds,
         "seconds_per_frame": optimize_seconds / N,
-        "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count()},
+        "chunk_size": chunk,
+        "device": {"platform": device.platform, "kind": device.device_kind, "count": mesh.size},
         "versions": versions(),
         "command": sys.argv,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -39,7 +39,8 @@ def run_jax(args, frames):
 
     w = pick_head(load_layer(args.model)[0], args.head)
     settings = Settings(steps=args.steps, seeds=args.seeds, lr=args.lr, lr_min=args.lr_min,
-                        init_scale=args.init_scale)
+                        init_scale=args.init_scale, solver=args.solver, precision=args.precision,
+                        warm_start=args.warm_start)
     chunk = min(args.chunk_size, len(frames))
     compiled, compile_seconds = compile_chunk(w, frames.shape[-1], chunk, settings)
     t0 = time.perf_counter()
@@ -117,6 +118,9 @@ def parse(argv=None):
     p.add_argument("--init-scale", type=float, default=0.1)
     p.add_argument("--chunk-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--solver", default="embedding", choices=("embedding", "headspace"), help="JAX side's solver")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"), help="JAX side's matmuls")
+    p.add_argument("--warm-start", action="store_true", help="JAX side, headspace: SVD warm start")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="8 frames, 1 run per side: ~3 minutes on 2 CPU cores")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -158,7 +162,7 @@ def main(argv=None):
     speedup = rows[1]["seconds"] / rows[0]["seconds"]
     print(table(rows))
     print(f"\nframes {len(frames)}, T {args.size}, steps {args.steps}, seeds {args.seeds}, chunk {args.chunk_size}, "
-          f"model {args.model}; median of {args.repeat} run(s) per side")
+          f"model {args.model}, JAX solver {args.solver} ({args.precision}); median of {args.repeat} run(s) per side")
     print(f"speed-up (torch time / JAX time): {speedup:.2f}x")
     if args.out:
         settings = {k: v for k, v in vars(args).items() if k not in ("out", "worker", "frames_npy", "head_npz")}

@@ -3,7 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from badapple_jax.optimize import Settings, compile_chunk, optimize_frames, warm_restart_cosine
+from badapple_jax.chunks import compile_chunk, optimize_frames
+from badapple_jax.optimize import Settings, warm_restart_cosine
 from badapple_jax.weights import load_layer, pick_head
 
 

@@ -20,7 +20,7 @@ def both_sides(tiny_ckpt, tmp_path, B, S, steps, seed_select):
     frames = r.random((B, T, T)).astype(np.float32) ** 3  # contrasty, never zero
     x0 = (r.standard_normal((S, B, T, E)) * 0.1).astype(np.float32)
     ours = jax.jit(multi_start, static_argnames="settings")(
-        w, desired_logits(frames), x0, np.ones(B, bool), settings=Settings(steps=steps, seeds=S, seed_select=seed_select))
+        w, None, desired_logits(frames), x0, np.ones(B, bool), settings=Settings(steps=steps, seeds=S, seed_select=seed_select))
     theirs = torch_baseline.optimize_chunk(torch.from_numpy(frames), head, torch.from_numpy(x0), steps=steps)
     return jax.device_get(ours), {k: v.numpy() if hasattr(v, "numpy") else v for k, v in theirs.items()}
 

@@ -1,0 +1,139 @@
+"""Running a whole clip: chunks of frames through ONE compiled program, sharded over all local devices.
+
+The frame axis of every chunk is split over a 1-D device mesh (`jax.sharding`): frames are
+independent, so each device optimises its own frames and only the chunk-level seed choice (when
+asked for) talks across devices. The last chunk is padded rather than recompiled. For several hosts,
+call `jax.distributed.initialize()` first: `jax.devices()` then spans them and nothing else changes.
+"""
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+from badapple_jax.headspace import HeadSpace, head_space
+from badapple_jax.optimize import PRECISIONS, ChunkResult, Settings, optimize_chunk_jit
+from badapple_jax.weights import HeadWeights
+
+MEMORY_MARGIN = 0.7  # use at most this share of the free device memory
+MAX_AUTO_CHUNK = {"cpu": 64, "gpu": 1024}  # past these, throughput was flat (benchmarks/RESULTS.md)
+
+
+def frame_mesh(devices=None) -> Mesh:
+    return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("frames",))
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """`optimize_chunk` compiled for one chunk shape, with its weights already on the devices."""
+
+    compiled: Any  # jax.stages.Compiled
+    w: HeadWeights
+    space: HeadSpace | None
+
+    def __call__(self, frames, frame_index, valid, seed) -> ChunkResult:
+        return self.compiled(self.w, self.space, frames, frame_index, valid, seed)
+
+
+def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, mesh: Mesh | None = None):
+    """Ahead-of-time compile of `optimize_chunk` for one chunk shape -> (program, seconds it took).
+
+    `chunk_size` must be a multiple of the mesh's device count."""
+    mesh = mesh or frame_mesh()
+    t0 = time.perf_counter()
+    split, whole = NamedSharding(mesh, PartitionSpec("frames")), NamedSharding(mesh, PartitionSpec())
+    space = head_space(w) if settings.solver == "headspace" else None
+    shapes = (
+        jax.ShapeDtypeStruct((chunk_size, T, T), jnp.float32, sharding=split),
+        jax.ShapeDtypeStruct((chunk_size,), jnp.int32, sharding=split),
+        jax.ShapeDtypeStruct((chunk_size,), jnp.bool_, sharding=split),
+        jax.ShapeDtypeStruct((), jnp.int32, sharding=whole),
+    )
+    w, space = jax.device_put((w, space), whole)
+    with jax.default_matmul_precision(PRECISIONS[settings.precision]):
+        compiled = optimize_chunk_jit.lower(w, space, *shapes, settings=settings).compile()
+    return Program(compiled, w, space), time.perf_counter() - t0
+
+
+def free_bytes_per_device(mesh: Mesh) -> int:
+    device = mesh.devices.flat[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // mesh.size  # host devices share RAM
+
+
+def auto_chunk_size(w: HeadWeights, T: int, n_frames: int, settings: Settings, mesh: Mesh | None = None) -> int:
+    """Frames per step that fit the free device memory: the compiled program's own memory figures at
+    1 and 2 frames per device give its fixed and per-frame bytes; the chunks are then evened out so the
+    last one carries little padding."""
+    mesh = mesh or frame_mesh()
+    n = mesh.size
+
+    def needed(per_device):  # bytes one device holds for a chunk of per_device frames each
+        m = compile_chunk(w, T, per_device * n, settings, mesh)[0].compiled.memory_analysis()
+        return m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+
+    one, two = needed(1), needed(2)
+    per_frame = max(two - one, 1)
+    fits = max(int((MEMORY_MARGIN * free_bytes_per_device(mesh) - (one - per_frame)) // per_frame), 1)
+    cap = MAX_AUTO_CHUNK.get(mesh.devices.flat[0].platform, MAX_AUTO_CHUNK["gpu"])
+    per_device = min(fits, max(cap // n, 1), math.ceil(n_frames / n))
+    n_chunks = math.ceil(n_frames / (per_device * n))
+    return math.ceil(n_frames / n_chunks / n) * n
+
+
+def fit_chunk_size(chunk_size: int, n_frames: int, mesh: Mesh) -> int:
+    """At most the clip, and a multiple of the device count so every device gets whole frames."""
+    return math.ceil(min(chunk_size, n_frames) / mesh.size) * mesh.size
+
+
+def chunk_inputs(frames: np.ndarray, start: int, chunk_size: int):  # -> frames [B,T,T], index [B], valid [B]
+    """One chunk, the last padded by repeating its final frame so every chunk has the compiled shape."""
+    stop = min(start + chunk_size, len(frames))
+    index = np.arange(start, start + chunk_size)
+    valid = index < stop
+    index = np.minimum(index, stop - 1)
+    return frames[index], index.astype(np.int32), valid
+
+
+def optimize_frames(
+    w: HeadWeights,
+    frames: np.ndarray,
+    settings: Settings,
+    *,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    progress: bool = True,
+    compiled=None,
+    mesh: Mesh | None = None,
+) -> Iterator[tuple[int, ChunkResult]]:
+    """Optimise every frame [N, T, T] in [0, 1], chunk after chunk through one compiled program.
+
+    Yields (start, result) per chunk, padding removed, arrays on the host. `chunk_size` None picks
+    it from the free memory; `compiled` is the program from `compile_chunk` for that chunk size."""
+    mesh = mesh or frame_mesh()
+    T = frames.shape[1]
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(w, T, len(frames), settings, mesh)
+    chunk_size = fit_chunk_size(chunk_size, len(frames), mesh)
+    if compiled is None:
+        compiled, _ = compile_chunk(w, T, chunk_size, settings, mesh)
+    split = NamedSharding(mesh, PartitionSpec("frames"))
+    losses = []
+    with tqdm(total=len(frames), unit="frame", disable=not progress, dynamic_ncols=True) as bar:
+        for start in range(0, len(frames), chunk_size):
+            inputs = chunk_inputs(frames, start, chunk_size)
+            k = int(inputs[2].sum())
+            result = jax.device_get(compiled(*jax.device_put(inputs, split), np.int32(seed)))
+            result = jax.tree.map(lambda a: a[:k], result)
+            losses.extend(result.loss.tolist())
+            bar.set_postfix(mean_loss=f"{np.mean(losses):.4f}")
+            bar.update(k)
+            yield start, result

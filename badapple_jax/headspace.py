@@ -1,0 +1,81 @@
+"""Head space (SPEC section 9): optimise what the head sees, 2 d_head numbers per row, then lift to X.
+
+With u = X + wpe, LayerNorm gives h = g * n + b where n has zero mean and |n|^2 < n_embd. So
+[q k] = n M + c with M = diag(g) [W_q W_k] and c = b [W_q W_k] + [b_q b_k], and since n sums to
+zero only the column-centred Mc = M - mean_rows(M) matters. Take the thin SVD Mc = U S V^T and
+z = n U (n's coordinates in the column space of Mc): then y = [q k] - c = z S V^T, |z| <= |n|,
+and every z with |z| < sqrt(n_embd) is reached. This is SPEC's G = Mc^T Mc = L L^T with L = V S
+instead of the Cholesky factor: the same ball, rotated; no inverse, so a degenerate head works too.
+
+Rows are kept in the ball by a radial clip z = w min(1, R / |w|), R = sqrt(n_embd), which measured
+better than a smooth squash (solutions sit near the boundary) and is the projection onto the ball.
+LIFT: n = z U^T has |n| = |z|; a unit vector orthogonal to 1 and to U tops |n|^2 up to n_embd, a
+large scale makes LayerNorm's eps negligible, and X = scale * n - wpe. Only layer 0 has this
+structure: above it, ln_1 sees the residual stream after whole blocks, not X + wpe.
+"""
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from badapple_jax.errors import BadInputError
+from badapple_jax.weights import HeadWeights, ModelConfig
+
+LAYER0_ONLY = ("--solver headspace works at layer 0 only (above it ln_1 reads the residual stream after whole "
+               "blocks, not X + wpe); use --solver embedding for --layer > 0.")
+LIFT_SCALE = 100.0  # |u| per coordinate after the lift: LayerNorm's eps then changes n by ~eps / scale^2 / 2
+
+
+@flax.struct.dataclass
+class HeadSpace:
+    U: jax.Array  # [n_embd, 2 d_head] orthonormal columns spanning Mc: n -> z = n U, z -> n = z U^T
+    SVt: jax.Array  # [2 d_head, 2 d_head] S V^T: z -> y = [q k] - c
+    c: jax.Array  # [2 d_head]
+    e_perp: jax.Array  # [n_embd] unit vector orthogonal to 1 and to the columns of U
+    wpe: jax.Array  # [n_positions, n_embd]
+    config: ModelConfig = flax.struct.field(pytree_node=False)
+
+
+def head_space(w: HeadWeights) -> HeadSpace:
+    """The head-space form of a layer-0 head (computed once, in float64 on the host)."""
+    if w.blocks:
+        raise BadInputError(LAYER0_ONLY)
+    W = np.concatenate([w.w_q, w.w_k], axis=1).astype(np.float64)  # [E, 2D]
+    M = np.asarray(w.ln_g, np.float64)[:, None] * W
+    Mc = M - M.mean(axis=0)
+    U, S, Vt = np.linalg.svd(Mc, full_matrices=False)  # [E, 2D], [2D], [2D, 2D]
+    c = np.asarray(w.ln_b, np.float64) @ W + np.concatenate([w.b_q, w.b_k])
+    E = W.shape[0]
+    # Orthogonal to 1 and U: a fixed vector minus its projections (1/sqrt(E) and U are orthonormal).
+    r = np.cos(np.arange(E) * 2.399963)  # deterministic, no special alignment with anything
+    basis = np.concatenate([np.full((E, 1), E**-0.5), U], axis=1)
+    e = r - basis @ (basis.T @ r)
+    e = e - basis @ (basis.T @ e)  # second pass: orthogonality to float64 rounding
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    return HeadSpace(f32(U), f32(S[:, None] * Vt), f32(c), f32(e / np.linalg.norm(e)), w.wpe, w.config)
+
+
+def ball(p, n_embd):  # [..., T, 2D] -> z with every row inside |z| <= sqrt(n_embd)
+    R2 = jnp.float32(n_embd)
+    sq = jnp.sum(p * p, axis=-1, keepdims=True)
+    return p * jnp.sqrt(R2 / jnp.maximum(sq, R2))  # no |p| on its own: finite gradient at p = 0
+
+
+def headspace_logits(p, hs: HeadSpace):  # [T, 2D] -> [T, T], the same logits as kernel.head_logits
+    q, k = jnp.split(ball(p, hs.config.n_embd) @ hs.SVt + hs.c, 2, axis=-1)
+    return q @ k.T / jnp.sqrt(q.shape[-1])
+
+
+def lift(p, hs: HeadSpace, scale: float = LIFT_SCALE):  # [T, 2D] -> X [T, n_embd]
+    """A real input embedding whose head logits (through the ordinary kernel) are those of `p`."""
+    z = ball(p, hs.config.n_embd)
+    top_up = jnp.sqrt(jnp.maximum(hs.config.n_embd - jnp.sum(z * z, axis=-1, keepdims=True), 0.0))
+    n = z @ hs.U.T + top_up * hs.e_perp  # [T, E]: zero mean, |n|^2 = n_embd, so LayerNorm(scale n) = n
+    return scale * n - hs.wpe[: p.shape[0]]
+
+
+def to_head_space(x, hs: HeadSpace):  # [T, n_embd] -> [T, 2D]: the z an embedding shows the head
+    u = x + hs.wpe[: x.shape[0]]
+    u = u - jnp.mean(u, axis=-1, keepdims=True)
+    n = u * jax.lax.rsqrt(jnp.mean(u * u, axis=-1, keepdims=True) + hs.config.eps)
+    return n @ hs.U

@@ -1,0 +1,99 @@
+"""Head space (SPEC section 9): exact against the ordinary kernel, the lift, and the solver built on it."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from badapple_jax.chunks import optimize_frames
+from badapple_jax.errors import BadInputError
+from badapple_jax.headspace import ball, head_space, headspace_logits, lift, to_head_space
+from badapple_jax.kernel import head_logits
+from badapple_jax.optimize import Settings
+from badapple_jax.weights import load_layer, pick_head
+
+logits = jax.vmap(head_logits, in_axes=(0, None))
+hs_logits = jax.vmap(headspace_logits, in_axes=(0, None))
+
+
+@pytest.fixture(scope="module")
+def head(tiny_ckpt):
+    return pick_head(load_layer(str(tiny_ckpt), 0)[0], 2)
+
+
+@pytest.fixture(scope="module")
+def space(head):
+    return head_space(head)
+
+
+def test_every_embedding_is_a_point_of_head_space(head, space, rng):
+    x = rng.normal(0.0, 1.0, (3, 20, 64)).astype(np.float32)
+    z = jax.vmap(to_head_space, in_axes=(0, None))(x, space)
+    assert z.shape == (3, 20, 2 * head.config.d_head)
+    assert np.all(np.linalg.norm(z, axis=-1) <= np.sqrt(64) + 1e-4)
+    np.testing.assert_allclose(hs_logits(z, space), logits(x, head), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("radius", [0.3, 1.0, 3.0])  # inside, on and (clipped) outside the ball
+def test_the_lift_shows_the_kernel_what_z_shows(head, space, rng, radius):
+    p = rng.normal(0.0, 1.0, (2, 24, 32)).astype(np.float32)
+    p = p / np.linalg.norm(p, axis=-1, keepdims=True) * np.sqrt(64) * radius * rng.uniform(0.5, 1.0, (2, 24, 1))
+    x = jax.vmap(lift, in_axes=(0, None))(p, space)
+    assert x.shape == (2, 24, 64) and np.all(np.isfinite(x))
+    np.testing.assert_allclose(logits(x, head), hs_logits(p, space), rtol=1e-4, atol=2e-4)
+    back = jax.vmap(to_head_space, in_axes=(0, None))(x, space)
+    np.testing.assert_allclose(back, ball(p, 64), atol=1e-4)
+
+
+def test_ball_is_the_projection_with_finite_gradients():
+    R = np.sqrt(64)
+    p = jnp.asarray([[0.0] * 4, [1.0, 2.0, 0.0, 0.0], [30.0, 40.0, 0.0, 0.0]])
+    z = ball(p, 64)
+    np.testing.assert_allclose(z[:2], p[:2])
+    np.testing.assert_allclose(z[2], p[2] / 50.0 * R, rtol=1e-6)
+    g = jax.grad(lambda p: jnp.sum(ball(p, 64) ** 2))(p)
+    assert np.all(np.isfinite(g))
+
+
+def test_degenerate_head_and_deeper_layers(tiny_ckpt):
+    w = pick_head(load_layer(str(tiny_ckpt), 0)[0], 0)
+    dead = w.replace(w_k=jnp.zeros_like(w.w_k))  # K = b_k only: rank-deficient, no Cholesky possible
+    space = head_space(dead)
+    x = np.random.default_rng(3).normal(size=(1, 16, 64)).astype(np.float32)
+    z = jax.vmap(to_head_space, in_axes=(0, None))(x, space)
+    np.testing.assert_allclose(hs_logits(z, space), logits(x, dead), rtol=1e-4, atol=1e-4)
+    with pytest.raises(BadInputError, match="layer 0 only"):
+        head_space(pick_head(load_layer(str(tiny_ckpt), 1)[0], 0))
+
+
+@pytest.fixture(scope="module")
+def frames():
+    T = 16
+    yy, xx = np.mgrid[:T, :T] / T
+    return np.stack([0.05 + 0.95 * ((xx - 0.1 * k) ** 2 + (yy - 0.6) ** 2 < 0.12) for k in range(4)]).astype(np.float32)
+
+
+def solve(head, frames, **kw):
+    settings = Settings(**{"steps": 40, "seeds": 2, "solver": "headspace", **kw})
+    results = [r for _, r in optimize_frames(head, frames, settings, chunk_size=4, progress=False)]
+    return jax.tree.map(lambda *a: np.concatenate(a), *results)
+
+
+def test_headspace_solver_optimises_and_its_lift_is_exact(head, frames):
+    r = solve(head, frames)
+    assert r.x.shape == (4, 16, 64)
+    assert np.all(r.loss < 0.05 * r.explore_trace[:, 0, :].min(axis=1))
+    np.testing.assert_allclose(r.final_loss, r.space_loss, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(r.attention.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_headspace_starts_where_the_embedding_solver_starts(head, frames):
+    ours = solve(head, frames, steps=4)
+    theirs = solve(head, frames, steps=4, solver="embedding")
+    np.testing.assert_allclose(ours.explore_trace[:, 0], theirs.explore_trace[:, 0], rtol=1e-4)
+
+
+def test_warm_start_begins_closer(head, frames):
+    warm = solve(head, frames, steps=8, warm_start=True)
+    cold = solve(head, frames, steps=8)
+    assert np.all(warm.explore_trace[:, 0, 0] < cold.explore_trace[:, 0, 0])
+    np.testing.assert_allclose(warm.explore_trace[:, :, 1], cold.explore_trace[:, :, 1], rtol=1e-5)  # others as before

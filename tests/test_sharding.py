@@ -1,0 +1,60 @@
+"""Frames sharded over several devices give what one device gives (two host CPU devices stand in for GPUs)."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from badapple_jax.chunks import auto_chunk_size, fit_chunk_size, frame_mesh, optimize_frames
+from badapple_jax.optimize import Settings
+from badapple_jax.weights import load_layer, pick_head
+
+RUN = """
+import json, sys
+import jax, numpy as np
+from badapple_jax.chunks import optimize_frames
+from badapple_jax.optimize import Settings
+from badapple_jax.weights import load_layer, pick_head
+w = pick_head(load_layer(sys.argv[1], 0)[0], 1)
+frames = np.random.default_rng(5).random((6, 16, 16)).astype(np.float32) ** 3
+out = {"devices": jax.device_count()}
+for solver, select in (("embedding", "chunk"), ("headspace", "frame")):
+    s = Settings(steps=12, seeds=2, solver=solver, seed_select=select)
+    rs = [r for _, r in optimize_frames(w, frames, s, seed=1, chunk_size=4, progress=False)]
+    out[solver] = {"loss": np.concatenate([r.loss for r in rs]).tolist(),
+                   "seed": np.concatenate([r.seed for r in rs]).tolist(),
+                   "x": np.concatenate([r.x for r in rs]).sum(axis=(1, 2)).tolist()}
+print(json.dumps(out))
+"""
+
+
+def run(tiny_ckpt, devices):
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    done = subprocess.run([sys.executable, "-c", RUN, str(tiny_ckpt)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_two_devices_give_the_single_device_results(tiny_ckpt):
+    one, two = run(tiny_ckpt, 1), run(tiny_ckpt, 2)
+    assert (one["devices"], two["devices"]) == (1, 2)
+    for solver in ("embedding", "headspace"):
+        assert one[solver]["seed"] == two[solver]["seed"]
+        np.testing.assert_allclose(two[solver]["loss"], one[solver]["loss"], rtol=1e-5)
+        np.testing.assert_allclose(two[solver]["x"], one[solver]["x"], rtol=1e-4, atol=1e-3)
+
+
+def test_chunk_sizes_fit_the_clip_and_the_devices(tiny_ckpt):
+    mesh = frame_mesh()
+    assert fit_chunk_size(64, 10, mesh) == 10 and fit_chunk_size(3, 10, mesh) == 3
+    w = pick_head(load_layer(str(tiny_ckpt), 0)[0], 0)
+    settings = Settings(steps=8, seeds=2)
+    chunk = auto_chunk_size(w, 16, 100, settings, mesh)
+    assert 1 <= chunk <= 64 and -(-100 // chunk) * chunk - 100 < -(-100 // chunk)  # little padding
+    frames = np.random.default_rng(0).random((5, 16, 16)).astype(np.float32)
+    results = list(optimize_frames(w, frames, settings, progress=False))  # chunk size picked automatically
+    assert sum(len(r.loss) for _, r in results) == 5 and jax.device_count() == 1
