@@ -3,7 +3,7 @@ import argparse
 import sys
 
 from badapple_jax.errors import BadInputError
-from badapple_jax.optimize import PRECISIONS, SOLVERS, Settings
+from badapple_jax.optimize import PRECISIONS, PRESETS, SOLVERS, Settings
 from badapple_jax.render import Job, render
 
 
@@ -12,6 +12,15 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show each default once: not where it is None or the help text already states it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def chunk_size(text: str):
@@ -25,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "render",
         help="optimise one head of a frozen GPT-2 to display every frame, then write PNGs and an mp4",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     s = Settings()
     p.add_argument("input", help="video file, directory of images (sorted by name), or 'demo' (a generated clip)")
@@ -37,20 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256, help="display size T (frames are T x T tokens)")
     p.add_argument("--fps", type=float, default=15.0, help="frames per second sampled from the input and played")
     p.add_argument("--max-frames", type=int, help="render only the first N frames")
-    p.add_argument("--steps", type=int, default=s.steps, help="Adam steps per frame (a quarter explores each seed)")
-    p.add_argument("--seeds", type=int, default=s.seeds, help="random starts explored per frame")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="reference",
+                   help="named settings ('fast': head space, 1 seed, 1200 steps, same mean loss as the reference "
+                        "in benchmarks/RESULTS.md); options given explicitly override it")
+    p.add_argument("--steps", type=int, help=f"Adam steps per frame, a quarter exploring each seed (default: {s.steps})")
+    p.add_argument("--seeds", type=int, help=f"random starts explored per frame (default: {s.seeds})")
     p.add_argument("--lr", type=float, default=s.lr, help="peak learning rate of each cosine cycle")
     p.add_argument("--lr-min", type=float, default=s.lr_min, help="learning rate at the end of each cycle")
     p.add_argument("--init-scale", type=float, default=s.init_scale, help="std of the random initial embeddings")
     p.add_argument("--seed-select", choices=("frame", "chunk"), default=s.seed_select,
                    help="keep the best start per frame, or one per chunk by mean loss (the reference)")
-    p.add_argument("--solver", choices=SOLVERS, default=s.solver,
-                   help="optimise the embedding X (reference), or z in head space (layer 0, much faster) lifted to X")
+    p.add_argument("--solver", choices=SOLVERS,
+                   help="optimise the embedding X (default, the reference), or z in head space (layer 0, ~5x faster "
+                        "per step) lifted to X")
     p.add_argument("--warm-start", action="store_true", help="headspace: first start from an SVD of the target")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default=s.precision,
                    help="matmul precision on GPUs (CPUs compute fp32 regardless)")
     p.add_argument("--chunk-size", type=chunk_size, default=None,
-                   help="frames optimised together in one compiled step (default: as many as fit the free memory)")
+                   help="frames optimised together in one compiled step, or auto (default: auto, as many as fit the "
+                        "free memory, at most 64 on a CPU)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the initial embeddings")
     p.add_argument("--save-embeddings", action="store_true", help="also write WORKDIR/embeddings.npy [N, T, n_embd] float32")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
@@ -59,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings(args.steps, args.seeds, args.lr, args.lr_min, args.init_scale, args.seed_select, args.solver,
-                        args.precision, args.warm_start)
+    chosen = {k: getattr(args, k) for k in ("steps", "seeds", "solver") if getattr(args, k) is not None}
+    settings = Settings(**{**PRESETS[args.preset], **chosen}, lr=args.lr, lr_min=args.lr_min,
+                        init_scale=args.init_scale, seed_select=args.seed_select, precision=args.precision,
+                        warm_start=args.warm_start)
     job = Job(
         args.input, args.output, args.workdir, args.model, args.layer, args.head, args.size, args.fps,
         args.max_frames, args.chunk_size, args.seed, args.save_embeddings, settings,

@@ -50,6 +50,14 @@ class Settings:
         return self.steps - self.explore
 
 
+# Named settings; options given explicitly override them. "fast": the cheapest measured setting whose
+# mean loss is no worse than the reference's on the same frames (benchmarks/RESULTS.md, head space).
+PRESETS = {
+    "reference": {},
+    "fast": {"solver": "headspace", "seeds": 1, "steps": 1200},
+}
+
+
 @flax.struct.dataclass
 class ChunkResult:
     x: jax.Array  # [B, T, E] final embeddings (lifted from head space by that solver)

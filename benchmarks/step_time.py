@@ -22,11 +22,12 @@ def main():
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--solver", default="embedding", choices=("embedding", "headspace"))
     args = p.parse_args()
 
     w = pick_head(load_layer(args.model)[0], 0)
     frames = read_clip("demo", size=args.size, max_frames=args.frames).frames
-    settings = Settings(steps=args.steps, seeds=args.seeds)
+    settings = Settings(steps=args.steps, seeds=args.seeds, solver=args.solver)
     compiled, compile_seconds = compile_chunk(w, args.size, len(frames), settings)
     frame_steps = len(frames) * (settings.seeds * settings.explore + settings.refine)
     times = []
@@ -37,7 +38,7 @@ def main():
         times.append(time.perf_counter() - t0)
     best = min(times)
     print(json.dumps({
-        "model": args.model, "frames": len(frames), "seeds": args.seeds, "steps": args.steps, "size": args.size,
+        "model": args.model, "solver": args.solver, "frames": len(frames), "seeds": args.seeds, "steps": args.steps, "size": args.size,
         "device": jax.devices()[0].device_kind, "compile_seconds": round(compile_seconds, 2),
         "seconds": [round(t, 3) for t in times], "ms_per_frame_step": round(1e3 * best / frame_steps, 3),
         "projected_seconds_per_frame_at_defaults": round(best / frame_steps * 2250, 2),

@@ -48,6 +48,24 @@ def test_random_model_is_labelled(tmp_path, capsys):
     assert metrics["model"]["is_random"] and "RANDOM" in metrics["model"]["source"]
 
 
+def test_headspace_render_records_both_losses(tiny_ckpt, tmp_path):
+    out = tmp_path / "hs.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--solver", "headspace", "--warm-start",
+                 "--chunk-size", "auto", "-q", *FAST]) == 0
+    metrics = json.loads((tmp_path / "hs.work" / "metrics.json").read_text())
+    lifted, space = np.asarray(metrics["per_frame_final_loss"]), np.asarray(metrics["per_frame_headspace_loss"])
+    np.testing.assert_allclose(lifted, space, rtol=1e-4, atol=1e-6)
+    assert metrics["settings"]["settings"]["solver"] == "headspace" and 1 <= metrics["chunk_size"] <= 3
+
+
+def test_preset_fast_with_an_explicit_override(tiny_ckpt, tmp_path):
+    out = tmp_path / "fast.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--preset", "fast", "--steps", "8",
+                 "--size", "16", "--max-frames", "2", "-q"]) == 0
+    chosen = json.loads((tmp_path / "fast.work" / "metrics.json").read_text())["settings"]["settings"]
+    assert (chosen["solver"], chosen["seeds"], chosen["steps"]) == ("headspace", 1, 8)
+
+
 def misshapen(t):
     t["h.0.attn.c_attn.weight"] = t["h.0.attn.c_attn.weight"][:, :-3]
     return t
@@ -73,6 +91,10 @@ BAD = {
     "unknown model id": (["demo", "--model", "nobody/nothing"], "unknown model 'nobody/nothing'"),
     "missing key": (["demo", "--model", "{missing}"], "lacks h.0.ln_1.bias"),
     "misshapen key": (["demo", "--model", "{misshapen}"], "h.0.attn.c_attn.weight has shape (64, 189)"),
+    "headspace above layer 0": (["demo", "--solver", "headspace", "--layer", "1"], "works at layer 0 only"),
+    "warm start without headspace": (["demo", "--warm-start"], "--warm-start needs --solver headspace"),
+    "unknown solver": (["demo", "--solver", "magic"], "invalid choice: 'magic'"),
+    "chunk size zero": (["demo", "--chunk-size", "0"], "--chunk-size must be at least 1"),
     "output dir missing": (["demo", "-o", "/no/such/dir/out.mp4"], "does not exist"),
     "output not a video": (["demo", "-o", "{tmp}/out.txt"], "must end in one of"),
 }
