@@ -22,7 +22,7 @@ from badapple_jax.optimize import PRECISIONS, ChunkResult, Settings, optimize_ch
 from badapple_jax.weights import HeadWeights
 
 MEMORY_MARGIN = 0.7  # use at most this share of the free device memory
-MAX_AUTO_CHUNK = {"cpu": 64, "gpu": 1024}  # past these, throughput was flat (benchmarks/RESULTS.md)
+MAX_AUTO_CHUNK = {"cpu": 16, "gpu": 1024}  # CPU: caches favour small chunks (benchmarks/RESULTS.md)
 
 
 def frame_mesh(devices=None) -> Mesh:

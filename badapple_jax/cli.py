@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="matmul precision on GPUs (CPUs compute fp32 regardless)")
     p.add_argument("--chunk-size", type=chunk_size, default=None,
                    help="frames optimised together in one compiled step, or auto (default: auto, as many as fit the "
-                        "free memory, at most 64 on a CPU)")
+                        "free memory, at most 16 on a CPU)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the initial embeddings")
     p.add_argument("--save-embeddings", action="store_true", help="also write WORKDIR/embeddings.npy [N, T, n_embd] float32")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")

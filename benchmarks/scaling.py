@@ -114,6 +114,7 @@ def main():
     p.add_argument("--chunks", default="1,2,4,8,16,32,64,128,256,512")
     p.add_argument("--sizes", default="64,128,256,512")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--solver", default="embedding", choices=("embedding", "headspace"))
     p.add_argument("--steps", type=int, default=40, help="short runs: the time per step is what matters")
     p.add_argument("--repeat", type=int, default=2, help="timed runs per point, the best is kept")
     p.add_argument("--memory-fraction", type=float, default=0.6)
@@ -126,7 +127,7 @@ def main():
     sizes = [int(s) for s in args.sizes.split(",")]
 
     w = pick_head(load_layer(args.model)[0], 0)
-    settings = Settings(steps=args.steps, seeds=args.seeds)
+    settings = Settings(steps=args.steps, seeds=args.seeds, solver=args.solver)
     device = jax.devices()[0]
     memory_limit = args.memory_fraction * device_memory_bytes(device)
     points = []
@@ -143,7 +144,8 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "args": vars(args), "points": points,
     }, indent=1))
-    title = f"{args.model} on {device.device_kind} ({device.platform}): {args.seeds} seeds, {args.steps} steps"
+    title = (f"{args.model}, {args.solver} solver, on {device.device_kind} ({device.platform}): "
+             f"{args.seeds} seeds, {args.steps} steps")
     plot(points, sizes, chunks, title, out.with_suffix(".png"))
     print(markdown_table(points, sizes, chunks))
 
