@@ -191,6 +191,8 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
         "command": sys.argv,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    np.savez_compressed(work / ".targets.tmp.npz", frames=(clip.frames * 255).round().astype(np.uint8))
+    os.replace(work / ".targets.tmp.npz", work / "targets.npz")  # [N, T, T] uint8: the plots' "target" row
     write_json_atomic(metrics, work / "metrics.json")
     write_video(rgb, job.output, fps=clip.fps, audio=clip.audio)
     log(
