@@ -129,14 +129,14 @@ def loss_timeline(run: Run) -> Figure:
     seconds = ax.secondary_xaxis("top", functions=(lambda f: f / run.fps, lambda s: s * run.fps))
     seconds.set_xlabel(f"time (s) at {run.fps:g} fps")
     ax.grid(alpha=0.3, which="both" if log else "major")
-    ax.legend(loc="upper right")
+    fig.legend(loc="outside lower center", ncols=2)
     ax.set_title(f"Per-frame loss over the video ({loss.size} frames): {run.caption}")
     return fig
 
 
 def loss_histogram(run: Run) -> Figure:
-    fig = Figure(figsize=(WIDTH * 0.9, 5.5), layout="constrained")
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(WIDTH, 5.5), layout="constrained")
+    ax, side = fig.subplots(1, 2, width_ratios=[4, 1])
     log = spans_decades(run.loss)
     loss = floored(run.loss) if log else run.loss
     count = int(np.clip(2 * np.sqrt(loss.size), 10, 60))
@@ -144,19 +144,20 @@ def loss_histogram(run: Run) -> Figure:
     ax.hist(loss, bins=bins, color="tab:blue", alpha=0.75, edgecolor="white", linewidth=0.5)
     ax.set_xscale("log" if log else "linear")
     for q, value, colour in zip(PERCENTILES, np.percentile(run.loss, PERCENTILES), ("tab:green", "tab:orange", "tab:red")):
-        ax.axvline(value, color=colour, ls="--", lw=1.5, label=f"{q}th percentile: {value:.3g}")
+        ax.axvline(value, color=colour, ls="--", lw=1.5, label=f"{q}th: {value:.3g}")
     best, worst = int(np.argmin(run.loss)), int(np.argmax(run.loss))
     summary = [f"under {t:g}: {np.mean(run.loss < t):.1%} of frames" for t in THRESHOLDS] + [
         f"mean {run.loss.mean():.3g}, median {np.median(run.loss):.3g}",
         f"best {run.loss[best]:.3g} (frame {best})",
         f"worst {run.loss[worst]:.3g} (frame {worst})",
     ]
-    ax.text(0.99, 0.97, "\n".join(summary), transform=ax.transAxes, ha="right", va="top", family="monospace",
-            bbox=dict(boxstyle="round", facecolor="white", alpha=0.9))
-    ax.legend(loc="upper right", bbox_to_anchor=(0.99, 0.62))
+    side.set_axis_off()
+    side.legend(*ax.get_legend_handles_labels(), loc="upper left", title="percentiles")
+    side.text(0.0, 0.6, "\n".join(summary), va="top", linespacing=1.6,
+              bbox=dict(boxstyle="round", facecolor="whitesmoke", edgecolor="grey"))
     ax.set_xlabel(LOSS_LABEL + (", log-spaced bins" if log else ""))
     ax.set_ylabel("frames")
-    ax.set_title(f"Distribution of per-frame loss ({loss.size} frames): {run.caption}")
+    fig.suptitle(f"Distribution of per-frame loss ({loss.size} frames): {run.caption}")
     return fig
 
 
@@ -176,9 +177,9 @@ def draw_pairs(fig, run: Run, indices, title: str) -> None:
 
 
 def pair_figure(columns: int) -> Figure:
-    """A figure sized for two rows of `columns` square frames (at least 4 columns wide per frame)."""
-    cell = WIDTH / max(columns, 4)
-    return Figure(figsize=(WIDTH, 2 * cell + 1.3), layout="constrained")
+    """A figure sized for two rows of `columns` square frames; short clips do not blow frames up."""
+    cell = WIDTH / max(columns, 6)
+    return Figure(figsize=(WIDTH, 1.8 * cell + 1.3), layout="constrained")
 
 
 def comparison_grid(run: Run) -> Figure:

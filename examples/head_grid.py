@@ -26,6 +26,15 @@ def read_gray(path, size):  # any Pillow-readable image -> [size, size] float32 
         return np.asarray(im.convert("L").resize((size, size), Image.Resampling.BICUBIC), np.float32) / 255
 
 
+def target(args):  # -> [T, T]: the picture, or the demo clip's frame
+    if args.image:
+        return read_gray(args.image, args.size)
+    frames = bj.demo_clip(size=args.size).frames
+    if not 0 <= args.frame < len(frames):
+        raise bj.BadInputError(f"--frame must be in 0..{len(frames) - 1}, got {args.frame}")
+    return frames[args.frame]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("image", nargs="?", help="any image Pillow can read (default: a demo clip frame)")
@@ -38,10 +47,7 @@ def main():
     p.add_argument("-o", "--output", default="head_grid.png")
     args = p.parse_args()
     try:
-        frames = bj.demo_clip(size=args.size).frames if not args.image else read_gray(args.image, args.size)[None]
-        if not args.image and not 0 <= args.frame < len(frames):
-            raise bj.BadInputError(f"--frame must be in 0..{len(frames) - 1}, got {args.frame}")
-        frame = frames[0 if args.image else args.frame]
+        frame = target(args)
         layer, info = bj.load_layer(args.model, 0)
         settings = bj.Settings(steps=args.steps, seeds=1, solver=args.solver)
         w = bj.pick_head(layer, args.head)
@@ -57,13 +63,9 @@ def main():
 
     cols = math.ceil(math.sqrt(n_head))
     rows = math.ceil(n_head / cols)
-    fig = Figure(figsize=(2 * cols, 2.2 * rows + 0.4))
-    for h, ax in enumerate(fig.subplots(rows, cols, squeeze=False).flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if h >= n_head:
-            ax.axis("off")
-            continue
+    fig = Figure(figsize=(2 * cols, 2.2 * rows + 0.4), layout="constrained")
+    for h in range(n_head):
+        ax = fig.add_subplot(rows, cols, h + 1, xticks=[], yticks=[])
         ax.imshow(shown[h], interpolation="nearest")
         ax.set_title(f"head {h}  loss {losses[h]:.3g}", fontsize=8, color="red" if h == args.head else "black")
         if h == args.head:
@@ -73,7 +75,7 @@ def main():
     print(info.source)
     print(f"heads {n_head}")
     others = np.delete(np.asarray(losses), args.head)
-    print(f"loss {result.final_loss[0]:.6f} (head {args.head}); other heads: median {np.median(others):.4f}")
+    print(f"loss {result.final_loss[0]:.6g} (head {args.head}); other heads: median {np.median(others):.4f}")
     print(f"wrote {args.output}")
     return 0
 

@@ -46,16 +46,16 @@ def main():
         return 2
     shown = bj.display_frames(result.attention[0])  # [T, T, 3] uint8, magma
 
-    fig = Figure(figsize=(8, 4.4))
+    fig = Figure(figsize=(8, 4.4), layout="constrained")
     titles = ("target", f"{info.name}  layer {args.layer}  head {args.head}")
     for ax, image, title in zip(fig.subplots(1, 2), (frame, shown), titles):
         ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
-    fig.suptitle(f"loss {result.final_loss[0]:.4f}  ({args.solver}, {args.steps} steps)")
+    fig.suptitle(f"loss {result.final_loss[0]:.3g}  ({args.solver}, {args.steps} steps)")
     fig.savefig(args.output, dpi=100, bbox_inches="tight")
     print(info.source)
-    print(f"loss {result.final_loss[0]:.6f}")
+    print(f"loss {result.final_loss[0]:.6g}")
     print(f"wrote {args.output}")
     return 0
 

@@ -97,3 +97,24 @@ def test_warm_start_begins_closer(head, frames):
     cold = solve(head, frames, steps=8)
     assert np.all(warm.explore_trace[:, 0, 0] < cold.explore_trace[:, 0, 0])
     np.testing.assert_allclose(warm.explore_trace[:, :, 1], cold.explore_trace[:, :, 1], rtol=1e-5)  # others as before
+
+
+@pytest.fixture(scope="module")
+def wide_ckpt(tmp_path_factory):  # another shape: 3 heads of 32, n_embd 96
+    from conftest import save_tiny_gpt2
+
+    return save_tiny_gpt2(tmp_path_factory.mktemp("wide"), seed=4, n_embd=96, n_head=3)
+
+
+@pytest.mark.parametrize("model, heads", [("tiny", (0, 1, 3)), ("wide", (0, 2)), ("random:gpt2", (0, 11))])
+def test_lift_is_exact_across_configs_and_heads(model, heads, tiny_ckpt, wide_ckpt, rng):
+    name = {"tiny": str(tiny_ckpt), "wide": str(wide_ckpt)}.get(model, model)
+    layer, _ = load_layer(name, 0)
+    E = layer.config.n_embd
+    for h in heads:
+        head = pick_head(layer, h)
+        space = head_space(head)
+        p = rng.normal(0.0, 1.0, (1, 20, 2 * head.config.d_head)).astype(np.float32) * np.sqrt(E / head.config.d_head)
+        x = jax.vmap(lift, in_axes=(0, None))(p, space)
+        A, B = logits(x, head), hs_logits(p, space)
+        np.testing.assert_allclose(A, B, rtol=1e-4, atol=1e-4 * float(np.abs(B).max()), err_msg=f"{model} head {h}")

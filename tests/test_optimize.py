@@ -82,3 +82,14 @@ def test_one_compiled_program_serves_every_chunk(head, frames):
     results = list(optimize_frames(head, frames, settings, chunk_size=2, progress=False, compiled=compiled))
     assert [start for start, _ in results] == [0, 2, 4]
     assert [len(r.loss) for _, r in results] == [2, 2, 1]
+
+
+def test_precision_flags_reach_the_compiled_matmuls(head):
+    import re
+
+    seen = {}
+    for precision in ("fp32", "tf32", "bf16"):
+        program, _ = compile_chunk(head, 16, 2, Settings(steps=4, seeds=1, precision=precision))
+        seen[precision] = set(re.findall(r"operand_precision=\{(\w+),", program.compiled.as_text()))
+    # fp32 asks for full float32 passes, tf32 for one reduced pass; bf16 is XLA's default (one bf16 pass on GPUs)
+    assert seen == {"fp32": {"highest"}, "tf32": {"high"}, "bf16": set()}
