@@ -65,7 +65,7 @@ def read_run(workdir) -> Run:
     if not np.all(np.isfinite(loss) & (loss >= 0)):
         raise BadInputError(f"{path}: per_frame_loss has negative or non-finite values.")
     fps = metrics.get("fps")
-    if not isinstance(fps, (int, float)) or not fps > 0:
+    if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
         raise BadInputError(f"{path} has no positive fps.")
     path = work / "targets.npz"
     try:
@@ -113,6 +113,7 @@ def rolling_mean(loss: np.ndarray, window: int) -> np.ndarray:
 
 
 def loss_timeline(run: Run) -> Figure:
+    """Loss against frame index (seconds on top), per frame and as a one-second rolling mean."""
     fig = Figure(figsize=(WIDTH, 5.0), layout="constrained")
     ax = fig.add_subplot()
     log = spans_decades(run.loss)
@@ -135,6 +136,7 @@ def loss_timeline(run: Run) -> Figure:
 
 
 def loss_histogram(run: Run) -> Figure:
+    """How many frames reach each loss, with percentiles and a summary beside it."""
     fig = Figure(figsize=(WIDTH, 5.5), layout="constrained")
     ax, side = fig.subplots(1, 2, width_ratios=[4, 1])
     log = spans_decades(run.loss)
@@ -143,7 +145,8 @@ def loss_histogram(run: Run) -> Figure:
     bins = np.geomspace(loss.min(), loss.max(), count + 1) if log else count
     ax.hist(loss, bins=bins, color="tab:blue", alpha=0.75, edgecolor="white", linewidth=0.5)
     ax.set_xscale("log" if log else "linear")
-    for q, value, colour in zip(PERCENTILES, np.percentile(run.loss, PERCENTILES), ("tab:green", "tab:orange", "tab:red")):
+    colours = ("tab:green", "tab:orange", "tab:red")
+    for q, value, colour in zip(PERCENTILES, np.percentile(run.loss, PERCENTILES), colours):
         ax.axvline(value, color=colour, ls="--", lw=1.5, label=f"{q}th: {value:.3g}")
     best, worst = int(np.argmin(run.loss)), int(np.argmax(run.loss))
     summary = [f"under {t:g}: {np.mean(run.loss < t):.1%} of frames" for t in THRESHOLDS] + [
@@ -183,6 +186,7 @@ def pair_figure(columns: int) -> Figure:
 
 
 def comparison_grid(run: Run) -> Figure:
+    """Up to 8 frames evenly spaced over the video, target above display."""
     picks = np.unique(np.linspace(0, run.loss.size - 1, min(GRID_FRAMES, run.loss.size)).round().astype(int))
     fig = pair_figure(len(picks))
     draw_pairs(fig, run, picks.tolist(), f"Target (top) and attention display (bottom): {run.caption}")
@@ -190,6 +194,7 @@ def comparison_grid(run: Run) -> Figure:
 
 
 def best_worst(run: Run) -> Figure:
+    """The lowest- and highest-loss frames (4 each, fewer and never repeated in a short clip)."""
     order = np.argsort(run.loss, kind="stable")
     n_best = min(BEST_WORST, (order.size + 1) // 2)
     n_worst = min(BEST_WORST, order.size - n_best)  # disjoint from the best when N < 8

@@ -1,8 +1,9 @@
-"""Make the README's figure: targets of the demo clip above the attention maps that display them.
+"""Make the README's figures: targets above the attention maps that display them, and a video still.
 
-    python scripts/make_figures.py WORKDIR [--input demo] [--out docs/demo.png]
+    python scripts/make_figures.py WORKDIR [--input demo] [--out docs/demo.png] [--still VIDEO.mp4 --frame 20]
 
-WORKDIR is the work directory of a finished `badapple-jax render` of the same input and size.
+WORKDIR is the work directory of a finished `badapple-jax render` of the same input and size;
+`--still` saves one frame of a rendered video (e.g. a --side-by-side one) beside `--out`.
 """
 import argparse
 import json
@@ -24,6 +25,8 @@ def main():
     parser.add_argument("--input", default="demo")
     parser.add_argument("--out", type=Path, default=Path("docs/demo.png"))
     parser.add_argument("--columns", type=int, default=6)
+    parser.add_argument("--still", type=Path, help="a rendered video to take one frame of")
+    parser.add_argument("--frame", type=int, default=20)
     args = parser.parse_args()
 
     metrics = json.loads((args.workdir / "metrics.json").read_text())
@@ -45,6 +48,10 @@ def main():
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
+    if args.still:
+        still = args.out.with_name(args.still.stem + ".png")
+        iio.imwrite(still, iio.imread(args.still, index=args.frame))
+        print(f"wrote {still}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import badapple_jax.plots as plots
-
 from badapple_jax.errors import BadInputError
 
 T = 32
@@ -96,6 +95,7 @@ BREAKERS = {
     "text-loss": break_metrics('{"fps": 15, "per_frame_loss": ["low", "high"]}'),
     "nan-loss": break_metrics('{"fps": 15, "per_frame_loss": [NaN, 0.1, 0.1, 0.1]}'),
     "no-fps": break_metrics('{"per_frame_loss": [0.1, 0.2, 0.3, 0.4]}'),
+    "infinite-fps": break_metrics('{"fps": Infinity, "per_frame_loss": [0.1, 0.2, 0.3, 0.4]}'),
     "no-targets": lambda work: (work / "targets.npz").unlink(),
     "corrupt-targets": lambda work: (work / "targets.npz").write_bytes(b"not a zip"),
     "wrong-key": lambda work: np.savez(work / "targets.npz", other=np.zeros((4, T, T), np.uint8)),
