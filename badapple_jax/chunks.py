@@ -75,6 +75,8 @@ def auto_chunk_size(w: HeadWeights, T: int, n_frames: int, settings: Settings, m
     last one carries little padding."""
     mesh = mesh or frame_mesh()
     n = mesh.size
+    if n_frames <= n:  # one frame per device at most: nothing to choose
+        return n
 
     def needed(per_device):  # bytes one device holds for a chunk of per_device frames each
         m = compile_chunk(w, T, per_device * n, settings, mesh)[0].compiled.memory_analysis()

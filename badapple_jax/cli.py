@@ -1,10 +1,11 @@
-"""Command line: `badapple-jax render INPUT -o OUT.mp4 [options]` (SPEC section 10)."""
+"""Command line: `badapple-jax render INPUT -o OUT.mp4 [options]` and `badapple-jax plots WORKDIR`."""
 import argparse
 import dataclasses
 import sys
 
 from badapple_jax.errors import BadInputError
-from badapple_jax.optimize import PRECISIONS, PRESETS, SOLVERS, Settings
+from badapple_jax.optimize import MODES, PRECISIONS, PRESETS, SOLVERS, Settings
+from badapple_jax.plots import make_plots
 from badapple_jax.render import Job, render
 
 
@@ -69,29 +70,43 @@ def build_parser() -> argparse.ArgumentParser:
                         "free memory, at most 16 on a CPU)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the initial embeddings")
     p.add_argument("--save-embeddings", action="store_true", help="also write WORKDIR/embeddings.npy [N, T, n_embd] float32")
+    p.add_argument("--mode", choices=MODES, default="causal",
+                   help="full: a second embedding per frame shows the transposed frame, filling the black triangle "
+                        "(twice the frames, one compiled step)")
     p.add_argument("--side-by-side", action="store_true", help="video shows the target next to the attention map")
     p.add_argument("--audio", help="audio for the video (e.g. for an image directory); default: the input's own")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
+    plots = commands.add_parser("plots", help="loss timeline, loss histogram, comparison grid and best/worst "
+                                              "frames of a finished render, as PNGs in its work directory")
+    plots.add_argument("workdir", help="the work directory of a finished render")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    chosen = {k: getattr(args, k) for k in ("steps", "seeds", "solver") if getattr(args, k) is not None}
-    settings = Settings(**{**PRESETS[args.preset], **chosen}, lr=args.lr, lr_min=args.lr_min,
-                        init_scale=args.init_scale, seed_select=args.seed_select, precision=args.precision,
-                        warm_start=args.warm_start)
-    fields = {f.name for f in dataclasses.fields(Job)} - {"settings"}
-    job = Job(**{name: getattr(args, name) for name in fields}, settings=settings)
-    log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     try:
-        render(job, log=log, progress=not args.quiet)
+        if args.command == "plots":
+            for path in make_plots(args.workdir):
+                print(path)
+            return 0
+        return run_render(args)
     except BadInputError as err:
         print(f"badapple-jax: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("badapple-jax: interrupted", file=sys.stderr)
         return 130
+
+
+def run_render(args) -> int:
+    chosen = {k: getattr(args, k) for k in ("steps", "seeds", "solver") if getattr(args, k) is not None}
+    settings = Settings(**{**PRESETS[args.preset], **chosen}, lr=args.lr, lr_min=args.lr_min,
+                        init_scale=args.init_scale, seed_select=args.seed_select, precision=args.precision,
+                        warm_start=args.warm_start, mode=args.mode)
+    fields = {f.name for f in dataclasses.fields(Job)} - {"settings"}
+    job = Job(**{name: getattr(args, name) for name in fields}, settings=settings)
+    log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    render(job, log=log, progress=not args.quiet)
     return 0
 
 

@@ -59,3 +59,19 @@ def colourise(v: np.ndarray, cmap: str = "magma") -> np.ndarray:
 def display_frames(a: np.ndarray) -> np.ndarray:
     """[..., T, T] attention maps -> [..., T, T, 3] RGB uint8 frames (magma)."""
     return colourise(normalise_display(a))
+
+
+def stitch_full(v: np.ndarray) -> np.ndarray:
+    """[..., 2, T, T] displays of a frame's map and of its transpose's map -> [..., T, T] whole frame.
+
+    The second map shows the transposed target in its lower triangle: transposed back it fills j > i.
+    The diagonal always comes from the first (the frame's own causal map)."""
+    T = v.shape[-1]
+    upper = np.triu(np.ones((T, T), dtype=bool), 1)
+    return np.where(upper, np.swapaxes(v[..., 1, :, :], -1, -2), v[..., 0, :, :])
+
+
+def full_frames(a: np.ndarray) -> np.ndarray:
+    """[..., 2, T, T] attention maps (frame, transposed frame) -> [..., T, T, 3] RGB frames with no black
+    triangle: each half post-processed in its own orientation, then stitched."""
+    return colourise(stitch_full(normalise_display(a)))

@@ -24,6 +24,8 @@ from badapple_jax.targets import desired_logits
 from badapple_jax.weights import HeadWeights
 
 SOLVERS = ("embedding", "headspace")
+MODES = ("causal", "full")
+TRANSPOSED = 1 << 30  # frame-index offset that keys the starts of a frame's transposed copy
 PRECISIONS = {"fp32": "float32", "tf32": "tensorfloat32", "bf16": "bfloat16"}  # -> jax.default_matmul_precision
 
 
@@ -40,6 +42,7 @@ class Settings:
     solver: str = "embedding"  # "embedding": optimise X (reference); "headspace": optimise z, lift to X
     precision: str = "fp32"  # matmul precision on GPU: fp32, tf32 or bf16 (CPUs compute fp32 regardless)
     warm_start: bool = False  # headspace: start 0 of each frame from a rank-d_head SVD of its target
+    mode: str = "causal"  # "full": a second embedding per frame shows the transposed target (upper triangle)
 
     @property
     def explore(self) -> int:
@@ -165,7 +168,17 @@ def initial_embeddings(seed: int, frame_index, n_seeds: int, T: int, E: int, sca
 
 def optimize_chunk(w: HeadWeights, space: HeadSpace | None, frames, frame_index, valid, seed,
                    settings: Settings) -> ChunkResult:
-    """Frames [B, T, T] in [0, 1] -> optimised embeddings and attention maps (jit with static settings)."""
+    """Frames [B, T, T] in [0, 1] -> optimised embeddings and attention maps (jit with static settings).
+
+    In "full" mode every frame's transpose is optimised alongside it, in the same vmapped batch, and
+    each field of the result gains a half axis after the frame axis: [B, 2, ...], lower then upper."""
+    if settings.mode == "full":
+        both = dataclasses.replace(settings, mode="causal")
+        result = optimize_chunk(w, space, jnp.concatenate([frames, jnp.swapaxes(frames, 1, 2)]),
+                                jnp.concatenate([frame_index, frame_index + TRANSPOSED]),
+                                jnp.concatenate([valid, valid]), seed, both)
+        B = frames.shape[0]
+        return jax.tree.map(lambda a: jnp.stack([a[:B], a[B:]], axis=1), result)
     B, T, _ = frames.shape
     d = desired_logits(frames)
     x0 = initial_embeddings(seed, frame_index, settings.seeds, T, w.config.n_embd, settings.init_scale)

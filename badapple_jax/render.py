@@ -14,11 +14,11 @@ import imageio.v3 as iio
 import jax
 import numpy as np
 
-from badapple_jax.display import display_frames
+from badapple_jax.display import display_frames, full_frames
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.chunks import auto_chunk_size, compile_chunk, fit_chunk_size, frame_mesh, optimize_frames
-from badapple_jax.optimize import PRECISIONS, SOLVERS, Settings
+from badapple_jax.optimize import MODES, PRECISIONS, SOLVERS, Settings
 from badapple_jax.video import VIDEO_SUFFIXES, has_audio, read_clip, write_video
 from badapple_jax.weights import load_layer, pick_head
 
@@ -60,6 +60,7 @@ def check(job: Job) -> None:
         (np.isfinite(s.lr_min) and 0 <= s.lr_min <= s.lr, f"--lr-min must be in [0, --lr], got {s.lr_min}"),
         (np.isfinite(s.init_scale) and s.init_scale > 0, f"--init-scale must be positive, got {s.init_scale}"),
         (s.seed_select in ("frame", "chunk"), f"--seed-select must be frame or chunk, got {s.seed_select}"),
+        (s.mode in MODES, f"--mode must be causal or full, got {s.mode}"),
         (s.solver in SOLVERS, f"--solver must be one of {', '.join(SOLVERS)}, got {s.solver}"),
         (s.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {s.precision}"),
         (not s.warm_start or s.solver == "headspace", "--warm-start needs --solver headspace"),
@@ -121,9 +122,9 @@ def check_lift(result, start: int) -> None:
     """The lifted X must show the head what z did: same loss through the ordinary kernel."""
     bad = np.abs(result.final_loss - result.space_loss) > LIFT_RTOL * result.space_loss + LIFT_ATOL
     if np.any(bad):
-        i = int(np.argmax(bad))
-        raise RuntimeError(f"head-space lift failed at frame {start + i}: loss {result.space_loss[i]:.6g} in head "
-                           f"space but {result.final_loss[i]:.6g} through the kernel (please report this)")
+        where = tuple(np.argwhere(bad)[0])  # (frame,) or (frame, half)
+        raise RuntimeError(f"head-space lift failed at frame {start + where[0]}: loss {result.space_loss[where]:.6g} "
+                           f"in head space but {result.final_loss[where]:.6g} through the kernel (please report this)")
 
 
 def render(job: Job, log=print, progress: bool = True) -> dict:
@@ -150,30 +151,33 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
     compile_seconds = time.perf_counter() - t0
 
     N, T, E = len(clip.frames), job.size, info.config.n_embd
+    full = job.settings.mode == "full"
     embeddings = None
-    if job.save_embeddings:
-        embeddings = np.lib.format.open_memmap(work / ".embeddings.npy.tmp", "w+", np.float32, (N, T, E))
+    if job.save_embeddings:  # [N, T, E], or [N, 2, T, E] in full mode: the frame's and its transpose's
+        shape = (N, 2, T, E) if full else (N, T, E)
+        embeddings = np.lib.format.open_memmap(work / ".embeddings.npy.tmp", "w+", np.float32, shape)
     rgb = np.zeros((N, T, T, 3), np.uint8)
-    loss, final, space, chosen = np.zeros(N), np.zeros(N), np.zeros(N), np.zeros(N, int)
-    explore = np.zeros((N, job.settings.seeds))
+    kept = {k: [] for k in ("loss", "final_loss", "space_loss", "seed", "explore_loss")}
     t0 = time.perf_counter()
     for start, result in optimize_frames(
         w, clip.frames, job.settings, seed=job.seed, chunk_size=chunk, progress=progress, compiled=compiled
     ):
-        stop = start + len(result.loss)
-        loss[start:stop], chosen[start:stop], explore[start:stop] = result.loss, result.seed, result.explore_loss
-        final[start:stop], space[start:stop] = result.final_loss, result.space_loss
         check_lift(result, start)
-        rgb[start:stop] = display_frames(result.attention)
+        stop = start + len(result.loss)
+        rgb[start:stop] = full_frames(result.attention) if full else display_frames(result.attention)
         for i in range(start, stop):
             iio.imwrite(work / "frames" / f"frame_{i:06d}.png", rgb[i])
         if embeddings is not None:
             embeddings[start:stop] = result.x
+        for k, parts in kept.items():
+            parts.append(getattr(result, k))
     optimize_seconds = time.perf_counter() - t0
+    kept = {k: np.concatenate(parts) for k, parts in kept.items()}  # [N, ...], or [N, 2, ...] in full mode
     if embeddings is not None:
         embeddings.flush()
         del embeddings
         os.replace(work / ".embeddings.npy.tmp", work / "embeddings.npy")
+    loss = kept["loss"].mean(axis=1) if full else kept["loss"]
 
     metrics = {
         "input": clip.label,
@@ -181,11 +185,13 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
         "settings": dataclasses.asdict(job),
         "frames": N,
         "fps": clip.fps,
-        "per_frame_loss": loss.tolist(),
-        "per_frame_seed": chosen.tolist(),
-        "per_frame_explore_loss": explore.tolist(),
-        "per_frame_final_loss": final.tolist(),
-        **({"per_frame_headspace_loss": space.tolist()} if job.settings.solver == "headspace" else {}),
+        "per_frame_loss": loss.tolist(),  # in full mode the mean of the two halves
+        **({"per_frame_loss_lower": kept["loss"][:, 0].tolist(), "per_frame_loss_upper": kept["loss"][:, 1].tolist()}
+           if full else {}),
+        "per_frame_seed": kept["seed"].tolist(),
+        "per_frame_explore_loss": kept["explore_loss"].tolist(),
+        "per_frame_final_loss": kept["final_loss"].tolist(),
+        **({"per_frame_headspace_loss": kept["space_loss"].tolist()} if job.settings.solver == "headspace" else {}),
         "mean_loss": float(loss.mean()),
         "median_loss": float(np.median(loss)),
         "compile_seconds": compile_seconds,

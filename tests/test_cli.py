@@ -90,6 +90,28 @@ def test_side_by_side_with_audio_for_images_and_from_a_video(tiny_ckpt, tmp_path
     assert has_audio(out)
 
 
+def test_full_mode_fills_the_triangle_and_plots_follow(tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "full.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--mode", "full", "--save-embeddings",
+                 "--chunk-size", "2", "-q", *FAST]) == 0
+    work = tmp_path / "full.work"
+    metrics = json.loads((work / "metrics.json").read_text())
+    lower, upper = np.asarray(metrics["per_frame_loss_lower"]), np.asarray(metrics["per_frame_loss_upper"])
+    np.testing.assert_allclose(metrics["per_frame_loss"], (lower + upper) / 2)
+    assert np.load(work / "embeddings.npy").shape == (3, 2, 16, 64)
+    frame = np.asarray(Image.open(work / "frames" / "frame_000000.png")).astype(int)
+    assert frame[np.triu_indices(16, 1)].sum() > 0  # no black triangle
+    assert main(["plots", str(work)]) == 0
+    written = capsys.readouterr().out.split()
+    assert sorted(p.rsplit("/", 1)[-1] for p in written) == [
+        "best_worst.png", "comparison_grid.png", "loss_histogram.png", "loss_timeline.png"]
+
+
+def test_plots_of_a_missing_workdir_is_one_line(tmp_path, capsys):
+    assert main(["plots", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
 def misshapen(t):
     t["h.0.attn.c_attn.weight"] = t["h.0.attn.c_attn.weight"][:, :-3]
     return t

@@ -70,3 +70,29 @@ def test_display_frames(rng):
     assert rgb.shape == (2, 16, 16, 3) and rgb.dtype == np.uint8
     black = matplotlib.colormaps["magma"](0.0, bytes=True)[:3]
     assert np.all(rgb[:, 0, 1:] == black)  # above the diagonal: the colour of 0
+
+
+def causal_maps(rng, n, T):  # random causal attention maps [n, T, T]
+    a = rng.random((n, T, T)) * np.tri(T)
+    return a / a.sum(-1, keepdims=True)
+
+
+def test_a_frame_equal_to_its_transpose_gives_two_equal_halves(rng):
+    from badapple_jax.display import full_frames, stitch_full
+
+    a = causal_maps(rng, 2, 16)
+    both = np.stack([a, a], axis=1)  # a symmetric target's transposed problem is the same problem
+    v = stitch_full(normalise_display(both))
+    np.testing.assert_array_equal(v, np.swapaxes(v, -1, -2))
+    assert full_frames(both).shape == (2, 16, 16, 3)
+
+
+def test_stitching_takes_the_diagonal_from_the_lower_half_and_transposes_the_upper(rng):
+    from badapple_jax.display import stitch_full
+
+    v = rng.random((2, 12, 12))
+    full = stitch_full(v)
+    i, j = np.tril_indices(12)
+    np.testing.assert_array_equal(full[i, j], v[0][i, j])  # lower triangle and diagonal: the frame's own map
+    i, j = np.triu_indices(12, 1)
+    np.testing.assert_array_equal(full[i, j], v[1][j, i])  # upper: the transposed problem's lower triangle
