@@ -1,0 +1,200 @@
+"""Which head makes the best display? Every head of the chosen layers against a few sample frames.
+
+All heads of a layer and all sample frames are optimised in ONE compiled program: `optimize_chunk`
+vmapped over the head axis. Heads are ranked by the mean loss of their final embeddings through
+the ordinary kernel (`final_loss`), so head-space and embedding results compare directly.
+`badapple-jax survey INPUT` writes PREFIX.json, PREFIX.md (the ranking) and PREFIX.png (a heatmap).
+"""
+import dataclasses
+import functools
+import json
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from badapple_jax.errors import BadInputError
+from badapple_jax.headspace import head_space
+from badapple_jax.optimize import PRECISIONS, SOLVERS, Settings, optimize_chunk
+from badapple_jax.video import read_clip
+from badapple_jax.weights import load_layer, pick_head
+
+TOP = 10  # rows printed
+
+
+def stack_heads(trees: list):  # H pytrees -> (one pytree, per-leaf vmap axes as a flat tuple)
+    """Stack the per-head leaves on a new axis 0. Leaves every head shares (wpe, ln_1, the blocks below)
+    stay single and unbatched: stacking them would copy the blocks below a deep layer once per head."""
+    def shared(*a):
+        return len(a) > 1 and all(x is a[0] for x in a)
+
+    stacked = jax.tree.map(lambda *a: a[0] if shared(*a) else jnp.stack(a), *trees)
+    axes = jax.tree.map(lambda *a: None if shared(*a) else 0, *trees)
+    return stacked, tuple(jax.tree.leaves(axes, is_leaf=lambda x: x is None))
+
+
+@functools.partial(jax.jit, static_argnames=("axes", "settings"))
+def optimize_heads(heads, spaces, frames, seed, axes, settings: Settings):  # [F, T, T] -> ChunkResult [H, F, ...]
+    """`optimize_chunk` of the same frames (one chunk, all valid) for every head, vmapped over the heads."""
+    F = frames.shape[0]
+
+    def one(w, space):
+        return optimize_chunk(w, space, frames, jnp.arange(F), jnp.ones(F, bool), seed, settings)
+
+    in_axes = jax.tree.unflatten(jax.tree.structure((heads, spaces)), axes)
+    return jax.vmap(one, in_axes=in_axes)(heads, spaces)
+
+
+def layer_losses(layer_weights, frames, settings: Settings, seed: int) -> np.ndarray:  # -> [H, F] final_loss
+    """Every head of one layer against frames [F, T, T], in one call of `optimize_heads`."""
+    per_head = [pick_head(layer_weights, h) for h in range(layer_weights.config.n_head)]
+    heads, head_axes = stack_heads(per_head)
+    spaces, space_axes = None, ()
+    if settings.solver == "headspace":
+        spaces, space_axes = stack_heads([head_space(w) for w in per_head])
+    with jax.default_matmul_precision(PRECISIONS[settings.precision]):
+        result = optimize_heads(heads, spaces, jnp.asarray(frames, jnp.float32), seed, head_axes + space_axes,
+                                settings)
+    return np.asarray(result.final_loss).reshape(layer_weights.config.n_head, -1)  # full mode: [H, 2F]
+
+
+def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings, seed: int = 0) -> list[dict]:
+    """Frames [F, T, T] in [0, 1] -> one row per (layer, head), sorted by mean loss (best first).
+
+    Head space works at layer 0 only: layers above it use the embedding solver (each row names its solver)."""
+    rows = []
+    for layer in layers:
+        layer_weights, _ = load_layer(model, layer)
+        s = settings if layer == 0 or settings.solver == "embedding" else dataclasses.replace(
+            settings, solver="embedding", warm_start=False)
+        loss = layer_losses(layer_weights, frames, s, seed)
+        rows += [{"layer": layer, "head": h, "solver": s.solver, "mean_loss": float(np.mean(l)),
+                  "median_loss": float(np.median(l)), "max_loss": float(np.max(l))} for h, l in enumerate(loss)]
+    return sorted(rows, key=lambda r: (r["mean_loss"], r["layer"], r["head"]))
+
+
+def parse_layers(text: str, n_layer: int) -> list[int]:
+    """`0`, `0,5,10` or `all` -> sorted distinct layers, each checked against n_layer."""
+    if text.strip() == "all":
+        return list(range(n_layer))
+    try:
+        layers = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise BadInputError(f"--layers must be a layer, a list like 0,5,10 or 'all', got '{text}'.") from None
+    if layers[0] < 0 or layers[-1] >= n_layer:
+        raise BadInputError(f"--layers {text} is out of range: the model has n_layer {n_layer} "
+                            f"(valid 0..{n_layer - 1}).")
+    return layers
+
+
+def sample_frames(n: int, k: int) -> np.ndarray:  # -> up to k distinct frame indices spread evenly over 0..n-1
+    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
+
+
+def markdown(rows: list[dict], caption: str) -> str:
+    lines = [caption, "", "| rank | layer | head | mean | median | max |", "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {i} | {r['layer']} | {r['head']} | {r['mean_loss']:.4g} | {r['median_loss']:.4g} | "
+              f"{r['max_loss']:.4g} |" for i, r in enumerate(rows, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def heatmap(rows: list[dict], caption: str) -> Figure:
+    """Layers x heads of mean loss, log colour scale, the best head starred."""
+    layers = sorted({r["layer"] for r in rows})
+    grid = np.full((len(layers), 1 + max(r["head"] for r in rows)), np.nan)
+    for r in rows:
+        grid[layers.index(r["layer"]), r["head"]] = r["mean_loss"]
+    size = (max(6.0, 2.5 + 0.3 * grid.shape[1]), max(2.5, 1.5 + 0.25 * len(layers)))
+    fig = Figure(figsize=size, dpi=120, layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, norm=LogNorm(), cmap="viridis_r", aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="mean loss (log)")
+    best = rows[0]
+    ax.scatter([best["head"]], [layers.index(best["layer"])], marker="*", s=160, c="red", edgecolors="white")
+    ax.set_title(f"{textwrap.fill(caption, int(13 * size[0]))}\nbest (*): layer {best['layer']} head {best['head']}, mean loss {best['mean_loss']:.3g}",
+                 fontsize=9)
+    ax.set(xlabel="head", ylabel="layer")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_yticks(range(len(layers)), layers)
+    return fig
+
+
+def write_atomic(path: Path, write) -> None:  # write(tmp_path): the file appears whole or not at all
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def add_parser(commands) -> None:
+    """The `survey` subcommand, on an argparse subparsers object."""
+    p = commands.add_parser("survey", help="rank every head of the chosen layers by how well it displays a few "
+                                           "sample frames: writes PREFIX.json, PREFIX.md and PREFIX.png")
+    p.add_argument("input", help="video file, directory of images, 'demo' or 'badapple'")
+    p.add_argument("--model", default="gpt2-xl", help="hub id, local dir or random:NAME (default: gpt2-xl)")
+    p.add_argument("--layers", default="0", help="a layer, a comma-separated list (0,5,10) or 'all' (default: 0)")
+    p.add_argument("--frames", type=int, default=8, help="sample frames, spread evenly over the clip (default: 8)")
+    p.add_argument("--size", type=int, default=64, help="display size T, small for a quick scan (default: 64)")
+    p.add_argument("--fps", type=float, default=15.0, help="frames per second sampled from the input (default: 15)")
+    p.add_argument("--steps", type=int, default=200, help="Adam steps per frame (default: 200)")
+    p.add_argument("--seeds", type=int, default=1, help="random starts per frame (default: 1)")
+    p.add_argument("--solver", choices=SOLVERS, default="headspace",
+                   help="headspace (default; layer 0 only, the embedding solver above it) or embedding")
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default: 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the starts (default: 0)")
+    p.add_argument("-o", "--output", default="survey", help="output prefix (default: survey)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """The `survey` command: sample frames, survey, write the three files, print the top rows."""
+    rules = [(args.steps >= 4, f"--steps must be at least 4 (explore is steps // 4), got {args.steps}"),
+             (args.seeds >= 1, f"--seeds must be at least 1, got {args.seeds}"),
+             (np.isfinite(args.lr) and args.lr > 0, f"--lr must be a positive number, got {args.lr}"),
+             (args.frames >= 1, f"--frames must be at least 1, got {args.frames}"),
+             (args.size >= 2, f"--size must be at least 2, got {args.size}"),
+             (np.isfinite(args.fps) and args.fps > 0, f"--fps must be positive, got {args.fps}")]
+    for ok, message in rules:
+        if not ok:
+            raise BadInputError(message + ".")
+    prefix = Path(args.output)
+    if not prefix.name:
+        raise BadInputError(f"-o takes a file name prefix (PREFIX.json, .md, .png are written), got '{args.output}'.")
+    if not prefix.parent.is_dir() or not os.access(prefix.parent, os.W_OK):
+        raise BadInputError(f"Output directory {prefix.parent} does not exist or is not writable.")
+    _, info = load_layer(args.model, 0)  # the config: layer count and positions, before any work
+    layers = parse_layers(args.layers, info.config.n_layer)
+    if args.size > info.config.n_positions:
+        raise BadInputError(f"--size {args.size} exceeds the model's {info.config.n_positions} positions.")
+    clip = read_clip(args.input, size=args.size, fps=args.fps)
+    index = sample_frames(len(clip.frames), args.frames)
+    settings = Settings(steps=args.steps, seeds=args.seeds, lr=args.lr, solver=args.solver)
+    print(f"model: {info.source}\ninput: {clip.label}, frames {index.tolist()} of {len(clip.frames)} at "
+          f"{args.size}x{args.size}; layers {args.layers}, {info.config.n_head} heads each", file=sys.stderr)
+    t0 = time.perf_counter()
+    rows = survey(args.model, layers, clip.frames[index], settings, seed=args.seed)
+    seconds = time.perf_counter() - t0
+    solvers = {r["solver"] for r in rows}
+    solver = solvers.pop() if len(solvers) == 1 else "headspace at layer 0, embedding above"
+    caption = (f"{args.model}, {len(index)} frames of {clip.label} at {args.size}x{args.size}, steps {args.steps}, "
+               f"seeds {args.seeds}, solver {solver}")
+    summary = {"input": clip.label, "model": info.as_dict(), "layers": layers, "frames": index.tolist(),
+               "size": args.size, "fps": clip.fps, "seed": args.seed, "settings": dataclasses.asdict(settings),
+               "seconds": seconds, "rows": rows}
+    paths = [prefix.with_name(prefix.name + ext) for ext in (".json", ".md", ".png")]
+    write_atomic(paths[0], lambda p: p.write_text(json.dumps(summary, indent=1)))
+    write_atomic(paths[1], lambda p: p.write_text(markdown(rows, caption)))
+    write_atomic(paths[2], lambda p: heatmap(rows, caption).savefig(p, format="png"))
+    print(f"{'rank':>4} {'layer':>5} {'head':>4} {'mean':>10} {'median':>10} {'max':>10}")
+    for i, r in enumerate(rows[:TOP], 1):
+        print(f"{i:>4} {r['layer']:>5} {r['head']:>4} {r['mean_loss']:>10.4g} {r['median_loss']:>10.4g} "
+              f"{r['max_loss']:>10.4g}")
+    print(f"{len(rows)} heads surveyed in {seconds:.1f} s (compiling included); wrote {', '.join(map(str, paths))}")
+    return 0

@@ -1,0 +1,121 @@
+"""survey.py: a head that cannot display ranks last, vmap over heads equals one head at a time, the CLI path."""
+import argparse
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from badapple_jax.chunks import optimize_frames
+from badapple_jax.errors import BadInputError
+from badapple_jax.loss import frame_loss
+from badapple_jax.optimize import Settings
+from badapple_jax.survey import add_parser, parse_layers, sample_frames, survey
+from badapple_jax.targets import desired_logits
+from badapple_jax.video import read_clip
+from badapple_jax.weights import load_layer, pick_head
+
+from conftest import TINY
+from test_weights import rewrite
+
+E, D, DEAD = TINY["n_embd"], TINY["n_embd"] // TINY["n_head"], 2
+FAST = dict(steps=8, seeds=1)  # with 2 frames of 16x16: the CLI test below reuses the compiled layer-0 program
+
+
+@pytest.fixture(scope="module")
+def dead_ckpt(tiny_ckpt, tmp_path_factory):
+    """The tiny checkpoint with layer 0 head 2's K weights and bias zeroed: k = 0, so its logits are 0 and
+    no embedding can change them."""
+    def edit(t):
+        k = slice(E + DEAD * D, E + (DEAD + 1) * D)
+        t["h.0.attn.c_attn.weight"][:, k] = 0
+        t["h.0.attn.c_attn.bias"][k] = 0
+        return t
+
+    return rewrite(tiny_ckpt, tmp_path_factory.mktemp("dead") / "ckpt", edit)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    clip = read_clip("demo", size=16)
+    return clip.frames[sample_frames(len(clip.frames), 2)]
+
+
+@pytest.fixture(scope="module")
+def surveys(dead_ckpt, frames):
+    """solver -> rows: headspace over layers 0 and 1 (embedding above 0), embedding over layer 0."""
+    return {"headspace": survey(str(dead_ckpt), [0, 1], frames, Settings(**FAST, solver="headspace"), seed=0),
+            "embedding": survey(str(dead_ckpt), [0], frames, Settings(**FAST, solver="embedding"), seed=0)}
+
+
+@pytest.mark.parametrize("solver", ["headspace", "embedding"])
+def test_dead_head_ranks_last(surveys, frames, solver):
+    layer0 = [r for r in surveys[solver] if r["layer"] == 0]
+    assert [r["head"] for r in layer0][-1] == DEAD
+    d = desired_logits(frames)
+    np.testing.assert_allclose(layer0[-1]["mean_loss"], np.mean(frame_loss(np.zeros_like(d), d)), rtol=1e-5)
+    assert layer0[-1]["mean_loss"] > 3 * layer0[-2]["mean_loss"]
+    assert {r["solver"] for r in layer0} == {solver}
+
+
+@pytest.mark.parametrize("solver, layer", [("headspace", 0), ("embedding", 1)])  # stacked spaces; shared blocks
+def test_vmap_over_heads_equals_one_head(surveys, dead_ckpt, frames, solver, layer):
+    head = 1
+    w = pick_head(load_layer(str(dead_ckpt), layer)[0], head)
+    settings = Settings(**FAST, solver=solver)
+    (_, result), = optimize_frames(w, frames, settings, seed=0, chunk_size=len(frames), progress=False)
+    row, = [r for r in surveys["headspace"] if (r["layer"], r["head"]) == (layer, head)]
+    assert row["solver"] == solver
+    np.testing.assert_allclose([row["mean_loss"], row["median_loss"], row["max_loss"]],
+                               [result.final_loss.mean(), np.median(result.final_loss), result.final_loss.max()],
+                               rtol=1e-5)
+
+
+def test_two_layers(surveys):
+    rows = surveys["headspace"]
+    assert len(rows) == 2 * TINY["n_head"]
+    assert sorted((r["layer"], r["head"]) for r in rows) == [(L, h) for L in (0, 1) for h in range(TINY["n_head"])]
+    means = [r["mean_loss"] for r in rows]
+    assert means == sorted(means)
+    assert all(np.isfinite([r["mean_loss"], r["median_loss"], r["max_loss"]]).all() for r in rows)
+    assert all(r["median_loss"] <= r["max_loss"] and r["mean_loss"] <= r["max_loss"] for r in rows)
+    assert {r["layer"]: r["solver"] for r in rows} == {0: "headspace", 1: "embedding"}
+
+
+def test_parse_layers():
+    assert parse_layers("all", TINY["n_layer"]) == [0, 1]
+    assert parse_layers("1,0,1", 2) == [0, 1]
+    for bad in ("x", "0,", "2", "-1", ""):
+        with pytest.raises(BadInputError, match="--layers") as err:
+            parse_layers(bad, 2)
+        assert "\n" not in str(err.value)
+    assert sample_frames(30, 4).tolist() == [0, 10, 19, 29]
+    assert sample_frames(2, 8).tolist() == [0, 1]
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    return parser.parse_args(argv)
+
+
+def test_cli(tiny_ckpt, tmp_path, capsys):
+    argv = ["survey", "demo", "--model", str(tiny_ckpt), "--layers", "0", "--frames", "2", "--size", "16",
+            "--steps", "8", "-o", str(tmp_path / "s")]
+    args = parse(argv)
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and len(out.splitlines()) == 1 + TINY["n_head"] + 1
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert len(summary["rows"]) == TINY["n_head"] and summary["frames"] == [0, 29]
+    table = (tmp_path / "s.md").read_text().splitlines()
+    assert table[2].startswith("| rank | layer | head | mean | median | max |") and len(table) == 4 + TINY["n_head"]
+    png = iio.imread(tmp_path / "s.png")
+    assert png.ndim == 3 and png.shape[0] > 100 and png.shape[1] > 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.md", "s.png"]  # no temp files left
+    for option, value in [("--layers", "x"), ("--layers", "2"), ("--frames", "0"), ("--steps", "3"),
+                          ("--size", "65"), ("--lr", "0"), ("-o", ".")]:
+        bad = parse(argv + [option, value])
+        with pytest.raises(BadInputError) as err:
+            bad.func(bad)
+        assert "\n" not in str(err.value)
