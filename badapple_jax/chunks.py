@@ -17,6 +17,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import HeadSpace, head_space
 from badapple_jax.optimize import PRECISIONS, ChunkResult, Settings, optimize_chunk_jit
 from badapple_jax.weights import HeadWeights
@@ -45,6 +46,9 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     """Ahead-of-time compile of `optimize_chunk` for one chunk shape -> (program, seconds it took).
 
     `chunk_size` must be a multiple of the mesh's device count."""
+    settings.check()
+    if not 2 <= T <= w.config.n_positions:
+        raise BadInputError(f"--size {T} must be in 2..{w.config.n_positions} (the model's positions).")
     mesh = mesh or frame_mesh()
     t0 = time.perf_counter()
     split, whole = NamedSharding(mesh, PartitionSpec("frames")), NamedSharding(mesh, PartitionSpec())

@@ -1,8 +1,9 @@
-"""Command line: `badapple-jax render INPUT -o OUT.mp4 [options]` and `badapple-jax plots WORKDIR`."""
+"""Command line: `badapple-jax render INPUT -o OUT.mp4`, `badapple-jax plots WORKDIR`, `badapple-jax survey INPUT`."""
 import argparse
 import dataclasses
 import sys
 
+from badapple_jax import survey
 from badapple_jax.errors import BadInputError
 from badapple_jax.optimize import MODES, PRECISIONS, PRESETS, SOLVERS, Settings
 from badapple_jax.plots import make_plots
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     plots = commands.add_parser("plots", help="loss timeline, loss histogram, comparison grid and best/worst "
                                               "frames of a finished render, as PNGs in its work directory")
     plots.add_argument("workdir", help="the work directory of a finished render")
+    survey.add_parser(commands)
     return parser
 
 
@@ -89,6 +91,8 @@ def main(argv=None) -> int:
             for path in make_plots(args.workdir):
                 print(path)
             return 0
+        if args.command == "survey":
+            return args.func(args)
         return run_render(args)
     except BadInputError as err:
         print(f"badapple-jax: error: {err}", file=sys.stderr)

@@ -11,12 +11,14 @@ which scales gradients by 1/chunk; Adam is invariant to that scale except throug
 frame's result does not depend on the other frames of its chunk.
 """
 import dataclasses
+import math
 
 import flax
 import jax
 import jax.numpy as jnp
 import optax
 
+from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import HeadSpace, headspace_logits, lift, to_head_space
 from badapple_jax.kernel import causal_softmax, head_logits
 from badapple_jax.loss import frame_loss
@@ -43,6 +45,26 @@ class Settings:
     precision: str = "fp32"  # matmul precision on GPU: fp32, tf32 or bf16 (CPUs compute fp32 regardless)
     warm_start: bool = False  # headspace: start 0 of each frame from a rank-d_head SVD of its target
     mode: str = "causal"  # "full": a second embedding per frame shows the transposed target (upper triangle)
+
+    def check(self) -> None:
+        """Refuse settings the optimiser cannot run, with one line naming the option."""
+        rules = [
+            (self.steps >= 4, f"--steps must be at least 4 (explore is steps // 4), got {self.steps}"),
+            (self.seeds >= 1, f"--seeds must be at least 1, got {self.seeds}"),
+            (math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}"),
+            (math.isfinite(self.lr_min) and 0 <= self.lr_min <= self.lr,
+             f"--lr-min must be in [0, --lr], got {self.lr_min}"),
+            (math.isfinite(self.init_scale) and self.init_scale > 0,
+             f"--init-scale must be positive, got {self.init_scale}"),
+            (self.seed_select in ("frame", "chunk"), f"--seed-select must be frame or chunk, got {self.seed_select}"),
+            (self.mode in MODES, f"--mode must be one of {', '.join(MODES)}, got {self.mode}"),
+            (self.solver in SOLVERS, f"--solver must be one of {', '.join(SOLVERS)}, got {self.solver}"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision}"),
+            (not self.warm_start or self.solver == "headspace", "--warm-start needs --solver headspace"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise BadInputError(message + ".")
 
     @property
     def explore(self) -> int:

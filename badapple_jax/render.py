@@ -18,7 +18,7 @@ from badapple_jax.display import display_frames, full_frames
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.chunks import auto_chunk_size, compile_chunk, fit_chunk_size, frame_mesh, optimize_frames
-from badapple_jax.optimize import MODES, PRECISIONS, SOLVERS, Settings
+from badapple_jax.optimize import Settings
 from badapple_jax.video import VIDEO_SUFFIXES, has_audio, read_clip, write_video
 from badapple_jax.weights import load_layer, pick_head
 
@@ -52,19 +52,9 @@ class Job:
 
 def check(job: Job) -> None:
     """Refuse bad numbers and unusable paths before any work is done."""
-    s = job.settings
+    job.settings.check()
     rules = [
-        (s.steps >= 4, f"--steps must be at least 4 (explore is steps // 4), got {s.steps}"),
-        (s.seeds >= 1, f"--seeds must be at least 1, got {s.seeds}"),
-        (np.isfinite(s.lr) and s.lr > 0, f"--lr must be a positive number, got {s.lr}"),
-        (np.isfinite(s.lr_min) and 0 <= s.lr_min <= s.lr, f"--lr-min must be in [0, --lr], got {s.lr_min}"),
-        (np.isfinite(s.init_scale) and s.init_scale > 0, f"--init-scale must be positive, got {s.init_scale}"),
-        (s.seed_select in ("frame", "chunk"), f"--seed-select must be frame or chunk, got {s.seed_select}"),
-        (s.mode in MODES, f"--mode must be causal or full, got {s.mode}"),
-        (s.solver in SOLVERS, f"--solver must be one of {', '.join(SOLVERS)}, got {s.solver}"),
-        (s.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {s.precision}"),
-        (not s.warm_start or s.solver == "headspace", "--warm-start needs --solver headspace"),
-        (s.solver != "headspace" or job.layer == 0, LAYER0_ONLY.rstrip(".")),
+        (job.settings.solver != "headspace" or job.layer == 0, LAYER0_ONLY.rstrip(".")),
         (job.chunk_size is None or job.chunk_size >= 1, f"--chunk-size must be at least 1, got {job.chunk_size}"),
         (job.size >= 2, f"--size must be at least 2, got {job.size}"),
         (np.isfinite(job.fps) and job.fps > 0, f"--fps must be positive, got {job.fps}"),
