@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import imageio.v3 as iio
-import jax
 import numpy as np
 
 from badapple_jax.display import display_frames, full_frames

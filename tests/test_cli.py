@@ -8,7 +8,6 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
-from safetensors.numpy import load_file, save_file
 
 from badapple_jax.cli import main
 

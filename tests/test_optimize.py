@@ -32,7 +32,6 @@ def head(tiny_ckpt):
 
 @pytest.fixture(scope="module")
 def frames():
-    r = np.random.default_rng(7)
     T = 16
     yy, xx = np.mgrid[:T, :T] / T
     return np.stack([0.05 + 0.95 * ((xx - 0.1 * k) ** 2 + (yy - 0.5) ** 2 < 0.1)
