@@ -53,8 +53,9 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     t0 = time.perf_counter()
     split, whole = NamedSharding(mesh, PartitionSpec("frames")), NamedSharding(mesh, PartitionSpec())
     space = head_space(w) if settings.solver == "headspace" else None
+    channels = (w.w_q.shape[0],) if w.w_q.ndim == 3 else ()  # a group of heads: one target channel each
     shapes = (
-        jax.ShapeDtypeStruct((chunk_size, T, T), jnp.float32, sharding=split),
+        jax.ShapeDtypeStruct((chunk_size, *channels, T, T), jnp.float32, sharding=split),
         jax.ShapeDtypeStruct((chunk_size,), jnp.int32, sharding=split),
         jax.ShapeDtypeStruct((chunk_size,), jnp.bool_, sharding=split),
         jax.ShapeDtypeStruct((), jnp.int32, sharding=whole),
@@ -120,12 +121,13 @@ def optimize_frames(
     compiled=None,
     mesh: Mesh | None = None,
 ) -> Iterator[tuple[int, ChunkResult]]:
-    """Optimise every frame [N, T, T] in [0, 1], chunk after chunk through one compiled program.
+    """Optimise every frame [N, T, T] in [0, 1] ([N, H, T, T] for a group of heads), chunk after chunk
+    through one compiled program.
 
     Yields (start, result) per chunk, padding removed, arrays on the host. `chunk_size` None picks
     it from the free memory; `compiled` is the program from `compile_chunk` for that chunk size."""
     mesh = mesh or frame_mesh()
-    T = frames.shape[1]
+    T = frames.shape[-1]
     if chunk_size is None:
         chunk_size = auto_chunk_size(w, T, len(frames), settings, mesh)
     chunk_size = fit_chunk_size(chunk_size, len(frames), mesh)

@@ -26,6 +26,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def head_list(text: str) -> tuple[int, ...]:
+    """`0,1,2` -> (0, 1, 2)."""
+    try:
+        return tuple(int(h) for h in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--heads takes whole numbers separated by commas, got {text!r}") from None
+
+
 def chunk_size(text: str):
     """`auto` or a whole number (checked later with the other numbers)."""
     return None if text == "auto" else int(text)
@@ -74,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=MODES, default="causal",
                    help="full: a second embedding per frame shows the transposed frame, filling the black triangle "
                         "(twice the frames, one compiled step)")
+    p.add_argument("--heads", type=head_list, help="with --color: the R,G,B heads of --layer, e.g. 0,1,2")
+    p.add_argument("--color", action="store_true",
+                   help="a colour video: one shared embedding drives three heads, each showing one channel")
     p.add_argument("--side-by-side", action="store_true", help="video shows the target next to the attention map")
     p.add_argument("--audio", help="audio for the video (e.g. for an image directory); default: the input's own")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")

@@ -75,3 +75,10 @@ def full_frames(a: np.ndarray) -> np.ndarray:
     """[..., 2, T, T] attention maps (frame, transposed frame) -> [..., T, T, 3] RGB frames with no black
     triangle: each half post-processed in its own orientation, then stitched."""
     return colourise(stitch_full(normalise_display(a)))
+
+
+def colour_frames(a: np.ndarray, full: bool = False) -> np.ndarray:
+    """[N, 3, T, T] attention maps of the R, G and B heads ([N, 2, 3, T, T] with `full`) -> [N, T, T, 3] RGB
+    uint8: each head post-processed like a gray display and used as one colour channel."""
+    v = stitch_full(normalise_display(np.swapaxes(a, 1, 2))) if full else normalise_display(a)  # [N, 3, T, T]
+    return (np.moveaxis(v, 1, -1) * 255).round().astype(np.uint8)

@@ -28,31 +28,43 @@ LIFT_SCALE = 100.0  # |u| per coordinate after the lift: LayerNorm's eps then ch
 
 @flax.struct.dataclass
 class HeadSpace:
-    U: jax.Array  # [n_embd, 2 d_head] orthonormal columns spanning Mc: n -> z = n U, z -> n = z U^T
-    SVt: jax.Array  # [2 d_head, 2 d_head] S V^T: z -> y = [q k] - c
-    c: jax.Array  # [2 d_head]
+    U: jax.Array  # [n_embd, r] orthonormal columns spanning Mc: n -> z = n U, z -> n = z U^T
+    SVt: jax.Array  # [r, 2 d_head H] S V^T: z -> y = [q k] - c  (r = rank of Mc: 2 d_head H unless degenerate)
+    c: jax.Array  # [2 d_head H]
     e_perp: jax.Array  # [n_embd] unit vector orthogonal to 1 and to the columns of U
     wpe: jax.Array  # [n_positions, n_embd]
     config: ModelConfig = flax.struct.field(pytree_node=False)
+    heads: int = flax.struct.field(pytree_node=False, default=0)  # 0: one head; H: a group sharing z (colour)
 
 
 def head_space(w: HeadWeights) -> HeadSpace:
-    """The head-space form of a layer-0 head (computed once, in float64 on the host)."""
+    """The head-space form of a layer-0 head, or of a group of heads stacked on a leading axis (their
+    [q k] side by side: M is n_embd x 2 d_head H), computed once in float64 on the host."""
     if w.blocks:
         raise BadInputError(LAYER0_ONLY)
-    W = np.concatenate([w.w_q, w.w_k], axis=1).astype(np.float64)  # [E, 2D]
-    M = np.asarray(w.ln_g, np.float64)[:, None] * W
-    Mc = M - M.mean(axis=0)
-    U, S, Vt = np.linalg.svd(Mc, full_matrices=False)  # [E, 2D], [2D], [2D, 2D]
-    c = np.asarray(w.ln_b, np.float64) @ W + np.concatenate([w.b_q, w.b_k])
+    group = w.w_q.ndim == 3
+    qk = np.concatenate([w.w_q, w.w_k], axis=-1).astype(np.float64)  # [(H,) E, 2D]
+    W = qk.transpose(1, 0, 2).reshape(qk.shape[1], -1) if group else qk  # [E, 2D H]: q1 k1 q2 k2 ...
     E = W.shape[0]
+    if W.shape[1] >= E:
+        raise BadInputError(f"head space needs fewer than n_embd = {E} q/k columns, these heads have {W.shape[1]}; "
+                            "use --solver embedding")
+    first = (lambda a: np.asarray(a[0])) if group else np.asarray  # LayerNorm and wpe: shared by the group
+    M = first(w.ln_g).astype(np.float64)[:, None] * W
+    Mc = M - M.mean(axis=0)
+    U, S, Vt = np.linalg.svd(Mc, full_matrices=False)  # [E, 2DH], [2DH], [2DH, 2DH]
+    r = int(np.sum(S > S[0] * 1e-7)) if S[0] > 0 else 1  # directions a degenerate head ignores are dropped:
+    U, S, Vt = U[:, :r], S[:r], Vt[:r]  # their U columns are arbitrary, not even orthogonal to 1
+    c = first(w.ln_b).astype(np.float64) @ W + np.concatenate([w.b_q, w.b_k], axis=-1).reshape(-1)
     # Orthogonal to 1 and U: a fixed vector minus its projections (1/sqrt(E) and U are orthonormal).
     r = np.cos(np.arange(E) * 2.399963)  # deterministic, no special alignment with anything
     basis = np.concatenate([np.full((E, 1), E**-0.5), U], axis=1)
     e = r - basis @ (basis.T @ r)
     e = e - basis @ (basis.T @ e)  # second pass: orthogonality to float64 rounding
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
-    return HeadSpace(f32(U), f32(S[:, None] * Vt), f32(c), f32(e / np.linalg.norm(e)), w.wpe, w.config)
+    wpe = w.wpe[0] if group else w.wpe
+    return HeadSpace(f32(U), f32(S[:, None] * Vt), f32(c), f32(e / np.linalg.norm(e)), wpe, w.config,
+                     w.w_q.shape[0] if group else 0)
 
 
 def ball(p, n_embd):  # [..., T, 2D] -> z with every row inside |z| <= sqrt(n_embd)
@@ -61,8 +73,12 @@ def ball(p, n_embd):  # [..., T, 2D] -> z with every row inside |z| <= sqrt(n_em
     return p * jnp.sqrt(R2 / jnp.maximum(sq, R2))  # no |p| on its own: finite gradient at p = 0
 
 
-def headspace_logits(p, hs: HeadSpace):  # [T, 2D] -> [T, T], the same logits as kernel.head_logits
-    q, k = jnp.split(ball(p, hs.config.n_embd) @ hs.SVt + hs.c, 2, axis=-1)
+def headspace_logits(p, hs: HeadSpace):  # [T, P] -> [T, T] ([H, T, T] for a group), as kernel.head_logits
+    y = ball(p, hs.config.n_embd) @ hs.SVt + hs.c  # [T, 2D H]
+    if hs.heads:
+        y = y.reshape(y.shape[0], hs.heads, 2, -1)  # [T, H, 2, D]
+        return jnp.einsum("thd,shd->hts", y[:, :, 0], y[:, :, 1]) / jnp.sqrt(y.shape[-1])
+    q, k = jnp.split(y, 2, axis=-1)
     return q @ k.T / jnp.sqrt(q.shape[-1])
 
 

@@ -86,9 +86,10 @@ PRESETS = {
 @flax.struct.dataclass
 class ChunkResult:
     x: jax.Array  # [B, T, E] final embeddings (lifted from head space by that solver)
-    attention: jax.Array  # [B, T, T] attention maps of the final embeddings, through the ordinary kernel
+    attention: jax.Array  # [B, (H,) T, T] attention maps of the final embeddings, through the ordinary kernel
     loss: jax.Array  # [B] loss computed in the last refine step (as the reference reports it)
     final_loss: jax.Array  # [B] loss of the final embeddings through the ordinary kernel
+    head_loss: jax.Array  # [B, H] the same per head (H = 1 but for colour: R, G, B)
     space_loss: jax.Array  # [B] loss of the final parameters in the solver's own space (= final_loss for X)
     seed: jax.Array  # [B] int, the start kept for refinement
     explore_loss: jax.Array  # [B, S] loss of each start in its last explore step
@@ -110,14 +111,21 @@ def phase_optimizer(settings: Settings, n_steps: int) -> optax.GradientTransform
     return optax.adam(warm_restart_cosine(settings.lr, settings.lr_min, T_0, n_steps), b1=0.9, b2=0.999, eps=1e-8)
 
 
-def display_logits(p, display):  # [T, P] -> [T, T] for P = n_embd (X) or 2 d_head (head space)
+def display_logits(p, display):  # [T, P] -> [T, T], or [H, T, T] for a group of heads sharing p
     if isinstance(display, HeadSpace):
         return headspace_logits(p, display)
+    if display.w_q.ndim == 3:  # heads stacked on a leading axis (colour): one embedding drives them all
+        return jax.vmap(head_logits, in_axes=(None, 0))(p, display)
     return head_logits(p, display)
 
 
-def frame_losses(p, display, d):  # [..., B, T, P], [B, T, T] -> [..., B]
-    losses = lambda p: frame_loss(jax.vmap(display_logits, in_axes=(0, None))(p, display), d)  # noqa: E731
+def head_losses(p, display, d):  # [B, T, P], [B, (H,) T, T] -> [B, H]: each head's loss (H = 1 for one)
+    losses = frame_loss(jax.vmap(display_logits, in_axes=(0, None))(p, display), d)
+    return losses if losses.ndim == 2 else losses[:, None]
+
+
+def frame_losses(p, display, d):  # [..., B, T, P], [B, (H,) T, T] -> [..., B], the mean over heads
+    losses = lambda p: jnp.mean(head_losses(p, display, d), axis=-1)  # noqa: E731
     for _ in range(p.ndim - 3):  # seeds: vmapped, not reshaped, so a sharded frame axis stays whole
         losses = jax.vmap(losses)
     return losses(p)
@@ -160,9 +168,10 @@ def multi_start(w: HeadWeights, space: HeadSpace | None, d, p0, valid, settings:
     p = p[seed, jnp.arange(B)]
     p, refine_trace = adam_phase(p, display, d, settings, settings.refine)
     x = p if space is None else jax.vmap(lift, in_axes=(0, None))(p, space)
-    A = jax.vmap(head_logits, in_axes=(0, None))(x, w)
+    A = jax.vmap(display_logits, in_axes=(0, None))(x, w)  # the ordinary kernel, whatever the solver
+    per_head = head_losses(x, w, d)
     return ChunkResult(
-        x, causal_softmax(A), refine_trace[-1], frame_loss(A, d), frame_losses(p, display, d), seed,
+        x, causal_softmax(A), refine_trace[-1], per_head.mean(axis=-1), per_head, frame_losses(p, display, d), seed,
         explore_trace[-1].T, explore_trace.transpose(2, 0, 1), refine_trace.T,
     )
 
@@ -190,18 +199,19 @@ def initial_embeddings(seed: int, frame_index, n_seeds: int, T: int, E: int, sca
 
 def optimize_chunk(w: HeadWeights, space: HeadSpace | None, frames, frame_index, valid, seed,
                    settings: Settings) -> ChunkResult:
-    """Frames [B, T, T] in [0, 1] -> optimised embeddings and attention maps (jit with static settings).
+    """Frames [B, T, T] in [0, 1] (or [B, H, T, T]: one channel per head of a group) -> optimised
+    embeddings and attention maps (jit with static settings).
 
     In "full" mode every frame's transpose is optimised alongside it, in the same vmapped batch, and
     each field of the result gains a half axis after the frame axis: [B, 2, ...], lower then upper."""
     if settings.mode == "full":
         both = dataclasses.replace(settings, mode="causal")
-        result = optimize_chunk(w, space, jnp.concatenate([frames, jnp.swapaxes(frames, 1, 2)]),
+        result = optimize_chunk(w, space, jnp.concatenate([frames, jnp.swapaxes(frames, -1, -2)]),
                                 jnp.concatenate([frame_index, frame_index + TRANSPOSED]),
                                 jnp.concatenate([valid, valid]), seed, both)
         B = frames.shape[0]
         return jax.tree.map(lambda a: jnp.stack([a[:B], a[B:]], axis=1), result)
-    B, T, _ = frames.shape
+    T = frames.shape[-1]
     d = desired_logits(frames)
     x0 = initial_embeddings(seed, frame_index, settings.seeds, T, w.config.n_embd, settings.init_scale)
     if space is None:

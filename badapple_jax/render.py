@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import imageio.v3 as iio
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from badapple_jax.display import display_frames, full_frames
+from badapple_jax.display import colour_frames, display_frames, full_frames
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.chunks import auto_chunk_size, compile_chunk, fit_chunk_size, frame_mesh, optimize_frames
@@ -42,6 +44,8 @@ class Job:
     save_embeddings: bool = False  # write embeddings.npy [N, T, n_embd] float32
     side_by_side: bool = False  # the video shows the target (left) next to the attention map
     audio: str | None = None  # file whose audio goes with the video; default: the input's own, if any
+    heads: tuple[int, ...] | None = None  # with color: the R, G and B heads, driven by one shared embedding
+    color: bool = False  # a colour video: each of three heads of `layer` shows one channel
     settings: Settings = Settings()
 
     @property
@@ -54,6 +58,10 @@ def check(job: Job) -> None:
     job.settings.check()
     rules = [
         (job.settings.solver != "headspace" or job.layer == 0, LAYER0_ONLY.rstrip(".")),
+        (not job.color or (job.heads is not None and len(job.heads) == 3),
+         "--color needs --heads with three heads, e.g. --heads 0,1,2 (R, G, B)"),
+        (job.color or job.heads is None, "--heads drives several heads with one embedding: add --color"),
+        (not (job.color and job.settings.warm_start), "--warm-start works with one head, not with --color"),
         (job.chunk_size is None or job.chunk_size >= 1, f"--chunk-size must be at least 1, got {job.chunk_size}"),
         (job.size >= 2, f"--size must be at least 2, got {job.size}"),
         (np.isfinite(job.fps) and job.fps > 0, f"--fps must be positive, got {job.fps}"),
@@ -120,10 +128,14 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
     """Run `job` end to end; returns the metrics written to WORKDIR/metrics.json."""
     check(job)
     layer_weights, info = load_layer(job.model, job.layer)
-    w = pick_head(layer_weights, job.head)
+    if job.color:  # the heads stacked on a leading axis: one embedding drives them all
+        w = jax.tree.map(lambda *a: jnp.stack(a), *[pick_head(layer_weights, h) for h in job.heads])
+    else:
+        w = pick_head(layer_weights, job.head)
     if job.size > info.config.n_positions:
         raise BadInputError(f"--size {job.size} exceeds the model's {info.config.n_positions} positions.")
-    clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames)
+    clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames, colour=job.color)
+    frames = np.moveaxis(clip.frames, -1, 1) if job.color else clip.frames  # [N, (3,) T, T]
     work = prepare_workdir(job.work)
     mesh = frame_mesh()
     device = mesh.devices.flat[0]
@@ -131,9 +143,9 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
     log(f"input: {clip.label}, {len(clip.frames)} frames of {job.size}x{job.size} at {clip.fps:g} fps")
     t0 = time.perf_counter()
     if job.chunk_size is None:
-        chunk = auto_chunk_size(w, job.size, len(clip.frames), job.settings, mesh)
+        chunk = auto_chunk_size(w, job.size, len(frames), job.settings, mesh)
     else:
-        chunk = fit_chunk_size(job.chunk_size, len(clip.frames), mesh)
+        chunk = fit_chunk_size(job.chunk_size, len(frames), mesh)
     log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); compiling one {job.settings.solver} "
         f"step for {chunk} frames x {job.settings.seeds} seeds")
     compiled, _ = compile_chunk(w, job.size, chunk, job.settings, mesh)
@@ -146,14 +158,17 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
         shape = (N, 2, T, E) if full else (N, T, E)
         embeddings = np.lib.format.open_memmap(work / ".embeddings.npy.tmp", "w+", np.float32, shape)
     rgb = np.zeros((N, T, T, 3), np.uint8)
-    kept = {k: [] for k in ("loss", "final_loss", "space_loss", "seed", "explore_loss")}
+    kept = {k: [] for k in ("loss", "final_loss", "head_loss", "space_loss", "seed", "explore_loss")}
     t0 = time.perf_counter()
     for start, result in optimize_frames(
-        w, clip.frames, job.settings, seed=job.seed, chunk_size=chunk, progress=progress, compiled=compiled
+        w, frames, job.settings, seed=job.seed, chunk_size=chunk, progress=progress, compiled=compiled
     ):
         check_lift(result, start)
         stop = start + len(result.loss)
-        rgb[start:stop] = full_frames(result.attention) if full else display_frames(result.attention)
+        if job.color:
+            rgb[start:stop] = colour_frames(result.attention, full)
+        else:
+            rgb[start:stop] = full_frames(result.attention) if full else display_frames(result.attention)
         for i in range(start, stop):
             iio.imwrite(work / "frames" / f"frame_{i:06d}.png", rgb[i])
         if embeddings is not None:
@@ -180,6 +195,7 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
         "per_frame_seed": kept["seed"].tolist(),
         "per_frame_explore_loss": kept["explore_loss"].tolist(),
         "per_frame_final_loss": kept["final_loss"].tolist(),
+        **({"heads": list(job.heads), "per_frame_head_loss": kept["head_loss"].tolist()} if job.color else {}),
         **({"per_frame_headspace_loss": kept["space_loss"].tolist()} if job.settings.solver == "headspace" else {}),
         "mean_loss": float(loss.mean()),
         "median_loss": float(np.median(loss)),
@@ -192,12 +208,14 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
         "command": sys.argv,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    np.savez_compressed(work / ".targets.tmp.npz", frames=(clip.frames * 255).round().astype(np.uint8))
+    gray = clip.frames.mean(axis=-1) if job.color else clip.frames  # the plots compare gray targets
+    np.savez_compressed(work / ".targets.tmp.npz", frames=(gray * 255).round().astype(np.uint8))
     os.replace(work / ".targets.tmp.npz", work / "targets.npz")  # [N, T, T] uint8: the plots' "target" row
     write_json_atomic(metrics, work / "metrics.json")
     if job.side_by_side:
         targets = (clip.frames * 255).round().astype(np.uint8)
-        rgb = np.concatenate([np.repeat(targets[..., None], 3, axis=-1), rgb], axis=2)  # [N, T, 2T, 3]
+        targets = targets if job.color else np.repeat(targets[..., None], 3, axis=-1)
+        rgb = np.concatenate([targets, rgb], axis=2)  # [N, T, 2T, 3]
     audio = job.audio or clip.audio
     write_video(rgb, job.output, fps=clip.fps, audio=audio)
     log(

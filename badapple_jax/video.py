@@ -36,7 +36,7 @@ warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=R
 
 @dataclasses.dataclass(frozen=True)
 class Clip:
-    frames: np.ndarray  # [N, size, size] float32 in [0, 1], white = 1
+    frames: np.ndarray  # [N, size, size] float32 in [0, 1], white = 1; [N, size, size, 3] (RGB) if colour
     fps: float  # frame rate of `frames` (= the requested fps)
     audio: str | None  # path of a file whose audio track goes with the clip, None if it has none
     label: str  # e.g. "demo clip (generated)", "video /x/y.mp4", "42 images in /dir"
@@ -55,9 +55,10 @@ def badapple_video() -> Path:
     return path
 
 
-def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: int | None = None) -> Clip:
-    """`demo`, `badapple`, a directory of images (sorted by name) or a video file -> gray Clip of
-    size x size frames.
+def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: int | None = None,
+              colour: bool = False) -> Clip:
+    """`demo`, `badapple`, a directory of images (sorted by name) or a video file -> Clip of size x size
+    gray frames, or RGB ones with `colour`.
 
     `fps` is the rate frames are sampled at (ffmpeg's fps filter) or, for images, the rate they are
     said to have; `demo` names the built-in clip and `badapple` the real music video (optional extra)
@@ -70,21 +71,21 @@ def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: in
     if max_frames is not None and max_frames <= 0:
         raise BadInputError(f"--max-frames must be at least 1, got {max_frames}.")
     if str(source) == "demo":
-        clip = demo_clip(size=size, fps=fps)
+        clip = demo_clip(size=size, fps=fps, colour=colour)
         return dataclasses.replace(clip, frames=clip.frames[:max_frames])
     if str(source) == "badapple":
-        clip = read_clip(str(badapple_video()), size=size, fps=fps, max_frames=max_frames)
+        clip = read_clip(str(badapple_video()), size=size, fps=fps, max_frames=max_frames, colour=colour)
         return dataclasses.replace(clip, label=f"Bad Apple!! ({clip.label}, from the badapple package)")
     path = Path(source)
     if path.is_dir():
-        return _read_image_dir(path, size, fps, max_frames)
+        return _read_image_dir(path, size, fps, max_frames, colour)
     if not path.is_file():
         raise BadInputError(f"Input {source} does not exist (give a video file, a directory of images, 'demo' or 'badapple').")
-    frames = _decode_gray(path, size, fps, max_frames)
+    frames = _decode(path, size, fps, max_frames, colour)
     return Clip(frames, float(fps), str(path) if has_audio(path) else None, f"video {path}")
 
 
-def _read_image_dir(folder: Path, size: int, fps: float, max_frames: int | None) -> Clip:
+def _read_image_dir(folder: Path, size: int, fps: float, max_frames: int | None, colour: bool) -> Clip:
     """Images of `folder`, sorted by name -> Clip (no audio)."""
     # Dot files are skipped: `._x.png` resource forks left by macOS are not images.
     names = sorted(p.name for p in folder.iterdir()
@@ -92,12 +93,12 @@ def _read_image_dir(folder: Path, size: int, fps: float, max_frames: int | None)
     if not names:
         raise BadInputError(f"Directory {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
     names = names[:max_frames]
-    frames = np.stack([_read_gray_image(folder / name, size) for name in names])
+    frames = np.stack([_read_image(folder / name, size, colour) for name in names])
     return Clip(frames.astype(np.float32) / 255.0, float(fps), None, f"{len(names)} images in {folder}")
 
 
-def _read_gray_image(path: Path, size: int) -> np.ndarray:
-    """One image file -> [size, size] uint8 gray, transparency composited on black."""
+def _read_image(path: Path, size: int, colour: bool) -> np.ndarray:
+    """One image file -> [size, size] uint8 gray ([size, size, 3] RGB), transparency composited on black."""
     try:
         with Image.open(path) as im:
             im.load()
@@ -107,23 +108,24 @@ def _read_gray_image(path: Path, size: int) -> np.ndarray:
                 black = Image.new("RGBA", im.size, (0, 0, 0, 255))
                 im = Image.alpha_composite(black, im.convert("RGBA"))
             # Gray before resizing (ffmpeg scales before format=gray): both are linear, cheaper this way.
-            gray = im.convert("L").resize((size, size), Image.Resampling.BICUBIC)
+            gray = im.convert("RGB" if colour else "L").resize((size, size), Image.Resampling.BICUBIC)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise BadInputError(f"Cannot read image {path}: {_one_line(str(err))}.") from err
     return np.asarray(gray)
 
 
-def _decode_gray(path: Path, size: int, fps: float, max_frames: int | None) -> np.ndarray:
-    """Video file -> [N, size, size] float32 in [0, 1] through ffmpeg's fps, scale and gray filters."""
-    vf = f"fps={Fraction(fps).limit_denominator()},scale={size}:{size},format=gray"
+def _decode(path: Path, size: int, fps: float, max_frames: int | None, colour: bool) -> np.ndarray:
+    """Video file -> [N, size, size(, 3)] float32 in [0, 1] through ffmpeg's fps, scale and gray (or rgb24) filters."""
+    pix_fmt, bits, shape = ("rgb24", 24, (size, size, 3)) if colour else ("gray", 8, (size, size))
+    vf = f"fps={Fraction(fps).limit_denominator()},scale={size}:{size},format={pix_fmt}"
     reader = imageio_ffmpeg.read_frames(
-        str(path), pix_fmt="gray", bits_per_pixel=8, output_params=["-map", "0:v:0", "-an", "-vf", vf])
+        str(path), pix_fmt=pix_fmt, bits_per_pixel=bits, output_params=["-map", "0:v:0", "-an", "-vf", vf])
     frames = []
     try:
         with _without_resize_warning():
             next(reader)  # metadata
         for raw in reader:
-            frames.append(np.frombuffer(raw, np.uint8).reshape(size, size))
+            frames.append(np.frombuffer(raw, np.uint8).reshape(shape))
             if len(frames) == max_frames:
                 break  # closing the reader stops ffmpeg early
     except (OSError, RuntimeError) as err:
@@ -151,8 +153,9 @@ def _without_resize_warning():
         logger.removeFilter(drop)
 
 
-def demo_clip(*, size: int = 256, fps: float = 15.0, seconds: float = 2.0) -> Clip:
-    """A generated shadow play: white moon, ball and bar at night, then (cut) a black figure walking by day."""
+def demo_clip(*, size: int = 256, fps: float = 15.0, seconds: float = 2.0, colour: bool = False) -> Clip:
+    """A generated shadow play: white moon, ball and bar at night, then (cut) a black figure walking by day.
+    In colour, green and blue lag red by 3 and 6 frames: moving shapes leave coloured trails."""
     if size < 1 or not fps > 0 or not seconds > 0:
         raise BadInputError(f"Demo clip needs size >= 1, fps > 0 and seconds > 0, got {size}, {fps}, {seconds}.")
     t = np.arange(max(1, round(seconds * fps)), dtype=np.float32) / np.float32(fps)  # [N] seconds
@@ -161,7 +164,10 @@ def demo_clip(*, size: int = 256, fps: float = 15.0, seconds: float = 2.0) -> Cl
     y, x = coord[None, :, None], coord[None, None, :]  # [1, S, 1], [1, 1, S]: unit square, y down
     chunks = np.split(t, range(64, len(t), 64))  # bounds the [N, S, S] temporaries of long clips
     frames = np.concatenate([_shadow_play(tc, half, x, y, size) for tc in chunks])
-    return Clip(frames.astype(np.float32), float(fps), None, "demo clip (generated)")
+    if colour:
+        lag = lambda k: frames[np.maximum(np.arange(len(frames)) - k, 0)]  # noqa: E731
+        frames = np.stack([frames, lag(3), lag(6)], axis=-1)
+    return Clip(frames.astype(np.float32), float(fps), None, "demo clip (generated)" + (", colour" if colour else ""))
 
 
 def _shadow_play(t, half, x, y, size):

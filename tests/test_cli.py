@@ -111,6 +111,19 @@ def test_plots_of_a_missing_workdir_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_colour_video_from_three_heads(tiny_ckpt, tmp_path):
+    out = tmp_path / "colour.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--heads", "2,0,1", "--color",
+                 "--side-by-side", "-q", *FAST]) == 0
+    metrics = json.loads((tmp_path / "colour.work" / "metrics.json").read_text())
+    assert metrics["heads"] == [2, 0, 1] and np.asarray(metrics["per_frame_head_loss"]).shape == (3, 3)
+    frame = np.asarray(Image.open(tmp_path / "colour.work" / "frames" / "frame_000000.png"))
+    assert frame.shape == (16, 16, 3) and len(np.unique(frame.reshape(-1, 3), axis=0)) > 10  # not gray
+    reader = imageio_ffmpeg.read_frames(str(out))
+    assert next(reader)["size"] == (32, 16)
+    reader.close()
+
+
 def misshapen(t):
     t["h.0.attn.c_attn.weight"] = t["h.0.attn.c_attn.weight"][:, :-3]
     return t
@@ -141,6 +154,10 @@ BAD = {
     "unknown solver": (["demo", "--solver", "magic"], "invalid choice: 'magic'"),
     "chunk size zero": (["demo", "--chunk-size", "0"], "--chunk-size must be at least 1"),
     "audio file missing": (["demo", "--audio", "/no/song.wav"], "--audio /no/song.wav does not exist"),
+    "color without heads": (["demo", "--color"], "--color needs --heads with three heads"),
+    "heads without color": (["demo", "--heads", "0,1,2"], "add --color"),
+    "heads not numbers": (["demo", "--heads", "a,b"], "--heads takes whole numbers"),
+    "colour head out of range": (["demo", "--heads", "0,1,9", "--color"], "head 9 is out of range"),
     "output dir missing": (["demo", "-o", "/no/such/dir/out.mp4"], "does not exist"),
     "output not a video": (["demo", "-o", "{tmp}/out.txt"], "must end in one of"),
 }

@@ -96,3 +96,15 @@ def test_stitching_takes_the_diagonal_from_the_lower_half_and_transposes_the_upp
     np.testing.assert_array_equal(full[i, j], v[0][i, j])  # lower triangle and diagonal: the frame's own map
     i, j = np.triu_indices(12, 1)
     np.testing.assert_array_equal(full[i, j], v[1][j, i])  # upper: the transposed problem's lower triangle
+
+
+def test_colour_frames_put_head_c_in_channel_c(rng):
+    from badapple_jax.display import colour_frames
+
+    a = np.stack([causal_maps(rng, 2, 16) for _ in range(3)], axis=1)  # [2, 3 heads, 16, 16]
+    rgb = colour_frames(a)
+    assert rgb.shape == (2, 16, 16, 3) and rgb.dtype == np.uint8
+    for c in range(3):
+        np.testing.assert_array_equal(rgb[..., c], (normalise_display(a[:, c]) * 255).round().astype(np.uint8))
+    full = colour_frames(np.stack([a, a], axis=1), full=True)  # [2, halves, 3, T, T]
+    assert full.shape == (2, 16, 16, 3) and np.all(full == np.swapaxes(full, 1, 2))

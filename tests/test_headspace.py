@@ -118,3 +118,41 @@ def test_lift_is_exact_across_configs_and_heads(model, heads, tiny_ckpt, wide_ck
         x = jax.vmap(lift, in_axes=(0, None))(p, space)
         A, B = logits(x, head), hs_logits(p, space)
         np.testing.assert_allclose(A, B, rtol=1e-4, atol=1e-4 * float(np.abs(B).max()), err_msg=f"{model} head {h}")
+
+
+def stack(heads):
+    return jax.tree.map(lambda *a: jnp.stack(a), *heads)
+
+
+@pytest.mark.parametrize("solver", ["embedding", "headspace"])
+def test_a_group_of_one_head_is_that_head(head, frames, solver):
+    group = stack([head])
+    one = solve(head, frames, steps=12, solver=solver)
+    grouped = [r for _, r in optimize_frames(group, frames[:, None], Settings(steps=12, seeds=2, solver=solver),
+                                             chunk_size=4, progress=False)][0]
+    assert grouped.attention.shape == (4, 1, 16, 16) and grouped.head_loss.shape == (4, 1)
+    np.testing.assert_allclose(grouped.loss, one.loss, rtol=1e-4)
+    np.testing.assert_allclose(grouped.attention[:, 0], one.attention, atol=1e-5)
+
+
+def test_three_heads_share_one_embedding(rng):
+    from conftest import save_tiny_gpt2
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # n_embd 128 > 3 heads x 2 x 16 columns: head space applies
+        layer, _ = load_layer(str(save_tiny_gpt2(tmp, seed=2, n_embd=128, n_head=8)), 0)
+    group = stack([pick_head(layer, h) for h in (0, 3, 5)])
+    space = head_space(group)
+    assert space.heads == 3 and space.U.shape == (128, 96)
+    p = rng.normal(0.0, 1.0, (1, 16, 96)).astype(np.float32) * 2
+    x = jax.vmap(lift, in_axes=(0, None))(p, space)
+    A = jax.vmap(lambda x: jax.vmap(head_logits, in_axes=(None, 0))(x, group))(x)  # each head, the same X
+    np.testing.assert_allclose(A, hs_logits(p, space), rtol=1e-4, atol=1e-4 * float(np.abs(A).max()))
+    T = 16
+    rgb = np.stack([(np.add.outer(np.arange(T), k * np.arange(T)) % 7 < 3) * 0.9 + 0.05 for k in (1, 2, 3)])
+    settings = Settings(steps=40, seeds=1, solver="headspace")
+    r = [r for _, r in optimize_frames(group, rgb[None].astype(np.float32), settings, progress=False)][0]
+    assert r.head_loss.shape == (1, 3) and np.all(np.isfinite(r.head_loss))
+    np.testing.assert_allclose(r.final_loss, r.head_loss.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(r.final_loss, r.space_loss, rtol=1e-4, atol=1e-6)
+    assert r.loss[0] < 0.5 * r.explore_trace[0, 0, 0]

