@@ -28,8 +28,8 @@ LIFT_SCALE = 100.0  # |u| per coordinate after the lift: LayerNorm's eps then ch
 
 @flax.struct.dataclass
 class HeadSpace:
-    U: jax.Array  # [n_embd, r] orthonormal columns spanning Mc: n -> z = n U, z -> n = z U^T
-    SVt: jax.Array  # [r, 2 d_head H] S V^T: z -> y = [q k] - c  (r = rank of Mc: 2 d_head H unless degenerate)
+    U: jax.Array  # [n_embd, 2 d_head H] orthonormal columns spanning Mc (zero where S = 0): n -> z = n U
+    SVt: jax.Array  # [2 d_head H, 2 d_head H] S V^T: z -> y = [q k] - c
     c: jax.Array  # [2 d_head H]
     e_perp: jax.Array  # [n_embd] unit vector orthogonal to 1 and to the columns of U
     wpe: jax.Array  # [n_positions, n_embd]
@@ -53,8 +53,10 @@ def head_space(w: HeadWeights) -> HeadSpace:
     M = first(w.ln_g).astype(np.float64)[:, None] * W
     Mc = M - M.mean(axis=0)
     U, S, Vt = np.linalg.svd(Mc, full_matrices=False)  # [E, 2DH], [2DH], [2DH, 2DH]
-    r = int(np.sum(S > S[0] * 1e-7)) if S[0] > 0 else 1  # directions a degenerate head ignores are dropped:
-    U, S, Vt = U[:, :r], S[:r], Vt[:r]  # their U columns are arbitrary, not even orthogonal to 1
+    # Directions a degenerate head ignores (S ~ 0) are zeroed, not dropped, so every head of a layer keeps
+    # the same shapes (the survey stacks them): their U columns are arbitrary, not even orthogonal to 1.
+    live = S > S[0] * 1e-7
+    U, S = U * live, S * live
     c = first(w.ln_b).astype(np.float64) @ W + np.concatenate([w.b_q, w.b_k], axis=-1).reshape(-1)
     # Orthogonal to 1 and U: a fixed vector minus its projections (1/sqrt(E) and U are orthonormal).
     r = np.cos(np.arange(E) * 2.399963)  # deterministic, no special alignment with anything
@@ -84,9 +86,9 @@ def headspace_logits(p, hs: HeadSpace):  # [T, P] -> [T, T] ([H, T, T] for a gro
 
 def lift(p, hs: HeadSpace, scale: float = LIFT_SCALE):  # [T, 2D] -> X [T, n_embd]
     """A real input embedding whose head logits (through the ordinary kernel) are those of `p`."""
-    z = ball(p, hs.config.n_embd)
-    top_up = jnp.sqrt(jnp.maximum(hs.config.n_embd - jnp.sum(z * z, axis=-1, keepdims=True), 0.0))
-    n = z @ hs.U.T + top_up * hs.e_perp  # [T, E]: zero mean, |n|^2 = n_embd, so LayerNorm(scale n) = n
+    n = ball(p, hs.config.n_embd) @ hs.U.T  # [T, E]; |n| = |z| but for directions a degenerate head ignores
+    top_up = jnp.sqrt(jnp.maximum(hs.config.n_embd - jnp.sum(n * n, axis=-1, keepdims=True), 0.0))
+    n = n + top_up * hs.e_perp  # zero mean, |n|^2 = n_embd, so LayerNorm(scale n) = n
     return scale * n - hs.wpe[: p.shape[0]]
 
 

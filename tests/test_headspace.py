@@ -61,6 +61,9 @@ def test_degenerate_head_and_deeper_layers(tiny_ckpt):
     x = np.random.default_rng(3).normal(size=(1, 16, 64)).astype(np.float32)
     z = jax.vmap(to_head_space, in_axes=(0, None))(x, space)
     np.testing.assert_allclose(hs_logits(z, space), logits(x, dead), rtol=1e-4, atol=1e-4)
+    p = np.random.default_rng(4).normal(size=(1, 16, 32)).astype(np.float32) * 3  # dead directions too
+    lifted = jax.vmap(lift, in_axes=(0, None))(p, space)
+    np.testing.assert_allclose(logits(lifted, dead), hs_logits(p, space), rtol=1e-4, atol=1e-4)
     with pytest.raises(BadInputError, match="layer 0 only"):
         head_space(pick_head(load_layer(str(tiny_ckpt), 1)[0], 0))
 
