@@ -22,13 +22,13 @@ from badapple_jax.optimize import ChunkResult, Settings, multi_start, optimize_c
 from badapple_jax.render import Job, render
 from badapple_jax.targets import desired_logits, row_normalise
 from badapple_jax.video import Clip, demo_clip, read_clip, write_video
-from badapple_jax.weights import HeadWeights, LayerWeights, ModelConfig, ModelInfo, load_layer, pick_head, random_layer
+from badapple_jax.weights import HeadWeights, LayerWeights, ModelConfig, ModelInfo, load_layer, pick_head, pick_heads, random_layer
 
 __all__ = [
     "BadInputError", "ChunkResult", "Clip", "HeadSpace", "HeadWeights", "auto_chunk_size", "frame_mesh", "head_space",
     "headspace_logits", "lift", "to_head_space", "Job", "LayerWeights", "ModelConfig", "ModelInfo", "Settings",
     "attention", "causal_softmax", "colourise", "compile_chunk", "demo_clip", "desired_logits", "display_frames",
     "frame_loss", "head_logits", "layer_norm", "load_layer", "multi_start", "normalise_display", "optimize_chunk",
-    "optimize_frames", "pick_head", "random_layer", "read_clip", "render", "row_centred", "row_normalise",
+    "optimize_frames", "pick_head", "pick_heads", "random_layer", "read_clip", "render", "row_centred", "row_normalise",
     "warm_restart_cosine", "write_video",
 ]

@@ -74,6 +74,11 @@ class Settings:
     def refine(self) -> int:
         return self.steps - self.explore
 
+    @property
+    def frame_steps(self) -> int:
+        """Adam updates one frame costs: every start explores, the kept one refines (2250 by default)."""
+        return self.seeds * self.explore + self.refine
+
 
 # Named settings; options given explicitly override them. "fast": the cheapest measured setting whose
 # mean loss is no worse than the reference's on the same frames (benchmarks/RESULTS.md, head space).

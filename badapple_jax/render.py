@@ -11,8 +11,6 @@ import time
 from pathlib import Path
 
 import imageio.v3 as iio
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from badapple_jax.display import colour_frames, display_frames, full_frames
@@ -21,7 +19,7 @@ from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.chunks import auto_chunk_size, compile_chunk, fit_chunk_size, frame_mesh, optimize_frames
 from badapple_jax.optimize import Settings
 from badapple_jax.video import VIDEO_SUFFIXES, has_audio, read_clip, write_video
-from badapple_jax.weights import load_layer, pick_head
+from badapple_jax.weights import load_layer, pick_head, pick_heads
 
 PACKAGES = ("badapple-jax", "jax", "jaxlib", "optax", "flax", "numpy", "scipy", "imageio", "imageio-ffmpeg")
 
@@ -129,7 +127,7 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
     check(job)
     layer_weights, info = load_layer(job.model, job.layer)
     if job.color:  # the heads stacked on a leading axis: one embedding drives them all
-        w = jax.tree.map(lambda *a: jnp.stack(a), *[pick_head(layer_weights, h) for h in job.heads])
+        w = pick_heads(layer_weights, job.heads)
     else:
         w = pick_head(layer_weights, job.head)
     if job.size > info.config.n_positions:

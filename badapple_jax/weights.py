@@ -99,6 +99,11 @@ def pick_head(w: LayerWeights, head: int) -> HeadWeights:
                        w_k=w.c_attn_w[:, k], b_k=w.c_attn_b[k], blocks=w.blocks, config=c)
 
 
+def pick_heads(w: LayerWeights, heads) -> HeadWeights:
+    """Several heads stacked on a leading axis of every array: a group one embedding drives (colour)."""
+    return jax.tree.map(lambda *a: jnp.stack(a), *[pick_head(w, h) for h in heads])
+
+
 def load_layer(model: str, layer: int = 0, *, cache_dir: str | os.PathLike | None = None
                ) -> tuple[LayerWeights, ModelInfo]:
     """Weights of `layer` from `random:NAME`, a local directory or a hub repo id."""

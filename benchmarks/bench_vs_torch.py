@@ -24,10 +24,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `benchmarks.torch_baseline` also when run as a script
 
-def frame_steps(n_frames, steps, seeds):
-    return n_frames * (seeds * (steps // 4) + steps - steps // 4)
-
-
 def peak_host_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
@@ -84,12 +80,14 @@ def run_torch(args, frames):
 
 
 def summarise(side, runs, n_frames, args):
+    from badapple_jax import Settings  # here, in the parent: the torch worker never imports JAX
+
     pick = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
     losses = np.asarray(runs[0]["losses"])
     seconds = pick("seconds")
     return dict(side=side, seconds=seconds, compile_seconds=pick("compile_seconds"), peak_mb=pick("peak_mb"),
                 frames_per_second=n_frames / seconds,
-                ms_per_frame_step=1e3 * seconds / frame_steps(n_frames, args.steps, args.seeds),
+                ms_per_frame_step=1e3 * seconds / (n_frames * Settings(steps=args.steps, seeds=args.seeds).frame_steps),
                 mean_loss=float(losses.mean()), median_loss=float(np.median(losses)), max_loss=float(losses.max()),
                 device=runs[0]["device"], version=runs[0]["version"], runs=runs)
 

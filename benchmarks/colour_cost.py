@@ -9,11 +9,9 @@ both and their ratio (shared / independent).
 import argparse
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from badapple_jax import Settings, load_layer, optimize_frames, pick_head, read_clip
+from badapple_jax import Settings, load_layer, optimize_frames, pick_head, pick_heads, read_clip
 
 
 def losses(w, frames, settings):  # -> per-frame, per-head final loss [F, H]
@@ -30,11 +28,12 @@ def main():
     p.add_argument("--solver", default="headspace")
     args = p.parse_args()
     layer, _ = load_layer(args.model, 0)
-    heads = [pick_head(layer, int(h)) for h in args.heads.split(",")]
+    index = [int(h) for h in args.heads.split(",")]
+    heads = [pick_head(layer, h) for h in index]
     clip = read_clip("demo", size=args.size, colour=True)
     frames = np.moveaxis(clip.frames[np.linspace(0, len(clip.frames) - 1, args.frames).round().astype(int)], -1, 1)
     settings = Settings(steps=args.steps, seeds=1, solver=args.solver)
-    shared = losses(jax.tree.map(lambda *a: jnp.stack(a), *heads), frames, settings).mean(axis=0)
+    shared = losses(pick_heads(layer, index), frames, settings).mean(axis=0)
     alone = np.array([losses(w, frames[:, c], settings).mean() for c, w in enumerate(heads)])
     print(json.dumps({"model": args.model, "heads": args.heads, "frames": args.frames, "size": args.size,
                       "steps": args.steps, "solver": args.solver, "shared": [float(f"{v:.4g}") for v in shared],

@@ -29,10 +29,6 @@ from badapple_jax import Settings, compile_chunk, load_layer, optimize_frames, p
 LIVE_ARRAYS_PER_START = 12
 
 
-def frame_steps(chunk: int, settings: Settings) -> int:
-    return chunk * (settings.seeds * settings.explore + settings.refine)
-
-
 def estimated_bytes(chunk: int, seeds: int, T: int, n_embd: int) -> int:
     return chunk * seeds * T * n_embd * 4 * LIVE_ARRAYS_PER_START
 
@@ -76,7 +72,7 @@ def measure_point(w, T: int, chunk: int, settings: Settings, repeat: int, memory
         if "RESOURCE_EXHAUSTED" not in str(e):
             raise
         return point | {"skipped": "out of memory: " + str(e).splitlines()[0][:200]}
-    n = frame_steps(chunk, settings)
+    n = chunk * settings.frame_steps
     return point | {"seconds": round(seconds, 4), "compile_seconds": round(compile_seconds, 2),
                     "frame_steps_per_second": round(n / seconds, 2), "ms_per_frame_step": round(1e3 * seconds / n, 4)}
 

@@ -13,7 +13,6 @@ import math
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
@@ -56,7 +55,7 @@ def main():
         print(f"head_grid: error: {err}", file=sys.stderr)
         return 2
     n_head = layer.config.n_head
-    heads = jax.tree.map(lambda *a: jnp.stack(a), *[bj.pick_head(layer, h) for h in range(n_head)])
+    heads = bj.pick_heads(layer, range(n_head))
     logits = jax.vmap(bj.head_logits, in_axes=(None, 0))(result.x[0], heads)  # [n_head, T, T]
     losses = bj.frame_loss(logits, bj.desired_logits(frame))  # [n_head]
     shown = bj.display_frames(bj.causal_softmax(logits))  # [n_head, T, T, 3] uint8

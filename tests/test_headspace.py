@@ -9,7 +9,7 @@ from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import ball, head_space, headspace_logits, lift, to_head_space
 from badapple_jax.kernel import head_logits
 from badapple_jax.optimize import Settings
-from badapple_jax.weights import load_layer, pick_head
+from badapple_jax.weights import load_layer, pick_head, pick_heads
 
 logits = jax.vmap(head_logits, in_axes=(0, None))
 hs_logits = jax.vmap(headspace_logits, in_axes=(0, None))
@@ -123,13 +123,9 @@ def test_lift_is_exact_across_configs_and_heads(model, heads, tiny_ckpt, wide_ck
         np.testing.assert_allclose(A, B, rtol=1e-4, atol=1e-4 * float(np.abs(B).max()), err_msg=f"{model} head {h}")
 
 
-def stack(heads):
-    return jax.tree.map(lambda *a: jnp.stack(a), *heads)
-
-
 @pytest.mark.parametrize("solver", ["embedding", "headspace"])
 def test_a_group_of_one_head_is_that_head(head, frames, solver):
-    group = stack([head])
+    group = jax.tree.map(lambda a: a[None], head)  # a group of one
     one = solve(head, frames, steps=12, solver=solver)
     grouped = [r for _, r in optimize_frames(group, frames[:, None], Settings(steps=12, seeds=2, solver=solver),
                                              chunk_size=4, progress=False)][0]
@@ -144,7 +140,7 @@ def test_three_heads_share_one_embedding(rng):
 
     with tempfile.TemporaryDirectory() as tmp:  # n_embd 128 > 3 heads x 2 x 16 columns: head space applies
         layer, _ = load_layer(str(save_tiny_gpt2(tmp, seed=2, n_embd=128, n_head=8)), 0)
-    group = stack([pick_head(layer, h) for h in (0, 3, 5)])
+    group = pick_heads(layer, (0, 3, 5))
     space = head_space(group)
     assert space.heads == 3 and space.U.shape == (128, 96)
     p = rng.normal(0.0, 1.0, (1, 16, 96)).astype(np.float32) * 2
