@@ -58,7 +58,7 @@ def http_reader(url: str, name: str) -> Read:
                 r.read()
                 hf_raise_for_status(r)
             if r.status_code != 206:  # a 200 would stream the whole multi-GB file: refuse before reading it
-                raise BadInputError(f"{name}: the server ignored the byte-range request (HTTP {r.status_code})")
+                raise BadInputError(f"{name}: the server ignored the byte-range request (HTTP {r.status_code}).")
             return r.read()
 
     return read
@@ -68,24 +68,26 @@ def read_header(read: Read, name: str, size: int | None = None) -> dict[str, Ten
     """Tensor table of the file `name` (`size` bytes long, if known), keys as stored."""
     prefix = read(0, 8)
     if len(prefix) < 8:
-        raise BadInputError(f"{name} is not a safetensors file: it is shorter than 8 bytes")
+        raise BadInputError(f"{name} is not a safetensors file: it is shorter than 8 bytes.")
     (n,) = struct.unpack("<Q", prefix)
-    if not 2 <= n <= MAX_HEADER or (size is not None and 8 + n > size):
-        raise BadInputError(f"{name} is not a safetensors file: its header length {n} is impossible")
+    if not 2 <= n <= MAX_HEADER:
+        raise BadInputError(f"{name} is not a safetensors file: its header length {n} is impossible.")
+    if size is not None and 8 + n > size:
+        raise BadInputError(f"{name} is truncated: its header needs {n} bytes, found {size - 8}.")
     raw = read(8, n)
     if len(raw) < n:
-        raise BadInputError(f"{name} is truncated: its header needs {n} bytes, found {len(raw)}")
+        raise BadInputError(f"{name} is truncated: its header needs {n} bytes, found {len(raw)}.")
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadInputError(f"{name} is not a safetensors file: its header is not valid JSON") from None
+        raise BadInputError(f"{name} is not a safetensors file: its header is not valid JSON.") from None
     if not isinstance(header, dict):
-        raise BadInputError(f"{name} is not a safetensors file: its header is not a JSON object")
+        raise BadInputError(f"{name} is not a safetensors file: its header is not a JSON object.")
     table = {k: _tensor_info(k, v, 8 + n, name) for k, v in header.items() if k != "__metadata__"}
     for key, info in table.items():
         if size is not None and info.start + info.nbytes > size:
-            raise BadInputError(
-                f"{name} is truncated: it has {size} bytes but {key} ends at byte {info.start + info.nbytes}")
+            raise BadInputError(f"{name} is truncated or corrupt: {key} ends at byte {info.start + info.nbytes} "
+                                f"of a {size}-byte file.")
     return table
 
 
@@ -96,20 +98,20 @@ def _tensor_info(key: str, entry, data_start: int, name: str) -> TensorInfo:
     except (TypeError, KeyError, ValueError):
         ok = False
     if not ok or begin > end:
-        raise BadInputError(f"{name} has a malformed safetensors header entry for {key}")
+        raise BadInputError(f"{name} has a malformed safetensors header entry for {key}.")
     return TensorInfo(dtype, shape, data_start + begin, end - begin)
 
 
 def read_tensor(read: Read, info: TensorInfo, key: str, name: str) -> np.ndarray:
     """The tensor `key` as a float32 array; F16 and BF16 are up-cast exactly."""
     if info.dtype not in DTYPES:
-        raise BadInputError(f"{name}: {key} has dtype {info.dtype}, expected F32, F16 or BF16")
+        raise BadInputError(f"{name}: {key} has dtype {info.dtype}, expected F32, F16 or BF16.")
     dtype = DTYPES[info.dtype]
     if math.prod(info.shape) * dtype.itemsize != info.nbytes:
-        raise BadInputError(f"{name}: {key} declares shape {info.shape} but {info.nbytes} bytes of {info.dtype}")
+        raise BadInputError(f"{name}: {key} declares shape {info.shape} but {info.nbytes} bytes of {info.dtype}.")
     raw = read(info.start, info.nbytes)
     if len(raw) != info.nbytes:
-        raise BadInputError(f"{name} is truncated: {key} needs {info.nbytes} bytes, found {len(raw)}")
+        raise BadInputError(f"{name} is truncated: {key} needs {info.nbytes} bytes, found {len(raw)}.")
     x = np.frombuffer(raw, dtype).reshape(info.shape)
     if info.dtype == "BF16":  # bfloat16 is the top half of a float32
         x = (x.astype(np.uint32) << 16).view(np.float32)

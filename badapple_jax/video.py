@@ -28,6 +28,8 @@ from .errors import BadInputError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 + AAC
 CRF = 18  # libx264 quality: colour maps show banding at the default 23
+VIDEO_STREAM = re.compile(r"^\s*Stream #.*: Video: (?!none,)", re.MULTILINE)  # `none`: a codec ffmpeg cannot tell
+AUDIO_STREAM = re.compile(r"^\s*Stream #.*: Audio: ", re.MULTILINE)
 
 # JAX warns on every fork; subprocess (here and inside imageio-ffmpeg) execs ffmpeg straight after it,
 # which is safe, so that warning would only alarm users.
@@ -79,10 +81,19 @@ def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: in
     path = Path(source)
     if path.is_dir():
         return _read_image_dir(path, size, fps, max_frames, colour)
-    if not path.is_file():
+    if not path.exists():
         raise BadInputError(f"Input {source} does not exist (give a video file, a directory of images, 'demo' or 'badapple').")
+    if not path.is_file():
+        raise BadInputError(f"Input {source} is neither a file nor a directory.")
+    if path.stat().st_size == 0:
+        raise BadInputError(f"Input {path} is empty (0 bytes).")
+    streams = _probe(path)
+    if not VIDEO_STREAM.search(streams):  # a truncated mp4 may still open, its streams lost or unreadable
+        opened = "Input #0" in streams
+        reason = "it holds no decodable video stream (truncated? audio only?)" if opened else _last_line(streams)
+        raise BadInputError(f"ffmpeg cannot decode {path} as a video: {reason}.")
     frames = _decode(path, size, fps, max_frames, colour)
-    return Clip(frames, float(fps), str(path) if has_audio(path) else None, f"video {path}")
+    return Clip(frames, float(fps), str(path) if AUDIO_STREAM.search(streams) else None, f"video {path}")
 
 
 def _read_image_dir(folder: Path, size: int, fps: float, max_frames: int | None, colour: bool) -> Clip:
@@ -116,8 +127,19 @@ def _read_image(path: Path, size: int, colour: bool) -> np.ndarray:
 
 def _decode(path: Path, size: int, fps: float, max_frames: int | None, colour: bool) -> np.ndarray:
     """Video file -> [N, size, size(, 3)] float32 in [0, 1] through ffmpeg's fps, scale and gray (or rgb24) filters."""
-    pix_fmt, bits, shape = ("rgb24", 24, (size, size, 3)) if colour else ("gray", 8, (size, size))
-    vf = f"fps={Fraction(fps).limit_denominator()},scale={size}:{size},format={pix_fmt}"
+    pix_fmt = "rgb24" if colour else "gray"
+    rate, rest = Fraction(fps).limit_denominator(), f"scale={size}:{size},format={pix_fmt}"
+    frames = _read_frames(path, f"fps={rate},{rest}", pix_fmt, size, max_frames)
+    if not frames:  # shorter than half a frame at `fps` (a 60 fps clip of one frame): the fps filter drops it all
+        frames = _read_frames(path, f"fps={rate}:eof_action=pass,{rest}", pix_fmt, size, max_frames)
+    if not frames:
+        raise BadInputError(f"Video {path} has no frames.")
+    return np.stack(frames).astype(np.float32) / 255.0
+
+
+def _read_frames(path: Path, vf: str, pix_fmt: str, size: int, max_frames: int | None) -> list[np.ndarray]:
+    """Frames of ffmpeg's `-vf vf` output as [size, size(, 3)] uint8 arrays, at most `max_frames` of them."""
+    bits, shape = (24, (size, size, 3)) if pix_fmt == "rgb24" else (8, (size, size))
     reader = imageio_ffmpeg.read_frames(
         str(path), pix_fmt=pix_fmt, bits_per_pixel=bits, output_params=["-map", "0:v:0", "-an", "-vf", vf])
     frames = []
@@ -133,9 +155,7 @@ def _decode(path: Path, size: int, fps: float, max_frames: int | None, colour: b
         raise BadInputError(f"ffmpeg cannot decode {path} as a video: {reason}.") from err
     finally:
         reader.close()
-    if not frames:
-        raise BadInputError(f"Video {path} has no frames.")
-    return np.stack(frames).astype(np.float32) / 255.0
+    return frames
 
 
 @contextlib.contextmanager
@@ -270,7 +290,7 @@ def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None) 
 
 def has_audio(path) -> bool:
     """Whether ffmpeg sees an audio stream in `path` (False for a file it cannot open)."""
-    return re.search(r"^\s*Stream #.*: Audio: ", _probe(path), flags=re.MULTILINE) is not None
+    return AUDIO_STREAM.search(_probe(path)) is not None
 
 
 def _probe(path) -> str:

@@ -92,7 +92,7 @@ def pick_head(w: LayerWeights, head: int) -> HeadWeights:
     """Head `head`'s Q and K columns of the fused c_attn (Q, K, V blocks of n_embd columns each)."""
     c = w.config
     if not 0 <= head < c.n_head:
-        raise BadInputError(f"head {head} is out of range: the model has n_head {c.n_head} (valid 0..{c.n_head - 1})")
+        raise BadInputError(f"head {head} is out of range: the model has n_head {c.n_head} (valid 0..{c.n_head - 1}).")
     d, E = c.d_head, c.n_embd
     q, k = slice(head * d, (head + 1) * d), slice(E + head * d, E + (head + 1) * d)
     return HeadWeights(wpe=w.wpe, ln_g=w.ln_g, ln_b=w.ln_b, w_q=w.c_attn_w[:, q], b_q=w.c_attn_b[q],
@@ -111,18 +111,18 @@ def load_layer(model: str, layer: int = 0, *, cache_dir: str | os.PathLike | Non
         config = RANDOM_CONFIGS.get(model.removeprefix("random:"))
         if config is None:
             raise BadInputError(f"unknown random model '{model}': use one of "
-                                + ", ".join(f"random:{n}" for n in RANDOM_CONFIGS))
+                                + ", ".join(f"random:{n}" for n in RANDOM_CONFIGS) + ".")
         source = f"RANDOM weights (GPT-2-shaped {model.removeprefix('random:')}, seed 0) - not a trained model"
         return random_layer(config, layer), ModelInfo(model, source, True, config)
     path = Path(model).expanduser()
     if path.is_dir():
         return _load_local(path, layer, model)
     if path.exists() or model.startswith(("/", ".", "~")):
-        raise BadInputError(f"model '{model}' is not a directory holding config.json and *.safetensors")
+        raise BadInputError(f"model '{model}' is not a directory holding config.json and *.safetensors.")
     try:
         validate_repo_id(model)
     except HFValidationError:
-        raise BadInputError(f"unknown model '{model}': not a local directory and not a valid hub repo id") from None
+        raise BadInputError(f"unknown model '{model}': not a local directory and not a valid hub repo id.") from None
     return _load_hub(model, layer, cache_dir)
 
 
@@ -144,7 +144,7 @@ def random_layer(config: ModelConfig, layer: int = 0, seed: int = 0) -> LayerWei
 def _check_layer(config: ModelConfig, layer: int, what: str):
     if not 0 <= layer < config.n_layer:
         raise BadInputError(f"layer {layer} is out of range: {what} has n_layer {config.n_layer} "
-                            f"(valid 0..{config.n_layer - 1})")
+                            f"(valid 0..{config.n_layer - 1}).")
 
 
 def _expected_shapes(c: ModelConfig, layer: int) -> dict[str, tuple[int, ...]]:
@@ -180,17 +180,17 @@ def _layer_weights(arrays: dict[str, np.ndarray], config: ModelConfig, layer: in
 def _read_config(path: Path, where: str) -> ModelConfig:
     """The GPT-2 fields of a Hugging Face config.json (plain JSON: no transformers import needed)."""
     if not path.is_file():
-        raise BadInputError(f"{where} has no config.json; expected a directory with config.json and *.safetensors")
+        raise BadInputError(f"{where} has no config.json; expected a directory with config.json and *.safetensors.")
     try:
         raw = json.loads(path.read_text())
         config = ModelConfig(n_layer=int(raw["n_layer"]), n_head=int(raw["n_head"]), n_embd=int(raw["n_embd"]),
                              n_positions=int(raw["n_positions"]), eps=float(raw.get("layer_norm_epsilon", 1e-5)))
     except KeyError as e:
-        raise BadInputError(f"{path} lacks {e.args[0]}: it is not a GPT-2 config.json") from None
+        raise BadInputError(f"{path} lacks {e.args[0]}: it is not a GPT-2 config.json.") from None
     except (ValueError, TypeError, AttributeError):
-        raise BadInputError(f"{path} is not a readable GPT-2 config.json") from None
+        raise BadInputError(f"{path} is not a readable GPT-2 config.json.") from None
     if min(config.n_layer, config.n_head, config.n_embd, config.n_positions) < 1 or config.n_embd % config.n_head:
-        raise BadInputError(f"{path} is not a usable GPT-2 config: n_embd {config.n_embd}, n_head {config.n_head}")
+        raise BadInputError(f"{path} is not a usable GPT-2 config: n_embd {config.n_embd}, n_head {config.n_head}.")
     return config
 
 
@@ -205,11 +205,11 @@ def _index(files: list[tuple[str, Read, int | None]]) -> dict:
 
 def _read_checked(index: dict, key: str, shape: tuple, where: str) -> np.ndarray:
     if key not in index:
-        raise BadInputError(f"checkpoint {where} lacks {key} (looked for it with and without 'transformer.')")
+        raise BadInputError(f"checkpoint {where} lacks {key} (looked for it with and without 'transformer.').")
     read, info, name = index[key]
     if info.shape != shape:  # checked before reading: never fetch a tensor that cannot be used
         raise BadInputError(f"checkpoint {where} does not fit its config.json: {key} has shape {info.shape}, "
-                            f"expected {shape}")
+                            f"expected {shape}.")
     return read_tensor(read, info, key, name)
 
 
@@ -219,7 +219,7 @@ def _load_local(path: Path, layer: int, model: str) -> tuple[LayerWeights, Model
     _check_layer(config, layer, where)
     shards = sorted(path.glob("*.safetensors"))
     if not shards:
-        raise BadInputError(f"{where} holds no *.safetensors file")
+        raise BadInputError(f"{where} holds no *.safetensors file.")
     index = _index([(str(f), file_reader(f), f.stat().st_size) for f in shards])
     arrays = {k: _read_checked(index, k, s, where) for k, s in _expected_shapes(config, layer).items()}
     return _layer_weights(arrays, config, layer), ModelInfo(model, f"local {where}", False, config)
@@ -230,25 +230,26 @@ class _Unreachable(BadInputError):
 
 
 @contextlib.contextmanager
-def _hub_errors(repo: str):
-    """Turn huggingface_hub / HTTP failures into one-line BadInputErrors."""
+def _hub_errors(repo: str, file: str = SAFETENSORS):
+    """Turn huggingface_hub / HTTP failures while fetching `file` into one-line BadInputErrors."""
     try:
         yield
     except GatedRepoError:
-        raise BadInputError(f"model '{repo}' is gated on the hub: accept its terms and log in (hf auth login)") from None
+        raise BadInputError(f"model '{repo}' is gated on the hub: accept its terms and log in (hf auth login).") from None
     except RepositoryNotFoundError:
-        raise BadInputError(f"unknown model '{repo}': no such repo on the hub and not a local directory") from None
+        raise BadInputError(f"unknown model '{repo}': no such repo on the hub and not a local directory.") from None
     except RemoteEntryNotFoundError:
-        raise BadInputError(f"model '{repo}' has no {SAFETENSORS} or config.json on the hub") from None
+        raise BadInputError(f"model '{repo}' has no {file} on the hub.") from None
     except (httpx2.TransportError, OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError) as e:
         raise _unreachable(repo) from e
 
 
 def _unreachable(repo: str) -> _Unreachable:
     name = repo.split("/")[-1] if repo.split("/")[-1] in RANDOM_CONFIGS else "gpt2-xl"
-    return _Unreachable(f"cannot fetch {repo}: the Hugging Face hub is unreachable and the weights are not cached; "
+    why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hugging Face hub is unreachable"
+    return _Unreachable(f"cannot fetch {repo}: {why} and the weights are not cached; "
                         f"pass --model PATH (a directory with config.json and *.safetensors) or "
-                        f"--model random:{name} for an offline run")
+                        f"--model random:{name} for an offline run.")
 
 
 def _write_atomic(path: Path, write):
@@ -292,8 +293,10 @@ def _load_hub(repo: str, layer: int, cache_dir) -> tuple[LayerWeights, ModelInfo
     sha, size = _resolve(repo, root)
     rev_dir = root / sha
     if not (rev_dir / "config.json").is_file():
-        with _hub_errors(repo):
-            text = Path(hf_hub_download(repo, "config.json", revision=sha, etag_timeout=TIMEOUT)).read_bytes()
+        with _hub_errors(repo, "config.json"):
+            downloaded = Path(hf_hub_download(repo, "config.json", revision=sha, etag_timeout=TIMEOUT))
+        _read_config(downloaded, f"{repo}@{sha}")  # checked before it enters the cache
+        text = downloaded.read_bytes()
         _write_atomic(rev_dir / "config.json", lambda f: f.write(text))
     config = _read_config(rev_dir / "config.json", f"{repo}@{sha}")
     _check_layer(config, layer, repo)
