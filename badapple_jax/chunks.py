@@ -4,8 +4,13 @@ The frame axis of every chunk is split over a 1-D device mesh (`jax.sharding`): 
 independent, so each device optimises its own frames and only the chunk-level seed choice (when
 asked for) talks across devices. The last chunk is padded rather than recompiled. For several hosts,
 call `jax.distributed.initialize()` first: `jax.devices()` then spans them and nothing else changes.
+
+Non-finite guard: a frame whose loss or attention map comes out NaN or Inf is redone once from fresh
+starts at half the learning rate, by a second program compiled only when first needed, that ends
+every phase at its best finite parameters; a frame non-finite on that retry too is reported.
 """
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -19,7 +24,7 @@ from tqdm.auto import tqdm
 
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import HeadSpace, head_space
-from badapple_jax.optimize import PRECISIONS, ChunkResult, Settings, optimize_chunk_jit
+from badapple_jax.optimize import PRECISIONS, RETRY, ChunkResult, Settings, optimize_chunk_jit
 from badapple_jax.weights import HeadWeights
 
 MEMORY_MARGIN = 0.7  # use at most this share of the free device memory
@@ -37,12 +42,14 @@ class Program:
     compiled: Any  # jax.stages.Compiled
     w: HeadWeights
     space: HeadSpace | None
+    chunk_size: int  # frames per call
 
     def __call__(self, frames, frame_index, valid, seed) -> ChunkResult:
         return self.compiled(self.w, self.space, frames, frame_index, valid, seed)
 
 
-def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, mesh: Mesh | None = None):
+def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, mesh: Mesh | None = None,
+                  keep_best: bool = False):
     """Ahead-of-time compile of `optimize_chunk` for one chunk shape -> (program, seconds it took).
 
     `chunk_size` must be a multiple of the mesh's device count."""
@@ -62,8 +69,22 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     )
     w, space = jax.device_put((w, space), whole)
     with jax.default_matmul_precision(PRECISIONS[settings.precision]):
-        compiled = optimize_chunk_jit.lower(w, space, *shapes, settings=settings).compile()
-    return Program(compiled, w, space), time.perf_counter() - t0
+        compiled = optimize_chunk_jit.lower(w, space, *shapes, settings=settings, keep_best=keep_best).compile()
+    return Program(compiled, w, space, chunk_size), time.perf_counter() - t0
+
+
+def needed_bytes(program: Program) -> int:
+    """Bytes one device holds while running `program`: its arguments, outputs and temporaries."""
+    m = program.compiled.memory_analysis()
+    return m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+
+
+def check_fits(program: Program, mesh: Mesh) -> None:
+    """Refuse, in one line, a program that cannot fit the free memory of a device."""
+    needed, free = needed_bytes(program), free_bytes_per_device(mesh)
+    if needed > free:
+        raise BadInputError(f"One chunk needs {needed / 2**30:.1f} GiB per device but {free / 2**30:.1f} GiB are free: "
+                            "lower --chunk-size, --seeds, --steps or --size.")
 
 
 def free_bytes_per_device(mesh: Mesh) -> int:
@@ -84,8 +105,7 @@ def auto_chunk_size(w: HeadWeights, T: int, n_frames: int, settings: Settings, m
         return n
 
     def needed(per_device):  # bytes one device holds for a chunk of per_device frames each
-        m = compile_chunk(w, T, per_device * n, settings, mesh)[0].compiled.memory_analysis()
-        return m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+        return needed_bytes(compile_chunk(w, T, per_device * n, settings, mesh)[0])
 
     one, two = needed(1), needed(2)
     per_frame = max(two - one, 1)
@@ -101,13 +121,54 @@ def fit_chunk_size(chunk_size: int, n_frames: int, mesh: Mesh) -> int:
     return math.ceil(min(chunk_size, n_frames) / mesh.size) * mesh.size
 
 
-def chunk_inputs(frames: np.ndarray, start: int, chunk_size: int):  # -> frames [B,T,T], index [B], valid [B]
-    """One chunk, the last padded by repeating its final frame so every chunk has the compiled shape."""
-    stop = min(start + chunk_size, len(frames))
-    index = np.arange(start, start + chunk_size)
-    valid = index < stop
-    index = np.minimum(index, stop - 1)
-    return frames[index], index.astype(np.int32), valid
+def chunk_inputs(frames: np.ndarray, index: np.ndarray, chunk_size: int):  # -> frames [B,T,T], index [B], valid [B]
+    """The frames at `index` as one chunk, padded by repeating the last so every chunk has the compiled shape."""
+    valid = np.arange(chunk_size) < len(index)
+    index = np.concatenate([index, np.full(chunk_size - len(index), index[-1])]).astype(np.int32)
+    return frames[index], index, valid
+
+
+def finite_frames(result: ChunkResult) -> np.ndarray:  # -> [B] bool
+    """Frames whose losses and attention maps are all finite (both halves in full mode, all heads)."""
+    B = len(result.loss)
+    return (np.isfinite(result.loss.reshape(B, -1)).all(1) & np.isfinite(result.final_loss.reshape(B, -1)).all(1)
+            & np.isfinite(result.attention.reshape(B, -1)).all(1))
+
+
+def run_chunk(program: Program, frames: np.ndarray, index: np.ndarray, seed: int, mesh: Mesh,
+              retry=None) -> ChunkResult:
+    """Optimise frames[index] (at most one chunk) -> result on the host, padding removed, with the
+    non-finite guard: frames that come out non-finite are redone by `retry()` (the program to use,
+    built on demand) from starts keyed by index + RETRY; `retried` and `failed` say which."""
+    result = _run(program, frames, index, seed, mesh, 0)
+    retried = ~finite_frames(result) if retry is not None else np.zeros(len(index), bool)
+    failed = np.zeros(len(index), bool)
+    if retried.any():
+        again = _run(retry(), frames, index[retried], seed, mesh, RETRY)
+        went_bad = ~np.isfinite(again.refine_trace.reshape(len(again.loss), -1)).all(1)
+        failed[retried] = ~finite_frames(again) | went_bad
+        result = jax.tree.map(lambda a, b: _scatter(a, b, retried), result, again)
+    attention = np.where(np.isfinite(result.attention), result.attention, 0.0)  # never display a NaN
+    return result.replace(attention=attention, retried=retried, failed=failed)
+
+
+def _run(program: Program, frames: np.ndarray, index: np.ndarray, seed: int, mesh: Mesh, offset: int):
+    split = NamedSharding(mesh, PartitionSpec("frames"))
+    inputs, frame_index, valid = chunk_inputs(frames, index, program.chunk_size)
+    result = program(*jax.device_put((inputs, frame_index + np.int32(offset), valid), split), np.int32(seed))
+    return jax.tree.map(lambda a: a[:len(index)], jax.device_get(result))
+
+
+def _scatter(a, b, mask):  # a [B, ...] with b [mask.sum(), ...] put at the masked frames
+    out = a.copy()
+    out[mask] = b
+    return out
+
+
+def retry_program(w: HeadWeights, T: int, chunk_size: int, settings: Settings, mesh: Mesh):
+    """() -> the guard's program (fresh starts at half the learning rate, best finite state kept), compiled once."""
+    half = dataclasses.replace(settings, lr=settings.lr / 2, lr_min=settings.lr_min / 2)
+    return functools.cache(lambda: compile_chunk(w, T, chunk_size, half, mesh, keep_best=True)[0])
 
 
 def optimize_frames(
@@ -122,7 +183,7 @@ def optimize_frames(
     mesh: Mesh | None = None,
 ) -> Iterator[tuple[int, ChunkResult]]:
     """Optimise every frame [N, T, T] in [0, 1] ([N, H, T, T] for a group of heads), chunk after chunk
-    through one compiled program.
+    through one compiled program, with the non-finite guard.
 
     Yields (start, result) per chunk, padding removed, arrays on the host. `chunk_size` None picks
     it from the free memory; `compiled` is the program from `compile_chunk` for that chunk size."""
@@ -133,15 +194,13 @@ def optimize_frames(
     chunk_size = fit_chunk_size(chunk_size, len(frames), mesh)
     if compiled is None:
         compiled, _ = compile_chunk(w, T, chunk_size, settings, mesh)
-    split = NamedSharding(mesh, PartitionSpec("frames"))
+    retry = retry_program(w, T, chunk_size, settings, mesh)
     losses = []
     with tqdm(total=len(frames), unit="frame", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, len(frames), chunk_size):
-            inputs = chunk_inputs(frames, start, chunk_size)
-            k = int(inputs[2].sum())
-            result = jax.device_get(compiled(*jax.device_put(inputs, split), np.int32(seed)))
-            result = jax.tree.map(lambda a: a[:k], result)
+            index = np.arange(start, min(start + chunk_size, len(frames)))
+            result = run_chunk(compiled, frames, index, seed, mesh, retry)
             losses.extend(result.loss.tolist())
             bar.set_postfix(mean_loss=f"{np.mean(losses):.4f}")
-            bar.update(k)
+            bar.update(len(index))
             yield start, result

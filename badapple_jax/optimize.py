@@ -28,6 +28,7 @@ from badapple_jax.weights import HeadWeights
 SOLVERS = ("embedding", "headspace")
 MODES = ("causal", "full")
 TRANSPOSED = 1 << 30  # frame-index offset that keys the starts of a frame's transposed copy
+RETRY = 1 << 29  # frame-index offset that keys the fresh starts of a frame retried after a non-finite loss
 PRECISIONS = {"fp32": "float32", "tf32": "tensorfloat32", "bf16": "bfloat16"}  # -> jax.default_matmul_precision
 
 
@@ -100,6 +101,9 @@ class ChunkResult:
     explore_loss: jax.Array  # [B, S] loss of each start in its last explore step
     explore_trace: jax.Array  # [B, explore, S] loss at every explore step
     refine_trace: jax.Array  # [B, refine] loss at every refine step
+    # Set by the chunk runner (`chunks.run_chunk`), None inside the compiled program:
+    retried: jax.Array | None = None  # [B] bool: the first attempt went non-finite and the frame was redone
+    failed: jax.Array | None = None  # [B] bool: non-finite on the retry too; shown from its best finite state
 
 
 def warm_restart_cosine(lr, lr_min, T_0, n_steps) -> optax.Schedule:
@@ -136,48 +140,67 @@ def frame_losses(p, display, d):  # [..., B, T, P], [B, (H,) T, T] -> [..., B], 
     return losses(p)
 
 
-def adam_phase(p, display, d, settings: Settings, n_steps: int):  # [..., B, T, P] -> same, [n_steps, ..., B]
-    """`n_steps` Adam updates of every frame's parameters from a fresh optimiser state."""
+def adam_phase(p, display, d, settings: Settings, n_steps: int, keep_best: bool = False):
+    """`n_steps` Adam updates of every frame's parameters from a fresh optimiser state
+    ([..., B, T, P] -> same, loss trace [n_steps, ..., B]).
+
+    `keep_best` returns each frame's lowest-loss finite parameters met on the way (the final ones
+    included) instead of the last: the non-finite guard's retry, never on the hot path."""
     opt = phase_optimizer(settings, n_steps)
 
     def total_loss(p):
         losses = frame_losses(p, display, d)
         return jnp.sum(losses), losses
 
-    def step(carry, _):
-        p, state = carry
-        (_, losses), g = jax.value_and_grad(total_loss, has_aux=True)(p)
-        updates, state = opt.update(g, state)
-        return (optax.apply_updates(p, updates), state), losses
+    def keep(best, p, losses):  # (p, loss) of each frame's lowest finite loss so far
+        better = jnp.isfinite(losses) & (losses < best[1])
+        return jnp.where(better[..., None, None], p, best[0]), jnp.where(better, losses, best[1])
 
-    (p, _), trace = jax.lax.scan(step, (p, opt.init(p)), length=n_steps)
+    def step(carry, _):
+        p, state, best = carry
+        (_, losses), g = jax.value_and_grad(total_loss, has_aux=True)(p)
+        if keep_best:
+            best = keep(best, p, losses)
+        updates, state = opt.update(g, state)
+        return (optax.apply_updates(p, updates), state, best), losses
+
+    best = (p, jnp.full(p.shape[:-2], jnp.inf)) if keep_best else None
+    (p, _, best), trace = jax.lax.scan(step, (p, opt.init(p), best), length=n_steps)
+    if keep_best:
+        p = keep(best, p, frame_losses(p, display, d))[0]
     return p, trace
 
 
 def select_seed(explore_loss, valid, how: str):  # [S, B], [B] bool -> [B] int
-    """Best start per frame, or the reference's single start per chunk by its frames' mean loss."""
+    """Best start per frame, or the reference's single start per chunk by its frames' mean loss;
+    a start whose loss went non-finite counts as the worst."""
+    explore_loss = jnp.where(jnp.isfinite(explore_loss), explore_loss, jnp.inf)
     if how == "frame":
         return jnp.argmin(explore_loss, axis=0)
     chunk_mean = jnp.sum(jnp.where(valid, explore_loss, 0.0), axis=1) / jnp.maximum(jnp.sum(valid), 1)
     return jnp.full(explore_loss.shape[1], jnp.argmin(chunk_mean))
 
 
-def multi_start(w: HeadWeights, space: HeadSpace | None, d, p0, valid, settings: Settings) -> ChunkResult:
+def multi_start(w: HeadWeights, space: HeadSpace | None, d, p0, valid, settings: Settings,
+                keep_best: bool = False) -> ChunkResult:
     """Explore every start in `p0` [S, B, T, P] against desired logits `d` [B, T, T], keep the best, refine.
 
-    `space` None optimises X itself (P = n_embd); a HeadSpace optimises z (P = 2 d_head) and lifts it."""
+    `space` None optimises X itself (P = n_embd); a HeadSpace optimises z (P = 2 d_head) and lifts it.
+    `keep_best` (the non-finite guard's retry) ends each phase at its best finite parameters."""
     display = w if space is None else space
     S, B = p0.shape[:2]
-    p, explore_trace = adam_phase(p0, display, d, settings, settings.explore)  # trace [explore, S, B]
-    seed = select_seed(explore_trace[-1], valid, settings.seed_select)
+    p, explore_trace = adam_phase(p0, display, d, settings, settings.explore, keep_best)  # trace [explore, S, B]
+    explore_loss = frame_losses(p, display, d) if keep_best else explore_trace[-1]  # [S, B]
+    seed = select_seed(explore_loss, valid, settings.seed_select)
     p = p[seed, jnp.arange(B)]
-    p, refine_trace = adam_phase(p, display, d, settings, settings.refine)
+    p, refine_trace = adam_phase(p, display, d, settings, settings.refine, keep_best)
     x = p if space is None else jax.vmap(lift, in_axes=(0, None))(p, space)
     A = jax.vmap(display_logits, in_axes=(0, None))(x, w)  # the ordinary kernel, whatever the solver
     per_head = head_losses(x, w, d)
+    space_loss = frame_losses(p, display, d)
     return ChunkResult(
-        x, causal_softmax(A), refine_trace[-1], per_head.mean(axis=-1), per_head, frame_losses(p, display, d), seed,
-        explore_trace[-1].T, explore_trace.transpose(2, 0, 1), refine_trace.T,
+        x, causal_softmax(A), space_loss if keep_best else refine_trace[-1], per_head.mean(axis=-1), per_head,
+        space_loss, seed, explore_loss.T, explore_trace.transpose(2, 0, 1), refine_trace.T,
     )
 
 
@@ -203,29 +226,30 @@ def initial_embeddings(seed: int, frame_index, n_seeds: int, T: int, E: int, sca
 
 
 def optimize_chunk(w: HeadWeights, space: HeadSpace | None, frames, frame_index, valid, seed,
-                   settings: Settings) -> ChunkResult:
+                   settings: Settings, keep_best: bool = False) -> ChunkResult:
     """Frames [B, T, T] in [0, 1] (or [B, H, T, T]: one channel per head of a group) -> optimised
     embeddings and attention maps (jit with static settings).
 
     In "full" mode every frame's transpose is optimised alongside it, in the same vmapped batch, and
-    each field of the result gains a half axis after the frame axis: [B, 2, ...], lower then upper."""
+    each field of the result gains a half axis after the frame axis: [B, 2, ...], lower then upper.
+    `keep_best` ends every phase at its best finite parameters (the non-finite guard's retry)."""
     if settings.mode == "full":
         both = dataclasses.replace(settings, mode="causal")
         result = optimize_chunk(w, space, jnp.concatenate([frames, jnp.swapaxes(frames, -1, -2)]),
                                 jnp.concatenate([frame_index, frame_index + TRANSPOSED]),
-                                jnp.concatenate([valid, valid]), seed, both)
+                                jnp.concatenate([valid, valid]), seed, both, keep_best)
         B = frames.shape[0]
         return jax.tree.map(lambda a: jnp.stack([a[:B], a[B:]], axis=1), result)
     T = frames.shape[-1]
     d = desired_logits(frames)
     x0 = initial_embeddings(seed, frame_index, settings.seeds, T, w.config.n_embd, settings.init_scale)
     if space is None:
-        return multi_start(w, None, d, x0, valid, settings)
+        return multi_start(w, None, d, x0, valid, settings, keep_best)
     # Head space starts where the same random X would: the z that X shows the head.
     p0 = jax.vmap(jax.vmap(to_head_space, in_axes=(0, None)), in_axes=(0, None))(x0, space)
     if settings.warm_start:
         p0 = p0.at[0].set(jax.vmap(svd_start, in_axes=(0, None))(d, space))
-    return multi_start(w, space, d, p0, valid, settings)
+    return multi_start(w, space, d, p0, valid, settings, keep_best)
 
 
-optimize_chunk_jit = jax.jit(optimize_chunk, static_argnames=("settings",))
+optimize_chunk_jit = jax.jit(optimize_chunk, static_argnames=("settings", "keep_best"))
