@@ -1,10 +1,11 @@
 """Command line: `badapple-jax render INPUT -o OUT.mp4`, `badapple-jax plots WORKDIR`, `badapple-jax survey INPUT`."""
 import argparse
 import dataclasses
+import os
 import sys
 
 from badapple_jax import survey
-from badapple_jax.errors import BadInputError
+from badapple_jax.errors import BadInputError, Interrupted
 from badapple_jax.optimize import MODES, PRECISIONS, PRESETS, SOLVERS, Settings
 from badapple_jax.plots import make_plots
 from badapple_jax.render import Job, render
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a colour video: one shared embedding drives three heads, each showing one channel")
     p.add_argument("--side-by-side", action="store_true", help="video shows the target next to the attention map")
     p.add_argument("--audio", help="audio for the video (e.g. for an image directory); default: the input's own")
+    p.add_argument("--restart", action="store_true",
+                   help="discard what the work directory holds and start over (by default a rerun of the same "
+                        "command resumes it, and a different command is refused)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
     plots = commands.add_parser("plots", help="loss timeline, loss histogram, comparison grid and best/worst "
                                               "frames of a finished render, as PNGs in its work directory")
@@ -108,6 +112,12 @@ def main(argv=None) -> int:
     except BadInputError as err:
         print(f"badapple-jax: error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(f"badapple-jax: {stop}", file=sys.stderr)
+        if stop.busy:  # a chunk is still computing in a worker thread: leave without waiting for it
+            sys.stderr.flush()
+            os._exit(130)
+        return 130
     except KeyboardInterrupt:
         print("badapple-jax: interrupted", file=sys.stderr)
         return 130

@@ -1,26 +1,34 @@
 """The whole job: clip -> targets -> optimised embeddings -> attention maps -> PNGs, metrics and mp4."""
+import concurrent.futures
 import dataclasses
 import datetime
 import importlib.metadata
+import io
 import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
+from tqdm.auto import tqdm
 
+from badapple_jax.chunks import (auto_chunk_size, check_fits, compile_chunk, fit_chunk_size, frame_mesh,
+                                 retry_program, run_chunk)
 from badapple_jax.display import colour_frames, display_frames, full_frames
-from badapple_jax.errors import BadInputError
+from badapple_jax.errors import BadInputError, Interrupted
 from badapple_jax.headspace import LAYER0_ONLY
-from badapple_jax.chunks import auto_chunk_size, compile_chunk, fit_chunk_size, frame_mesh, optimize_frames
+from badapple_jax.interrupt import stop_on_signal
 from badapple_jax.optimize import Settings
 from badapple_jax.video import VIDEO_SUFFIXES, has_audio, read_clip, write_video
 from badapple_jax.weights import load_layer, pick_head, pick_heads
+from badapple_jax.workdir import (RECORD_FIELDS, discard_if_empty, embeddings_store, finish_embeddings, finished, identity, load_chunk,
+                                  open_workdir, record_path, save_chunk, write_atomic)
 
+# Upper bounds of the numeric options, far beyond any useful value: 10 million Adam steps is days per frame,
+# and steps of 1000 or starts of that scale saturate every LayerNorm; a seed is a non-negative int32.
+LIMITS = {"steps": 10**7, "seeds": 10**4, "lr": 1e3, "init_scale": 1e3, "fps": 1000.0, "seed": 2**31 - 1}
 PACKAGES = ("badapple-jax", "jax", "jaxlib", "optax", "flax", "numpy", "scipy", "imageio", "imageio-ffmpeg")
 
 
@@ -44,6 +52,7 @@ class Job:
     audio: str | None = None  # file whose audio goes with the video; default: the input's own, if any
     heads: tuple[int, ...] | None = None  # with color: the R, G and B heads, driven by one shared embedding
     color: bool = False  # a colour video: each of three heads of `layer` shows one channel
+    restart: bool = False  # discard what the work directory holds (ours only) and start over
     settings: Settings = Settings()
 
     @property
@@ -62,7 +71,10 @@ def check(job: Job) -> None:
         (not (job.color and job.settings.warm_start), "--warm-start works with one head, not with --color"),
         (job.chunk_size is None or job.chunk_size >= 1, f"--chunk-size must be at least 1, got {job.chunk_size}"),
         (job.size >= 2, f"--size must be at least 2, got {job.size}"),
-        (np.isfinite(job.fps) and job.fps > 0, f"--fps must be positive, got {job.fps}"),
+        (np.isfinite(job.fps) and 0 < job.fps <= LIMITS["fps"], f"--fps must be in (0, {LIMITS['fps']}], got {job.fps}"),
+        (0 <= job.seed <= LIMITS["seed"], f"--seed must be in 0..{LIMITS['seed']}, got {job.seed}"),
+        *((getattr(job.settings, k) <= LIMITS[k], f"--{k.replace('_', '-')} must be at most {LIMITS[k]}, "
+           f"got {getattr(job.settings, k)}") for k in ("steps", "seeds", "lr", "init_scale")),
         (job.max_frames is None or job.max_frames >= 1, f"--max-frames must be at least 1, got {job.max_frames}"),
         (job.layer >= 0, f"--layer must be >= 0, got {job.layer}"),
         (job.head >= 0, f"--head must be >= 0, got {job.head}"),
@@ -81,23 +93,11 @@ def check(job: Job) -> None:
         raise BadInputError(f"Output directory {out.parent} does not exist.")
     if not os.access(out.parent, os.W_OK):
         raise BadInputError(f"Output directory {out.parent} is not writable.")
-
-
-def prepare_workdir(path: Path) -> Path:
-    """Create the work directory (and frames/) or say plainly why it cannot be used."""
-    try:
-        (path / "frames").mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as err:
-        raise BadInputError(f"Cannot use work directory {path}: {err.strerror}.") from err
-    return path
-
-
-def write_json_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    if out.is_dir():
+        raise BadInputError(f"Output {out} is a directory.")
+    existing = next(p for p in (job.work, *job.work.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise BadInputError(f"Cannot use work directory {job.work}: {existing} is not a directory.")
 
 
 def versions() -> dict:
@@ -122,8 +122,17 @@ def check_lift(result, start: int) -> None:
                            f"in head space but {result.final_loss[where]:.6g} through the kernel (please report this)")
 
 
+def display_rgb(result, job: Job) -> np.ndarray:  # -> [k, T, T, 3] uint8
+    full = job.settings.mode == "full"
+    if job.color:
+        return colour_frames(result.attention, full)
+    return full_frames(result.attention) if full else display_frames(result.attention)
+
+
 def render(job: Job, log=print, progress: bool = True) -> dict:
-    """Run `job` end to end; returns the metrics written to WORKDIR/metrics.json."""
+    """Run `job` end to end, resuming its work directory; returns the metrics written to WORKDIR/metrics.json.
+
+    SIGINT/SIGTERM stop it after the chunk in hand (twice: at once) with `Interrupted`."""
     check(job)
     layer_weights, info = load_layer(job.model, job.layer)
     if job.color:  # the heads stacked on a leading axis: one embedding drives them all
@@ -134,53 +143,81 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
         raise BadInputError(f"--size {job.size} exceeds the model's {info.config.n_positions} positions.")
     clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames, colour=job.color)
     frames = np.moveaxis(clip.frames, -1, 1) if job.color else clip.frames  # [N, (3,) T, T]
-    work = prepare_workdir(job.work)
+    wanted = identity(job, clip, frames, w, info.source)
+    created = not job.work.exists()
+    recorded = open_workdir(job.work, wanted, job.restart)
+    try:
+        return _render(job, w, info, clip, frames, wanted, recorded, log, progress)
+    except BadInputError:
+        if created:
+            discard_if_empty(job.work)
+        raise
+
+
+def _render(job: Job, w, info, clip, frames, wanted, recorded, log, progress) -> dict:
+    work, N, T, E = job.work, len(frames), job.size, info.config.n_embd
+    full = job.settings.mode == "full"
     mesh = frame_mesh()
     device = mesh.devices.flat[0]
+    chunk = recorded["chunk_size"] if recorded else None
+    if recorded is not None:
+        if job.chunk_size is not None and fit_chunk_size(job.chunk_size, N, mesh) != chunk:
+            raise BadInputError(f"Work directory {work} belongs to another render: --chunk-size {chunk} there, "
+                                f"{job.chunk_size} here. Rerun with --chunk-size {chunk} (or auto) to resume it, "
+                                "add --restart to discard it, or choose another --workdir.")
+        if chunk % mesh.size:
+            raise BadInputError(f"Work directory {work} was started with chunks of {chunk} frames, which {mesh.size} "
+                                "devices cannot share evenly: resume it on the devices it started on, or add --restart.")
     log(f"model: {info.source}; layer {job.layer}, head {job.head}")
-    log(f"input: {clip.label}, {len(clip.frames)} frames of {job.size}x{job.size} at {clip.fps:g} fps")
-    t0 = time.perf_counter()
-    if job.chunk_size is None:
-        chunk = auto_chunk_size(w, job.size, len(frames), job.settings, mesh)
-    else:
-        chunk = fit_chunk_size(job.chunk_size, len(frames), mesh)
-    log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); compiling one {job.settings.solver} "
-        f"step for {chunk} frames x {job.settings.seeds} seeds")
-    compiled, _ = compile_chunk(w, job.size, chunk, job.settings, mesh)
-    compile_seconds = time.perf_counter() - t0
-
-    N, T, E = len(clip.frames), job.size, info.config.n_embd
-    full = job.settings.mode == "full"
-    embeddings = None
+    log(f"input: {clip.label}, {N} frames of {T}x{T} at {clip.fps:g} fps")
+    starts = list(range(0, N, chunk)) if recorded else []
+    done = finished(work, starts, N, chunk) if recorded else []
+    store = None
     if job.save_embeddings:  # [N, T, E], or [N, 2, T, E] in full mode: the frame's and its transpose's
-        shape = (N, 2, T, E) if full else (N, T, E)
-        embeddings = np.lib.format.open_memmap(work / ".embeddings.npy.tmp", "w+", np.float32, shape)
-    rgb = np.zeros((N, T, T, 3), np.uint8)
-    kept = {k: [] for k in ("loss", "final_loss", "head_loss", "space_loss", "seed", "explore_loss")}
-    t0 = time.perf_counter()
-    for start, result in optimize_frames(
-        w, frames, job.settings, seed=job.seed, chunk_size=chunk, progress=progress, compiled=compiled
-    ):
-        check_lift(result, start)
-        stop = start + len(result.loss)
-        if job.color:
-            rgb[start:stop] = colour_frames(result.attention, full)
-        else:
-            rgb[start:stop] = full_frames(result.attention) if full else display_frames(result.attention)
-        for i in range(start, stop):
-            iio.imwrite(work / "frames" / f"frame_{i:06d}.png", rgb[i])
-        if embeddings is not None:
-            embeddings[start:stop] = result.x
-        for k, parts in kept.items():
-            parts.append(getattr(result, k))
-    optimize_seconds = time.perf_counter() - t0
-    kept = {k: np.concatenate(parts) for k, parts in kept.items()}  # [N, ...], or [N, 2, ...] in full mode
-    if embeddings is not None:
-        embeddings.flush()
-        del embeddings
-        os.replace(work / ".embeddings.npy.tmp", work / "embeddings.npy")
-    loss = kept["loss"].mean(axis=1) if full else kept["loss"]
+        store, kept = embeddings_store(work, (N, 2, T, E) if full else (N, T, E))
+        done = done if kept else []
 
+    t0 = time.perf_counter()
+    compile_seconds, todo = 0.0, []
+    with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
+        try:
+            if recorded is None:
+                if job.chunk_size is None:
+                    chunk = auto_chunk_size(w, T, N, job.settings, mesh)
+                else:
+                    chunk = fit_chunk_size(job.chunk_size, N, mesh)
+                starts = list(range(0, N, chunk))
+            todo = [s for s in starts if s not in done]
+            if done:
+                log(f"resuming: {N - sum(min(chunk, N - s) for s in todo)} of {N} frames are already in {work}")
+            if todo:
+                log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); compiling one "
+                    f"{job.settings.solver} step for {chunk} frames x {job.settings.seeds} seeds")
+                program, _ = compile_chunk(w, T, chunk, job.settings, mesh)
+                check_fits(program, mesh)
+                compile_seconds = time.perf_counter() - t0
+            if recorded is None:
+                write_atomic(work / "manifest.json", json.dumps(
+                    {**wanted, "chunk_size": chunk, "device": device_info(mesh), "versions": versions()},
+                    indent=1).encode())
+            t0 = time.perf_counter()
+            computed = _optimize(job, w, frames, program if todo else None, todo, chunk, mesh, store, stop, log,
+                                 progress)
+        except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
+            for leftover in [*work.glob(".*.tmp"), *work.glob("*/.*.tmp")]:
+                leftover.unlink(missing_ok=True)
+            raise Interrupted(resume_message(work, N, chunk), busy=bool(todo)) from None
+    optimize_seconds = time.perf_counter() - t0
+    if computed < len(todo):
+        raise Interrupted(resume_message(work, N, chunk), busy=False)
+
+    rgb, records = zip(*(load_chunk(work, s, min(chunk, N - s)) for s in starts))
+    rgb = np.concatenate(rgb)  # [N, T, T, 3] uint8, read back from the PNGs: a resumed run shows the same bytes
+    kept = {k: np.concatenate([r[k] for r in records]) for k in records[0]}  # [N, ...], or [N, 2, ...] in full mode
+    if store is not None:
+        finish_embeddings(work, store)
+    loss = kept["loss"].mean(axis=1) if full else kept["loss"]
+    n_now = sum(min(chunk, N - s) for s in todo)
     metrics = {
         "input": clip.label,
         "model": info.as_dict(),
@@ -197,19 +234,23 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
         **({"per_frame_headspace_loss": kept["space_loss"].tolist()} if job.settings.solver == "headspace" else {}),
         "mean_loss": float(loss.mean()),
         "median_loss": float(np.median(loss)),
+        "retried_frames": np.flatnonzero(kept["retried"]).tolist(),  # non-finite once, redone at half the lr
+        "failed_frames": np.flatnonzero(kept["failed"]).tolist(),  # non-finite again: shown from the best finite state
+        "resumed_frames": N - n_now,  # frames finished by earlier runs of this work directory
         "compile_seconds": compile_seconds,
         "optimize_seconds": optimize_seconds,
-        "seconds_per_frame": optimize_seconds / N,
+        "seconds_per_frame": optimize_seconds / n_now if n_now else None,
         "chunk_size": chunk,
-        "device": {"platform": device.platform, "kind": device.device_kind, "count": mesh.size},
+        "device": device_info(mesh),
         "versions": versions(),
         "command": sys.argv,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     gray = clip.frames.mean(axis=-1) if job.color else clip.frames  # the plots compare gray targets
-    np.savez_compressed(work / ".targets.tmp.npz", frames=(gray * 255).round().astype(np.uint8))
-    os.replace(work / ".targets.tmp.npz", work / "targets.npz")  # [N, T, T] uint8: the plots' "target" row
-    write_json_atomic(metrics, work / "metrics.json")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, frames=(gray * 255).round().astype(np.uint8))
+    write_atomic(work / "targets.npz", buffer.getvalue())  # [N, T, T] uint8: the plots' "target" row
+    write_atomic(work / "metrics.json", json.dumps(metrics, indent=1).encode())
     if job.side_by_side:
         targets = (clip.frames * 255).round().astype(np.uint8)
         targets = targets if job.color else np.repeat(targets[..., None], 3, axis=-1)
@@ -217,8 +258,59 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
     audio = job.audio or clip.audio
     write_video(rgb, job.output, fps=clip.fps, audio=audio)
     log(
-        f"done: {N} frames in {optimize_seconds:.1f} s (+{compile_seconds:.1f} s compile), "
-        f"loss mean {metrics['mean_loss']:.4f} median {metrics['median_loss']:.4f}; "
+        f"done: {N} frames{f' ({N - n_now} from earlier runs)' if n_now < N else ''} in {optimize_seconds:.1f} s (+{compile_seconds:.1f} s "
+        f"compile), loss mean {metrics['mean_loss']:.4f} median {metrics['median_loss']:.4f}; "
         f"video {job.output} ({'with' if audio else 'no'} audio), frames and metrics in {work}"
     )
     return metrics
+
+
+def _optimize(job: Job, w, frames, program, todo, chunk, mesh, store, stop, log, progress) -> int:
+    """Optimise and record the chunks starting at `todo`, the next one computing in a worker thread while
+    the last is written; returns how many were recorded (fewer once `stop` is asked)."""
+    N = len(frames)
+    retry = retry_program(w, job.size, chunk, job.settings, mesh)
+    compute = lambda s: run_chunk(program, frames, np.arange(s, min(s + chunk, N)), job.seed, mesh, retry)  # noqa: E731
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="badapple-chunk")
+    queue = iter(todo)
+
+    def submit():
+        s = None if stop.asked else next(queue, None)
+        return None if s is None else (s, pool.submit(compute, s))
+
+    left = sum(min(chunk, N - s) for s in todo)
+    recorded, losses = 0, []
+    try:
+        with tqdm(total=N, initial=N - left, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
+            pending = submit()
+            while pending:
+                start, future = pending
+                result = future.result()  # waits in Python: a signal's handler runs at once
+                pending = submit()
+                check_lift(result, start)
+                x = None if store is None else result.x
+                save_chunk(job.work, start, display_rgb(result, job), {k: getattr(result, k) for k in RECORD_FIELDS},
+                           store, x)
+                for name, which in (("redone at half the learning rate", result.retried),
+                                    ("non-finite again, shown from its best finite state", result.failed)):
+                    if which.any():
+                        log(f"non-finite loss: frames {(start + np.flatnonzero(which)).tolist()} {name}")
+                recorded += 1
+                losses.extend(np.ravel(result.loss).tolist())
+                bar.set_postfix(mean_loss=f"{np.mean(losses):.4f}")
+                bar.update(len(result.loss))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return recorded
+
+
+def resume_message(work: Path, n_frames: int, chunk: int | None) -> str:
+    saved = 0 if chunk is None else sum(min(chunk, n_frames - s) for s in range(0, n_frames, chunk)
+                                        if record_path(work, s).is_file())
+    return (f"interrupted: {saved} of {n_frames} frames are saved in {work}; run the same command again to resume "
+            "from there.")
+
+
+def device_info(mesh) -> dict:
+    device = mesh.devices.flat[0]
+    return {"platform": device.platform, "kind": device.device_kind, "count": mesh.size}

@@ -159,6 +159,35 @@ BAD = {
     "heads not numbers": (["demo", "--heads", "a,b"], "--heads takes whole numbers"),
     "colour head out of range": (["demo", "--heads", "0,1,9", "--color"], "head 9 is out of range"),
     "output dir missing": (["demo", "-o", "/no/such/dir/out.mp4"], "does not exist"),
+    "output is a directory": (["demo", "-o", "{empty}"], "must end in one of"),
+    "output is a directory named .mp4": (["demo", "-o", "{dir_mp4}"], "is a directory"),
+    "workdir under a file": (["demo", "--workdir", "{garbage}/work"], "is not a directory"),
+    # every numeric option: negative, zero where it cannot be, and absurd
+    "negative steps": (["demo", "--steps", "-5"], "--steps must be at least 4"),
+    "absurd steps": (["demo", "--steps", "1000000000000"], "--steps must be at most 10000000"),
+    "zero seeds": (["demo", "--seeds", "0"], "--seeds must be at least 1"),
+    "absurd seeds": (["demo", "--seeds", "100000000"], "--seeds must be at most 10000"),
+    "zero lr": (["demo", "--lr", "0"], "--lr must be a positive number"),
+    "infinite lr": (["demo", "--lr", "inf"], "--lr must be a positive number"),
+    "absurd lr": (["demo", "--lr", "1e9"], "--lr must be at most 1000.0"),
+    "negative lr-min": (["demo", "--lr-min", "-0.1"], "--lr-min must be in [0, --lr]"),
+    "lr-min above lr": (["demo", "--lr-min", "5"], "--lr-min must be in [0, --lr]"),
+    "negative init scale": (["demo", "--init-scale", "-1"], "--init-scale must be positive"),
+    "absurd init scale": (["demo", "--init-scale", "1e30"], "--init-scale must be at most 1000.0"),
+    "negative size": (["demo", "--size", "-16"], "--size must be at least 2"),
+    "absurd size": (["demo", "--size", "10000000"], "exceeds the model's 64 positions"),
+    "zero fps": (["demo", "--fps", "0"], "--fps must be in (0, 1000.0]"),
+    "nan fps": (["demo", "--fps", "nan"], "--fps must be in (0, 1000.0]"),
+    "absurd fps": (["demo", "--fps", "1e12"], "--fps must be in (0, 1000.0]"),
+    "negative max frames": (["demo", "--max-frames", "-2"], "--max-frames must be at least 1"),
+    "negative chunk size": (["demo", "--chunk-size", "-4"], "--chunk-size must be at least 1"),
+    "negative seed": (["demo", "--seed", "-1"], "--seed must be in 0..2147483647"),
+    "absurd seed": (["demo", "--seed", "99999999999999"], "--seed must be in 0..2147483647"),
+    "negative layer": (["demo", "--layer", "-1"], "--layer must be >= 0"),
+    "absurd layer": (["demo", "--layer", "100000"], "layer 100000 is out of range"),
+    "negative head": (["demo", "--head", "-1"], "--head must be >= 0"),
+    "absurd head": (["demo", "--head", "99999"], "head 99999 is out of range"),
+    "negative colour head": (["demo", "--heads", "0,-1,2", "--color"], "out of range"),
     "output not a video": (["demo", "-o", "{tmp}/out.txt"], "must end in one of"),
 }
 
@@ -167,7 +196,8 @@ BAD = {
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tiny_ckpt, tmp_path, hub, capsys):  # noqa: F811
     (tmp_path / "garbage.mp4").write_bytes(os.urandom(3000))
     (tmp_path / "empty").mkdir()
-    paths = {"garbage": tmp_path / "garbage.mp4", "empty": tmp_path / "empty", "tmp": tmp_path,
+    (tmp_path / "dir.mp4").mkdir()
+    paths = {"dir_mp4": tmp_path / "dir.mp4", "garbage": tmp_path / "garbage.mp4", "empty": tmp_path / "empty", "tmp": tmp_path,
              "missing": rewrite(tiny_ckpt, tmp_path / "missing", missing),
              "misshapen": rewrite(tiny_ckpt, tmp_path / "misshapen", misshapen)}
     args, expected = BAD[case]

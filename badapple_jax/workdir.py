@@ -1,0 +1,192 @@
+"""The work directory of a render: a manifest of what is being rendered and one record per finished chunk.
+
+    WORKDIR/manifest.json            settings, model and input identity (hashes), chunk size
+    WORKDIR/frames/frame_NNNNNN.png  the display of every finished frame
+    WORKDIR/chunks/chunk_NNNNNN.npz  losses, chosen starts and guard flags of the chunk starting at frame N
+    WORKDIR/embeddings.partial.npy   with --save-embeddings, filled chunk by chunk; embeddings.npy when complete
+
+Every file is written to a temporary name, fsynced and renamed, and a chunk's record is written last,
+after its frames and embeddings are on disk: a record on disk means the whole chunk is. A rerun of the
+same job skips recorded chunks; a different job is refused, naming what differs, unless restarted.
+"""
+import dataclasses
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import imageio.v3 as iio
+import jax
+import numpy as np
+
+from badapple_jax.errors import BadInputError
+
+FORMAT = 1  # bump when the layout changes: an older work directory is then refused, not misread
+RECORD_FIELDS = ("loss", "final_loss", "head_loss", "space_loss", "seed", "explore_loss", "retried", "failed")
+OURS = ("manifest.json", "metrics.json", "targets.npz", "embeddings.npy", "embeddings.partial.npy",
+        "loss_timeline.png", "loss_histogram.png", "comparison_grid.png", "best_worst.png")
+TMP = ".tmp"  # suffix of files being written; left over only by a killed process, removed on the next run
+
+
+def sha256_of(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()
+
+
+def identity(job, clip, targets: np.ndarray, w, model_source: str) -> dict:
+    """What a chunk's results depend on: the options, and hashes of the decoded targets and the head's weights."""
+    options = {k: v for k, v in dataclasses.asdict(job).items() if k in RESULT_OPTIONS}
+    return {
+        "format": FORMAT,
+        "options": {**options.pop("settings"), **options},
+        "input": {"label": clip.label, "frames": len(targets), "sha256": sha256_of(targets)},
+        "model": {"source": model_source, "sha256": sha256_of(*jax.tree.leaves(w))},
+    }
+
+
+# Job fields that change what is optimised; output, audio and side-by-side only change the assembled video.
+RESULT_OPTIONS = ("settings", "layer", "head", "heads", "color", "size", "fps", "max_frames", "seed",
+                  "save_embeddings")
+
+
+def differences(recorded: dict, wanted: dict) -> list[str]:
+    """The options, input and model that differ, as `--steps 1500 there, 8 here` phrases."""
+    if recorded.get("format") != FORMAT:
+        return [f"the layout (format {recorded.get('format')} there, {FORMAT} here)"]
+    said = lambda v: "unset" if v is None else v  # noqa: E731
+    found = [f"--{k.replace('_', '-')} {said(recorded['options'].get(k))} there, {said(v)} here"
+             for k, v in wanted["options"].items() if recorded["options"].get(k) != v]
+    if found:
+        return found  # the input and model hashes follow from these; naming them too would only repeat
+    for what, name in (("input", "label"), ("model", "source")):
+        if recorded[what]["sha256"] != wanted[what]["sha256"]:
+            found.append(f"the {what} ({recorded[what][name]} there, {wanted[what][name]} here: not the same "
+                         f"{'decoded frames' if what == 'input' else 'weights'})")
+    return found
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write, fsync, rename: `path` holds either its old content or all of `data`."""
+    tmp = path.with_name(f".{path.name}{TMP}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def sync_dir(path: Path) -> None:
+    """Make the renames inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def frame_path(work: Path, i: int) -> Path:
+    return work / "frames" / f"frame_{i:06d}.png"
+
+
+def record_path(work: Path, start: int) -> Path:
+    return work / "chunks" / f"chunk_{start:06d}.npz"
+
+
+def open_workdir(work: Path, wanted: dict, restart: bool) -> dict | None:
+    """Make `work` usable and return the manifest recorded there (None for a fresh start).
+
+    A work directory of another job is refused, naming the differences, unless `restart`, which
+    deletes our files in it (and nothing else). Temporary files of a killed run are removed."""
+    manifest = work / "manifest.json"
+    try:
+        recorded = json.loads(manifest.read_text()) if manifest.is_file() else None
+    except (OSError, ValueError) as err:
+        raise BadInputError(f"Cannot read {manifest} ({err}): use --restart to start this work directory over.") from err
+    stale = recorded is None and (any(work.glob("frames/frame_*.png")) or (work / "metrics.json").is_file())
+    if restart:
+        wipe(work)
+        recorded = None
+    elif stale:
+        raise BadInputError(f"Work directory {work} holds a render without a manifest.json (from an older version?): "
+                            "add --restart to replace it, or choose another --workdir.")
+    elif recorded is not None and (found := differences(recorded, wanted)):
+        raise BadInputError(f"Work directory {work} belongs to another render: {'; '.join(found)}. Rerun with the "
+                            "same options to resume it, add --restart to discard it, or choose another --workdir.")
+    try:
+        for sub in ("frames", "chunks"):
+            (work / sub).mkdir(parents=True, exist_ok=True)
+        for leftover in [*work.glob(f".*{TMP}"), *work.glob(f"*/.*{TMP}")]:
+            leftover.unlink()
+        write_atomic(work / f"probe{TMP}", b"")  # fails here, not after an hour, if the disk refuses writes
+        (work / f"probe{TMP}").unlink()
+    except OSError as err:
+        raise BadInputError(f"Cannot use work directory {work}: {err.strerror or err}.") from err
+    return recorded
+
+
+def wipe(work: Path) -> None:
+    """Delete the files a render writes in `work`, and nothing else."""
+    for path in [*work.glob("frames/frame_*.png"), *work.glob("chunks/chunk_*.npz"), *(work / f for f in OURS)]:
+        path.unlink(missing_ok=True)
+
+
+def discard_if_empty(work: Path) -> None:
+    """Remove a work directory this run created, if nothing was recorded in it."""
+    for path in (work / "frames", work / "chunks", work):
+        try:
+            path.rmdir()
+        except OSError:
+            return
+
+
+def finished(work: Path, starts, n_frames: int, chunk_size: int) -> list[int]:
+    """Chunk starts whose record and frames are all on disk."""
+    return [s for s in starts if record_path(work, s).is_file()
+            and all(frame_path(work, i).is_file() for i in range(s, min(s + chunk_size, n_frames)))]
+
+
+def save_chunk(work: Path, start: int, rgb: np.ndarray, record: dict, embeddings=None, x=None) -> None:
+    """Frames [k, H, W, 3] uint8 as PNGs, the rows of `embeddings` (a memmap) from `x`, then the record."""
+    for i, frame in enumerate(rgb):
+        write_atomic(frame_path(work, start + i), iio.imwrite("<bytes>", frame, extension=".png"))
+    sync_dir(work / "frames")
+    if embeddings is not None:
+        embeddings[start:start + len(x)] = x
+        embeddings.flush()
+        with open(embeddings.filename, "rb+") as f:
+            os.fsync(f.fileno())
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(record[k]) for k in RECORD_FIELDS})
+    write_atomic(record_path(work, start), buffer.getvalue())
+    sync_dir(work / "chunks")
+
+
+def load_chunk(work: Path, start: int, n: int) -> tuple[np.ndarray, dict]:
+    """The frames [n, H, W, 3] and record saved for the chunk starting at `start`."""
+    with np.load(record_path(work, start)) as z:
+        record = {k: z[k] for k in RECORD_FIELDS}
+    return np.stack([iio.imread(frame_path(work, start + i)) for i in range(n)]), record
+
+
+def embeddings_store(work: Path, shape: tuple) -> tuple[np.memmap, bool]:
+    """(the embeddings file, whether it is a past run's): resumed where that run left it, else new."""
+    partial, complete = work / "embeddings.partial.npy", work / "embeddings.npy"
+    if complete.is_file() and not partial.exists():
+        os.replace(complete, partial)
+    try:
+        store = np.load(partial, mmap_mode="r+")
+        if store.shape == shape and store.dtype == np.float32:
+            return store, True
+    except (OSError, ValueError):
+        pass
+    return np.lib.format.open_memmap(partial, "w+", np.float32, shape), False
+
+
+def finish_embeddings(work: Path, store: np.memmap) -> None:
+    store.flush()
+    os.replace(work / "embeddings.partial.npy", work / "embeddings.npy")

@@ -1,0 +1,241 @@
+"""Resuming, interrupts and the non-finite guard: an interrupted render loses no finished chunk and, rerun,
+gives bytes identical to an uninterrupted one; a different job on the same work directory is refused."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from badapple_jax.chunks import optimize_frames
+from badapple_jax.cli import main
+from badapple_jax.errors import BadInputError
+from badapple_jax.optimize import Settings
+from badapple_jax.render import LIMITS, Job, render
+from badapple_jax.weights import load_layer, pick_head
+from badapple_jax.workdir import FORMAT, differences
+
+# Six chunks of two frames, each a few tenths of a second on the tiny model: a signal sent when the first
+# chunk's record appears lands well before the last.
+SLOW = ["--steps", "3000", "--size", "32", "--max-frames", "12", "--chunk-size", "2", "--save-embeddings"]
+
+
+def command(tiny_ckpt, out, *extra):
+    return [sys.executable, "-m", "badapple_jax", "render", "demo", "-o", str(out), "--model", str(tiny_ckpt),
+            *SLOW, *extra]
+
+
+def start_and_wait_for_first_chunk(cmd, work: Path) -> subprocess.Popen:
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while not (work / "chunks" / "chunk_000000.npz").exists():
+        assert process.poll() is None, process.communicate()[1]
+        time.sleep(0.01)
+    return process
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    """Every file a finished render leaves whose bytes must not depend on interruptions."""
+    work = out.with_suffix(".work")
+    files = [out, work / "embeddings.npy", work / "targets.npz", *sorted((work / "frames").iterdir()),
+             *sorted((work / "chunks").iterdir())]
+    return {str(p.relative_to(out.parent)).replace(out.stem, "X", 1): p.read_bytes() for p in files}
+
+
+def leftovers(work: Path) -> list[str]:
+    return [p.name for p in work.rglob(".*")]
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_is_byte_identical_to_an_uninterrupted_run(tiny_ckpt, tmp_path):
+    whole = tmp_path / "whole.mp4"
+    done = subprocess.run(command(tiny_ckpt, whole, "-q"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+    killed = tmp_path / "killed.mp4"
+    work = killed.with_suffix(".work")
+    process = start_and_wait_for_first_chunk(command(tiny_ckpt, killed, "-q"), work)
+    process.kill()
+    process.wait()
+    recorded = sorted(p.name for p in (work / "chunks").iterdir())
+    assert 1 <= len(recorded) < 6 and not killed.exists() and not (work / "metrics.json").exists()
+
+    again = subprocess.run(command(tiny_ckpt, killed), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {2 * len(recorded)} of 12 frames are already in" in again.stderr
+    assert outputs(killed) == outputs(whole)
+    assert leftovers(work) == []
+    metrics = [json.loads((p.with_suffix(".work") / "metrics.json").read_text()) for p in (whole, killed)]
+    assert metrics[0]["per_frame_loss"] == metrics[1]["per_frame_loss"]
+    assert metrics[1]["resumed_frames"] == 2 * len(recorded) and metrics[0]["resumed_frames"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_one_signal_stops_after_the_chunk_in_hand_and_says_how_to_resume(signum, tiny_ckpt, tmp_path):
+    out = tmp_path / "s.mp4"
+    work = out.with_suffix(".work")
+    process = start_and_wait_for_first_chunk(command(tiny_ckpt, out, "-q"), work)
+    process.send_signal(signum)
+    err = process.communicate()[1]
+    assert process.returncode == 130, err
+    lines = err.splitlines()
+    assert lines[0].startswith(f"{signal.Signals(signum).name} received: stopping after the chunk in hand")
+    assert lines[-1].startswith("badapple-jax: interrupted: ") and "run the same command again to resume" in lines[-1]
+    saved = int(lines[-1].split("interrupted: ")[1].split()[0])
+    assert saved == 2 * len(list((work / "chunks").iterdir())) and 2 <= saved < 12
+    assert "Traceback" not in err and not out.exists() and leftovers(work) == []
+    assert len(list((work / "frames").iterdir())) == saved  # nothing of an unrecorded chunk
+
+
+@pytest.mark.slow
+def test_a_second_signal_stops_at_once_without_partial_files(tiny_ckpt, tmp_path):
+    out = tmp_path / "s.mp4"
+    work = out.with_suffix(".work")
+    process = start_and_wait_for_first_chunk(command(tiny_ckpt, out, "-q", "--steps", "30000"), work)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    err = process.communicate()[1]
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again to resume" in err.splitlines()[-1]
+    assert not out.exists() and leftovers(work) == [] and not (work / "metrics.json").exists()
+    assert len(list((work / "chunks").iterdir())) == 1  # the chunk computing when asked was abandoned
+
+
+FAST = ["--steps", "8", "--seeds", "2", "--size", "16", "--max-frames", "4", "--chunk-size", "2", "-q"]
+
+
+def render_fast(tiny_ckpt, out, *extra):
+    return main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), *FAST, *extra])
+
+
+@pytest.mark.parametrize("change, named", [
+    (["--steps", "9"], "--steps 8 there, 9 here"),
+    (["--lr", "0.05", "--seed", "3"], "--lr 0.1 there, 0.05 here; --seed 0 there, 3 here"),
+    (["--max-frames", "3"], "--max-frames 4 there, 3 here"),
+    (["--head", "1"], "--head 0 there, 1 here"),
+    (["--mode", "full"], "--mode causal there, full here"),
+    (["--chunk-size", "4"], "--chunk-size 2 there, 4 here"),
+    (["--model", "random:gpt2"], "the model (local"),
+])
+def test_a_different_job_on_a_work_directory_is_refused_unless_restarted(change, named, tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "r.mp4"
+    assert render_fast(tiny_ckpt, out) == 0
+    before = {p: p.read_bytes() for p in out.with_suffix(".work").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    args = ["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), *FAST]
+    assert main([*args, *change]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err and "--restart" in err, err
+    assert {p: p.read_bytes() for p in before} == before  # untouched
+    assert main([*args, *change, "--restart"]) == 0
+    assert len(json.loads((out.with_suffix(".work") / "metrics.json").read_text())["per_frame_loss"]) >= 3
+
+
+def test_a_different_input_with_the_same_options_is_refused(tiny_ckpt, tmp_path, capsys):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(images / f"{i}.png")
+    out = tmp_path / "r.mp4"
+    assert main(["render", str(images), "-o", str(out), "--model", str(tiny_ckpt), *FAST]) == 0
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(images / "3.png")  # same name, new content
+    capsys.readouterr()
+    assert main(["render", str(images), "-o", str(out), "--model", str(tiny_ckpt), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "the input (4 images in" in err and "not the same decoded frames" in err, err
+
+
+def test_resuming_a_finished_render_recomputes_nothing_and_may_change_the_assembly(tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "r.mp4"
+    assert render_fast(tiny_ckpt, out) == 0
+    frames = {p.name: p.read_bytes() for p in (out.with_suffix(".work") / "frames").iterdir()}
+    capsys.readouterr()
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), *FAST[:-1], "--chunk-size", "auto",
+                 "--side-by-side"]) == 0
+    err = capsys.readouterr().err
+    assert "resuming: 4 of 4 frames" in err and "compiling" not in err
+    assert {p.name: p.read_bytes() for p in (out.with_suffix(".work") / "frames").iterdir()} == frames
+    metrics = json.loads((out.with_suffix(".work") / "metrics.json").read_text())
+    assert metrics["resumed_frames"] == 4 and metrics["seconds_per_frame"] is None
+
+
+def test_a_work_directory_without_manifest_is_refused(tiny_ckpt, tmp_path, capsys):
+    work = tmp_path / "r.work"
+    (work / "frames").mkdir(parents=True)
+    (work / "frames" / "frame_000000.png").write_bytes(b"an older render")
+    assert render_fast(tiny_ckpt, tmp_path / "r.mp4") == 2
+    err = capsys.readouterr().err
+    assert "without a manifest.json" in err and err.count("\n") == 1
+    assert render_fast(tiny_ckpt, tmp_path / "r.mp4", "--restart") == 0
+
+
+def test_a_chunk_that_cannot_fit_the_memory_is_refused_and_leaves_nothing(tiny_ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("badapple_jax.chunks.free_bytes_per_device", lambda mesh: 1000)
+    before = set(os.listdir(tmp_path))
+    assert render_fast(tiny_ckpt, tmp_path / "r.mp4") == 2
+    err = capsys.readouterr().err
+    assert "GiB per device but 0.0 GiB are free: lower --chunk-size" in err and err.count("\n") == 1
+    assert set(os.listdir(tmp_path)) == before
+
+
+def test_differences_name_options_before_hashes():
+    manifest = {"format": FORMAT, "options": {"steps": 8, "max_frames": None},
+                "input": {"label": "a", "sha256": "1"}, "model": {"source": "m", "sha256": "2"}}
+    assert differences(manifest, manifest) == []
+    assert differences(manifest, {**manifest, "options": {"steps": 8, "max_frames": 5}}) == [
+        "--max-frames unset there, 5 here"]
+    other = {**manifest, "input": {"label": "b", "sha256": "3"}}
+    assert differences(manifest, other) == ["the input (a there, b here: not the same decoded frames)"]
+    assert differences({**manifest, "format": 0}, manifest) == [f"the layout (format 0 there, {FORMAT} here)"]
+
+
+# --- the non-finite guard -----------------------------------------------------------------------------------------
+# Adam moves every coordinate by about the learning rate per step: at lr 1e37 the embeddings overflow float32
+# within a few steps (NaN loss) but half of it stays finite on the tiny model; at 1e38 both attempts overflow.
+
+
+@pytest.fixture(scope="module")
+def head(tiny_ckpt):
+    return pick_head(load_layer(str(tiny_ckpt))[0], 0)
+
+
+def test_a_non_finite_frame_is_retried_at_half_the_learning_rate(head, rng):
+    frames = rng.random((3, 16, 16)).astype(np.float32)
+    (_, r), = optimize_frames(head, frames, Settings(steps=40, seeds=2, lr=1e37, lr_min=0), chunk_size=3,
+                              progress=False)
+    assert r.retried.all() and not r.failed.any()
+    assert np.isfinite(r.loss).all() and np.isfinite(r.attention).all() and np.isfinite(r.refine_trace).all()
+    (_, calm), = optimize_frames(head, frames, Settings(steps=40, seeds=2), chunk_size=3, progress=False)
+    assert not calm.retried.any() and not calm.failed.any()
+
+
+def test_a_frame_non_finite_twice_is_reported_and_shown_from_its_best_finite_state(head, rng):
+    frames = rng.random((2, 16, 16)).astype(np.float32)
+    (_, r), = optimize_frames(head, frames, Settings(steps=40, seeds=2, lr=1e38, lr_min=0), chunk_size=2,
+                              progress=False)
+    assert r.retried.all() and r.failed.all()
+    assert np.isfinite(r.loss).all() and np.isfinite(r.final_loss).all() and np.isfinite(r.x).all()
+    np.testing.assert_allclose(r.loss, r.final_loss, rtol=1e-5)  # the loss reported is that of the state shown
+    assert np.isfinite(r.attention).all() and np.allclose(r.attention.sum(-1), 1, atol=1e-5)
+
+
+def test_render_lists_retried_and_failed_frames(tiny_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setitem(LIMITS, "lr", 1e40)  # the command line refuses such rates
+    settings = Settings(steps=40, seeds=2, lr=1e38, lr_min=0)
+    job = Job(input="demo", output=str(tmp_path / "nan.mp4"), model=str(tiny_ckpt), size=16, max_frames=2,
+              settings=settings)
+    messages = []
+    metrics = render(job, log=messages.append, progress=False)
+    assert metrics["retried_frames"] == [0, 1] and metrics["failed_frames"] == [0, 1]
+    assert any("frames [0, 1] non-finite again, shown from its best finite state" in m for m in messages)
+    assert np.isfinite(metrics["per_frame_loss"]).all()
+    with pytest.raises(BadInputError, match="--lr must be at most 1e"):
+        render(dataclasses.replace(job, settings=dataclasses.replace(settings, lr=1e41)))
