@@ -13,7 +13,7 @@ if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type=").strip()
 
 from badapple_jax.display import colourise, display_frames, normalise_display
-from badapple_jax.errors import BadInputError
+from badapple_jax.errors import BadInputError, Interrupted
 from badapple_jax.kernel import attention, causal_softmax, head_logits, layer_norm
 from badapple_jax.loss import frame_loss, row_centred
 from badapple_jax.chunks import auto_chunk_size, compile_chunk, frame_mesh, optimize_frames
@@ -25,10 +25,10 @@ from badapple_jax.video import Clip, demo_clip, read_clip, write_video
 from badapple_jax.weights import HeadWeights, LayerWeights, ModelConfig, ModelInfo, load_layer, pick_head, pick_heads, random_layer
 
 __all__ = [
-    "BadInputError", "ChunkResult", "Clip", "HeadSpace", "HeadWeights", "auto_chunk_size", "frame_mesh", "head_space",
-    "headspace_logits", "lift", "to_head_space", "Job", "LayerWeights", "ModelConfig", "ModelInfo", "Settings",
-    "attention", "causal_softmax", "colourise", "compile_chunk", "demo_clip", "desired_logits", "display_frames",
-    "frame_loss", "head_logits", "layer_norm", "load_layer", "multi_start", "normalise_display", "optimize_chunk",
-    "optimize_frames", "pick_head", "pick_heads", "random_layer", "read_clip", "render", "row_centred", "row_normalise",
-    "warm_restart_cosine", "write_video",
+    "BadInputError", "ChunkResult", "Clip", "HeadSpace", "HeadWeights", "Interrupted", "Job", "LayerWeights",
+    "ModelConfig", "ModelInfo", "Settings", "attention", "auto_chunk_size", "causal_softmax", "colourise",
+    "compile_chunk", "demo_clip", "desired_logits", "display_frames", "frame_loss", "frame_mesh", "head_logits",
+    "head_space", "headspace_logits", "layer_norm", "lift", "load_layer", "multi_start", "normalise_display",
+    "optimize_chunk", "optimize_frames", "pick_head", "pick_heads", "random_layer", "read_clip", "render",
+    "row_centred", "row_normalise", "to_head_space", "warm_restart_cosine", "write_video"
 ]

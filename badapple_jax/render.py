@@ -23,8 +23,9 @@ from badapple_jax.interrupt import stop_on_signal
 from badapple_jax.optimize import Settings
 from badapple_jax.video import VIDEO_SUFFIXES, has_audio, read_clip, write_video
 from badapple_jax.weights import load_layer, pick_head, pick_heads
-from badapple_jax.workdir import (RECORD_FIELDS, discard_if_empty, embeddings_store, finish_embeddings, finished, identity, load_chunk,
-                                  open_workdir, record_path, save_chunk, write_atomic)
+from badapple_jax.workdir import (RECORD_FIELDS, discard_if_empty, embeddings_store, finish_embeddings, finished,
+                                  frames_in, identity, load_chunk, open_workdir, record_path, remove_leftovers,
+                                  save_chunk, write_atomic)
 
 # Upper bounds of the numeric options, far beyond any useful value: 10 million Adam steps is days per frame,
 # and steps of 1000 or starts of that scale saturate every LayerNorm; a seed is a non-negative int32.
@@ -170,6 +171,9 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, log, progress) ->
                                 "devices cannot share evenly: resume it on the devices it started on, or add --restart.")
     log(f"model: {info.source}; layer {job.layer}, head {job.head}")
     log(f"input: {clip.label}, {N} frames of {T}x{T} at {clip.fps:g} fps")
+    if recorded is not None and recorded["device"] != device_info(mesh):
+        log(f"note: {work} was started on {recorded['device']}; frames computed here on {device_info(mesh)} may "
+            "differ from its others beyond float rounding (README: Determinism)")
     starts = list(range(0, N, chunk)) if recorded else []
     done = finished(work, starts, N, chunk) if recorded else []
     store = None
@@ -178,7 +182,7 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, log, progress) ->
         done = done if kept else []
 
     t0 = time.perf_counter()
-    compile_seconds, todo = 0.0, []
+    compile_seconds, todo, program = 0.0, [], None
     with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
         try:
             if recorded is None:
@@ -189,7 +193,7 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, log, progress) ->
                 starts = list(range(0, N, chunk))
             todo = [s for s in starts if s not in done]
             if done:
-                log(f"resuming: {N - sum(min(chunk, N - s) for s in todo)} of {N} frames are already in {work}")
+                log(f"resuming: {N - frames_in(todo, chunk, N)} of {N} frames are already in {work}")
             if todo:
                 log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); compiling one "
                     f"{job.settings.solver} step for {chunk} frames x {job.settings.seeds} seeds")
@@ -201,11 +205,9 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, log, progress) ->
                     {**wanted, "chunk_size": chunk, "device": device_info(mesh), "versions": versions()},
                     indent=1).encode())
             t0 = time.perf_counter()
-            computed = _optimize(job, w, frames, program if todo else None, todo, chunk, mesh, store, stop, log,
-                                 progress)
+            computed = _optimize(job, w, frames, program, todo, chunk, mesh, store, stop, log, progress)
         except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
-            for leftover in [*work.glob(".*.tmp"), *work.glob("*/.*.tmp")]:
-                leftover.unlink(missing_ok=True)
+            remove_leftovers(work)
             raise Interrupted(resume_message(work, N, chunk), busy=bool(todo)) from None
     optimize_seconds = time.perf_counter() - t0
     if computed < len(todo):
@@ -217,7 +219,7 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, log, progress) ->
     if store is not None:
         finish_embeddings(work, store)
     loss = kept["loss"].mean(axis=1) if full else kept["loss"]
-    n_now = sum(min(chunk, N - s) for s in todo)
+    n_now = frames_in(todo, chunk, N)
     metrics = {
         "input": clip.label,
         "model": info.as_dict(),
@@ -278,7 +280,7 @@ def _optimize(job: Job, w, frames, program, todo, chunk, mesh, store, stop, log,
         s = None if stop.asked else next(queue, None)
         return None if s is None else (s, pool.submit(compute, s))
 
-    left = sum(min(chunk, N - s) for s in todo)
+    left = frames_in(todo, chunk, N)
     recorded, losses = 0, []
     try:
         with tqdm(total=N, initial=N - left, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
@@ -305,8 +307,8 @@ def _optimize(job: Job, w, frames, program, todo, chunk, mesh, store, stop, log,
 
 
 def resume_message(work: Path, n_frames: int, chunk: int | None) -> str:
-    saved = 0 if chunk is None else sum(min(chunk, n_frames - s) for s in range(0, n_frames, chunk)
-                                        if record_path(work, s).is_file())
+    saved = 0 if chunk is None else frames_in(
+        [s for s in range(0, n_frames, chunk) if record_path(work, s).is_file()], chunk, n_frames)
     return (f"interrupted: {saved} of {n_frames} frames are saved in {work}; run the same command again to resume "
             "from there.")
 

@@ -120,13 +120,23 @@ def open_workdir(work: Path, wanted: dict, restart: bool) -> dict | None:
     try:
         for sub in ("frames", "chunks"):
             (work / sub).mkdir(parents=True, exist_ok=True)
-        for leftover in [*work.glob(f".*{TMP}"), *work.glob(f"*/.*{TMP}")]:
-            leftover.unlink()
+        remove_leftovers(work)
         write_atomic(work / f"probe{TMP}", b"")  # fails here, not after an hour, if the disk refuses writes
         (work / f"probe{TMP}").unlink()
     except OSError as err:
         raise BadInputError(f"Cannot use work directory {work}: {err.strerror or err}.") from err
     return recorded
+
+
+def remove_leftovers(work: Path) -> None:
+    """Delete the temporary files of a write that never finished."""
+    for leftover in [*work.glob(f".*{TMP}"), *work.glob(f"*/.*{TMP}")]:
+        leftover.unlink(missing_ok=True)
+
+
+def frames_in(starts, chunk_size: int, n_frames: int) -> int:
+    """How many frames the chunks starting at `starts` hold."""
+    return sum(min(chunk_size, n_frames - s) for s in starts)
 
 
 def wipe(work: Path) -> None:

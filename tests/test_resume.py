@@ -157,11 +157,15 @@ def test_resuming_a_finished_render_recomputes_nothing_and_may_change_the_assemb
     out = tmp_path / "r.mp4"
     assert render_fast(tiny_ckpt, out) == 0
     frames = {p.name: p.read_bytes() for p in (out.with_suffix(".work") / "frames").iterdir()}
+    manifest = out.with_suffix(".work") / "manifest.json"
+    started = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**started, "device": {"platform": "gpu", "kind": "H100", "count": 1}}))
     capsys.readouterr()
     assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), *FAST[:-1], "--chunk-size", "auto",
                  "--side-by-side"]) == 0
     err = capsys.readouterr().err
     assert "resuming: 4 of 4 frames" in err and "compiling" not in err
+    assert "was started on {'platform': 'gpu', 'kind': 'H100', 'count': 1}" in err  # a note, not a refusal
     assert {p.name: p.read_bytes() for p in (out.with_suffix(".work") / "frames").iterdir()} == frames
     metrics = json.loads((out.with_suffix(".work") / "metrics.json").read_text())
     assert metrics["resumed_frames"] == 4 and metrics["seconds_per_frame"] is None
