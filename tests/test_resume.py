@@ -20,9 +20,9 @@ from badapple_jax.render import LIMITS, Job, render
 from badapple_jax.weights import load_layer, pick_head
 from badapple_jax.workdir import FORMAT, differences
 
-# Six chunks of two frames, each a few tenths of a second on the tiny model: a signal sent when the first
+# Six chunks of two frames, each about half a second on the tiny model: a signal sent when the first
 # chunk's record appears lands well before the last.
-SLOW = ["--steps", "3000", "--size", "32", "--max-frames", "12", "--chunk-size", "2", "--save-embeddings"]
+SLOW = ["--steps", "8000", "--size", "32", "--max-frames", "12", "--chunk-size", "2", "--save-embeddings"]
 
 
 def command(tiny_ckpt, out, *extra):
