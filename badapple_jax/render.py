@@ -21,7 +21,7 @@ from badapple_jax.errors import BadInputError, Interrupted
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.interrupt import stop_on_signal
 from badapple_jax.optimize import Settings
-from badapple_jax.video import VIDEO_SUFFIXES, has_audio, read_clip, write_video
+from badapple_jax.video import VIDEO_SUFFIXES, check_source, has_audio, read_clip, write_video
 from badapple_jax.weights import load_layer, pick_head, pick_heads
 from badapple_jax.workdir import (RECORD_FIELDS, discard_if_empty, embeddings_store, finish_embeddings, finished,
                                   frames_in, identity, load_chunk, open_workdir, record_path, remove_leftovers,
@@ -83,6 +83,7 @@ def check(job: Job) -> None:
     for ok, message in rules:
         if not ok:
             raise BadInputError(message + ".")
+    check_source(job.input)
     if job.audio is not None and not Path(job.audio).is_file():
         raise BadInputError(f"--audio {job.audio} does not exist.")
     if job.audio is not None and not has_audio(job.audio):

