@@ -148,15 +148,19 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
     wanted = identity(job, clip, frames, w, info.source)
     created = not job.work.exists()
     recorded = open_workdir(job.work, wanted, job.restart)
-    try:
-        return _render(job, w, info, clip, frames, wanted, recorded, log, progress)
-    except BadInputError:
-        if created:
-            discard_if_empty(job.work)
-        raise
+    with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
+        try:
+            return _render(job, w, info, clip, frames, wanted, recorded, stop, log, progress)
+        except BadInputError:
+            if created:
+                discard_if_empty(job.work)
+            raise
+        except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
+            remove_leftovers(job.work)
+            raise Interrupted(resume_message(job.work, len(frames)), busy=True) from None
 
 
-def _render(job: Job, w, info, clip, frames, wanted, recorded, log, progress) -> dict:
+def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progress) -> dict:
     work, N, T, E = job.work, len(frames), job.size, info.config.n_embd
     full = job.settings.mode == "full"
     mesh = frame_mesh()
@@ -184,35 +188,29 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, log, progress) ->
 
     t0 = time.perf_counter()
     compile_seconds, todo, program = 0.0, [], None
-    with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
-        try:
-            if recorded is None:
-                if job.chunk_size is None:
-                    chunk = auto_chunk_size(w, T, N, job.settings, mesh)
-                else:
-                    chunk = fit_chunk_size(job.chunk_size, N, mesh)
-                starts = list(range(0, N, chunk))
-            todo = [s for s in starts if s not in done]
-            if done:
-                log(f"resuming: {N - frames_in(todo, chunk, N)} of {N} frames are already in {work}")
-            if todo:
-                log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); compiling one "
-                    f"{job.settings.solver} step for {chunk} frames x {job.settings.seeds} seeds")
-                program, _ = compile_chunk(w, T, chunk, job.settings, mesh)
-                check_fits(program, mesh)
-                compile_seconds = time.perf_counter() - t0
-            if recorded is None:
-                write_atomic(work / "manifest.json", json.dumps(
-                    {**wanted, "chunk_size": chunk, "device": device_info(mesh), "versions": versions()},
-                    indent=1).encode())
-            t0 = time.perf_counter()
-            computed = _optimize(job, w, frames, program, todo, chunk, mesh, store, stop, log, progress)
-        except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
-            remove_leftovers(work)
-            raise Interrupted(resume_message(work, N, chunk), busy=bool(todo)) from None
+    if recorded is None:
+        if job.chunk_size is None:
+            chunk = auto_chunk_size(w, T, N, job.settings, mesh)
+        else:
+            chunk = fit_chunk_size(job.chunk_size, N, mesh)
+        starts = list(range(0, N, chunk))
+    todo = [s for s in starts if s not in done]
+    if done:
+        log(f"resuming: {N - frames_in(todo, chunk, N)} of {N} frames are already in {work}")
+    if todo:
+        log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); compiling one "
+            f"{job.settings.solver} step for {chunk} frames x {job.settings.seeds} seeds")
+        program, _ = compile_chunk(w, T, chunk, job.settings, mesh)
+        check_fits(program, mesh)
+        compile_seconds = time.perf_counter() - t0
+    if recorded is None:
+        write_atomic(work / "manifest.json", json.dumps(
+            {**wanted, "chunk_size": chunk, "device": device_info(mesh), "versions": versions()}, indent=1).encode())
+    t0 = time.perf_counter()
+    computed = _optimize(job, w, frames, program, todo, chunk, mesh, store, stop, log, progress)
     optimize_seconds = time.perf_counter() - t0
     if computed < len(todo):
-        raise Interrupted(resume_message(work, N, chunk), busy=False)
+        raise Interrupted(resume_message(work, N), busy=False)
 
     rgb, records = zip(*(load_chunk(work, s, min(chunk, N - s)) for s in starts))
     rgb = np.concatenate(rgb)  # [N, T, T, 3] uint8, read back from the PNGs: a resumed run shows the same bytes
@@ -307,7 +305,11 @@ def _optimize(job: Job, w, frames, program, todo, chunk, mesh, store, stop, log,
     return recorded
 
 
-def resume_message(work: Path, n_frames: int, chunk: int | None) -> str:
+def resume_message(work: Path, n_frames: int) -> str:
+    try:
+        chunk = json.loads((work / "manifest.json").read_text())["chunk_size"]
+    except (OSError, ValueError, KeyError):
+        chunk = None  # stopped before the first chunk was planned
     saved = 0 if chunk is None else frames_in(
         [s for s in range(0, n_frames, chunk) if record_path(work, s).is_file()], chunk, n_frames)
     return (f"interrupted: {saved} of {n_frames} frames are saved in {work}; run the same command again to resume "

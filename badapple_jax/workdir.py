@@ -41,10 +41,14 @@ def sha256_of(*arrays) -> str:
 def identity(job, clip, targets: np.ndarray, w, model_source: str) -> dict:
     """What a chunk's results depend on: the options, and hashes of the decoded targets and the head's weights."""
     options = {k: v for k, v in dataclasses.asdict(job).items() if k in RESULT_OPTIONS}
+    path = Path(job.input)
+    named = job.input in ("demo", "badapple") or not path.exists()
     return {
         "format": FORMAT,
         "options": {**options.pop("settings"), **options},
-        "input": {"label": clip.label, "frames": len(targets), "sha256": sha256_of(targets)},
+        "input": {"label": clip.label, "path": job.input if named else str(path.resolve()),
+                  "bytes": path.stat().st_size if path.is_file() and not named else None,  # for people: not compared
+                  "frames": len(targets), "sha256": sha256_of(targets)},
         "model": {"source": model_source, "sha256": sha256_of(*jax.tree.leaves(w))},
     }
 

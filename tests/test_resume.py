@@ -175,10 +175,12 @@ def test_a_work_directory_without_manifest_is_refused(tiny_ckpt, tmp_path, capsy
     work = tmp_path / "r.work"
     (work / "frames").mkdir(parents=True)
     (work / "frames" / "frame_000000.png").write_bytes(b"an older render")
+    (work / "notes.txt").write_text("the user's own")
     assert render_fast(tiny_ckpt, tmp_path / "r.mp4") == 2
     err = capsys.readouterr().err
     assert "without a manifest.json" in err and err.count("\n") == 1
     assert render_fast(tiny_ckpt, tmp_path / "r.mp4", "--restart") == 0
+    assert (work / "notes.txt").read_text() == "the user's own"  # --restart deletes only what a render writes
 
 
 def test_a_chunk_that_cannot_fit_the_memory_is_refused_and_leaves_nothing(tiny_ckpt, tmp_path, capsys, monkeypatch):
