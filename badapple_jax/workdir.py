@@ -109,8 +109,12 @@ def open_workdir(work: Path, wanted: dict, restart: bool) -> dict | None:
     manifest = work / "manifest.json"
     try:
         recorded = json.loads(manifest.read_text()) if manifest.is_file() else None
-    except (OSError, ValueError) as err:
-        raise BadInputError(f"Cannot read {manifest} ({err}): use --restart to start this work directory over.") from err
+        if recorded is not None and not {"format", "options", "input", "model", "chunk_size", "device"} <= set(recorded):
+            raise ValueError("not a manifest of this program")
+    except (OSError, ValueError, TypeError) as err:
+        if not restart:
+            raise BadInputError(f"Cannot read {manifest} ({err}): add --restart to start this work directory over.") from err
+        recorded = None
     stale = recorded is None and (any(work.glob("frames/frame_*.png")) or (work / "metrics.json").is_file())
     if restart:
         wipe(work)

@@ -245,3 +245,15 @@ def test_render_lists_retried_and_failed_frames(tiny_ckpt, tmp_path, monkeypatch
     assert np.isfinite(metrics["per_frame_loss"]).all()
     with pytest.raises(BadInputError, match="--lr must be at most 1e"):
         render(dataclasses.replace(job, settings=dataclasses.replace(settings, lr=1e41)))
+
+
+@pytest.mark.parametrize("text", ['{"format": 1', "[1, 2]", '{"format": 1, "options": {}}'])
+def test_a_corrupt_manifest_is_refused_and_restart_recovers(text, tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "r.mp4"
+    assert render_fast(tiny_ckpt, out) == 0
+    (out.with_suffix(".work") / "manifest.json").write_text(text)
+    capsys.readouterr()
+    assert render_fast(tiny_ckpt, out) == 2
+    err = capsys.readouterr().err
+    assert "Cannot read" in err and "--restart" in err and err.count("\n") == 1, err
+    assert render_fast(tiny_ckpt, out, "--restart") == 0
