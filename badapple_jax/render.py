@@ -18,6 +18,7 @@ from badapple_jax.chunks import (auto_chunk_size, check_fits, compile_chunk, fit
                                  retry_program, run_chunk)
 from badapple_jax.display import colour_frames, display_frames, full_frames
 from badapple_jax.errors import BadInputError, Interrupted
+from badapple_jax.files import write_atomic
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.interrupt import stop_on_signal
 from badapple_jax.optimize import Settings
@@ -25,7 +26,7 @@ from badapple_jax.video import VIDEO_SUFFIXES, check_source, has_audio, read_cli
 from badapple_jax.weights import load_layer, pick_head, pick_heads
 from badapple_jax.workdir import (RECORD_FIELDS, discard_if_empty, embeddings_store, finish_embeddings, finished,
                                   frames_in, identity, load_chunk, open_workdir, record_path, remove_leftovers,
-                                  save_chunk, write_atomic)
+                                  save_chunk)
 
 # Upper bounds of the numeric options, far beyond any useful value: 10 million Adam steps is days per frame,
 # and steps of 1000 or starts of that scale saturate every LayerNorm; a seed is a non-negative int32.

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import BadInputError
+from .files import ordinary_mode
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 + AAC
@@ -286,9 +287,7 @@ def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None) 
             writer.close()  # waits for ffmpeg to finish the file
         if not re.search(r"Stream #.*: Video: h264", _probe(tmp)):  # write_frames ignores ffmpeg's exit status
             raise BadInputError(f"ffmpeg could not write the video {path}.")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the video is an ordinary file
+        os.chmod(tmp, ordinary_mode())  # mkstemp makes it private; the video is an ordinary file
         os.replace(tmp, path)
     except OSError as err:
         raise BadInputError(f"ffmpeg could not write the video {path}: {_one_line(str(err))[:200]}.") from err

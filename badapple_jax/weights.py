@@ -8,10 +8,10 @@ against config.json, as nanoGPT's `from_pretrained` does.
 """
 import contextlib
 import dataclasses
+import io
 import json
 import math
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from huggingface_hub.errors import (GatedRepoError, HFValidationError, HfHubHTTP
 from huggingface_hub.utils import validate_repo_id
 
 from .errors import BadInputError
+from .files import write_atomic
 from .safetensors_range import TIMEOUT, Read, file_reader, http_reader, read_header, read_tensor
 
 SAFETENSORS = "model.safetensors"
@@ -252,17 +253,10 @@ def _unreachable(repo: str) -> _Unreachable:
                         f"--model random:{name} for an offline run.")
 
 
-def _write_atomic(path: Path, write):
-    """Temp file + rename: a crash never leaves a half-written cache entry behind."""
+def _cache_write(path: Path, data: bytes):
+    """Into the cache atomically: a crash never leaves a half-written entry behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, data)
 
 
 def _resolve(repo: str, root: Path) -> tuple[str, int | None]:
@@ -279,7 +273,7 @@ def _resolve(repo: str, root: Path) -> tuple[str, int | None]:
             return Path(snapshot).parent.name, None
         raise
     sha = meta.commit_hash or REF
-    _write_atomic(ref_file, lambda f: f.write(sha.encode()))
+    _cache_write(ref_file, sha.encode())
     return sha, meta.size
 
 
@@ -297,7 +291,7 @@ def _load_hub(repo: str, layer: int, cache_dir) -> tuple[LayerWeights, ModelInfo
             downloaded = Path(hf_hub_download(repo, "config.json", revision=sha, etag_timeout=TIMEOUT))
         _read_config(downloaded, f"{repo}@{sha}")  # checked before it enters the cache
         text = downloaded.read_bytes()
-        _write_atomic(rev_dir / "config.json", lambda f: f.write(text))
+        _cache_write(rev_dir / "config.json", text)
     config = _read_config(rev_dir / "config.json", f"{repo}@{sha}")
     _check_layer(config, layer, repo)
     shapes = _expected_shapes(config, layer)
@@ -314,6 +308,8 @@ def _load_hub(repo: str, layer: int, cache_dir) -> tuple[LayerWeights, ModelInfo
             index = _index([(name, read, size)])
             for key in missing:  # checked against config.json before they enter the cache
                 x = _read_checked(index, key, shapes[key], name)
-                _write_atomic(rev_dir / f"{key}.npy", lambda f: np.save(f, x))
+                buffer = io.BytesIO()
+                np.save(buffer, x)
+                _cache_write(rev_dir / f"{key}.npy", buffer.getvalue())
     arrays = {k: np.load(rev_dir / f"{k}.npy") for k in shapes}
     return _layer_weights(arrays, config, layer), ModelInfo(repo, f"hub {repo}@{sha} ({how})", False, config)

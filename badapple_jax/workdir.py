@@ -21,12 +21,12 @@ import jax
 import numpy as np
 
 from badapple_jax.errors import BadInputError
+from badapple_jax.files import TMP, sync_dir, write_atomic
 
 FORMAT = 1  # bump when the layout changes: an older work directory is then refused, not misread
 RECORD_FIELDS = ("loss", "final_loss", "head_loss", "space_loss", "seed", "explore_loss", "retried", "failed")
 OURS = ("manifest.json", "metrics.json", "targets.npz", "embeddings.npy", "embeddings.partial.npy",
         "loss_timeline.png", "loss_histogram.png", "comparison_grid.png", "best_worst.png")
-TMP = ".tmp"  # suffix of files being written; left over only by a killed process, removed on the next run
 
 
 def sha256_of(*arrays) -> str:
@@ -72,25 +72,6 @@ def differences(recorded: dict, wanted: dict) -> list[str]:
             found.append(f"the {what} ({recorded[what][name]} there, {wanted[what][name]} here: not the same "
                          f"{'decoded frames' if what == 'input' else 'weights'})")
     return found
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write, fsync, rename: `path` holds either its old content or all of `data`."""
-    tmp = path.with_name(f".{path.name}{TMP}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def sync_dir(path: Path) -> None:
-    """Make the renames inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def frame_path(work: Path, i: int) -> Path:

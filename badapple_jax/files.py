@@ -1,0 +1,39 @@
+"""Atomic file writes, shared by the weights cache, the work directory and the video writer."""
+import os
+import tempfile
+from pathlib import Path
+
+TMP = ".tmp"  # suffix of a file being written; one is left only by a killed process
+
+
+def ordinary_mode() -> int:
+    """The permissions a plain `open(..., "w")` would give (mkstemp's files are private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_atomic(path, data: bytes) -> None:
+    """Write `data` to a unique temporary name beside `path`, fsync, rename: readers, and a crash,
+    see the old content or all of `data`, never part of it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, ordinary_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sync_dir(path) -> None:
+    """Make the renames inside directory `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
