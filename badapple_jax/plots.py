@@ -8,8 +8,8 @@ best_worst.png      the same pairs for the 4 lowest- and 4 highest-loss frames
 Figures are plain `matplotlib.figure.Figure`s (no pyplot state); PNG output goes through Agg.
 """
 import dataclasses
+import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from badapple_jax.errors import BadInputError
+from badapple_jax.files import write_atomic
 
 DPI = 120
 WIDTH = 14.0  # inches: 1680 px at DPI
@@ -218,13 +219,10 @@ FIGURES = {
 
 
 def save_atomic(fig: Figure, path: Path) -> None:
-    """Write to a hidden temporary name beside `path`, then rename: never a half-written PNG."""
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=DPI, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Render to memory, then write atomically: never a half-written PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=DPI, format="png")
+    write_atomic(path, buffer.getvalue())
 
 
 def make_plots(workdir) -> list[Path]:

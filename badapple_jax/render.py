@@ -177,8 +177,9 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
                                 "devices cannot share evenly: resume it on the devices it started on, or add --restart.")
     log(f"model: {info.source}; layer {job.layer}, head {job.head}")
     log(f"input: {clip.label}, {N} frames of {T}x{T} at {clip.fps:g} fps")
-    if recorded is not None and recorded["device"] != device_info(mesh):
-        log(f"note: {work} was started on {recorded['device']}; frames computed here on {device_info(mesh)} may "
+    here = device_info(mesh)
+    if recorded is not None and recorded["device"] != here:
+        log(f"note: {work} was started on {recorded['device']}; frames computed here on {here} may "
             "differ from its others beyond float rounding (README: Determinism)")
     starts = list(range(0, N, chunk)) if recorded else []
     done = finished(work, starts, N, chunk) if recorded else []
@@ -206,7 +207,7 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
         compile_seconds = time.perf_counter() - t0
     if recorded is None:
         write_atomic(work / "manifest.json", json.dumps(
-            {**wanted, "chunk_size": chunk, "device": device_info(mesh), "versions": versions()}, indent=1).encode())
+            {**wanted, "chunk_size": chunk, "device": here, "versions": versions()}, indent=1).encode())
     t0 = time.perf_counter()
     computed = _optimize(job, w, frames, program, todo, chunk, mesh, store, stop, log, progress)
     optimize_seconds = time.perf_counter() - t0
@@ -243,7 +244,7 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
         "optimize_seconds": optimize_seconds,
         "seconds_per_frame": optimize_seconds / n_now if n_now else None,
         "chunk_size": chunk,
-        "device": device_info(mesh),
+        "device": here,
         "versions": versions(),
         "command": sys.argv,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -28,6 +28,7 @@ from .files import ordinary_mode
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 + AAC
+BUILT_IN = ("demo", "badapple")  # input names that mean a clip of ours, even where a file of that name exists
 CRF = 18  # libx264 quality: colour maps show banding at the default 23
 VIDEO_STREAM = re.compile(r"^\s*Stream #.*: Video: (?!none,)", re.MULTILINE)  # `none`: a codec ffmpeg cannot tell
 AUDIO_STREAM = re.compile(r"^\s*Stream #.*: Audio: ", re.MULTILINE)
@@ -95,7 +96,7 @@ def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: in
 def check_source(source: str) -> None:
     """Refuse an input path that cannot be read, before anything slow (a model download) happens."""
     path = Path(source)
-    if str(source) in ("demo", "badapple") or path.is_dir():
+    if str(source) in BUILT_IN or path.is_dir():
         return
     if not path.exists():
         raise BadInputError(f"Input {source} does not exist (give a video file, a directory of images, 'demo' or 'badapple').")

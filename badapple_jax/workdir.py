@@ -22,11 +22,15 @@ import numpy as np
 
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import TMP, sync_dir, write_atomic
+from badapple_jax.plots import FIGURES
+from badapple_jax.video import BUILT_IN
 
 FORMAT = 1  # bump when the layout changes: an older work directory is then refused, not misread
 RECORD_FIELDS = ("loss", "final_loss", "head_loss", "space_loss", "seed", "explore_loss", "retried", "failed")
-OURS = ("manifest.json", "metrics.json", "targets.npz", "embeddings.npy", "embeddings.partial.npy",
-        "loss_timeline.png", "loss_histogram.png", "comparison_grid.png", "best_worst.png")
+OURS = ("manifest.json", "metrics.json", "targets.npz", "embeddings.npy", "embeddings.partial.npy", *FIGURES)
+# Job fields that change what is optimised; output, audio and side-by-side only change the assembled video.
+RESULT_OPTIONS = ("settings", "layer", "head", "heads", "color", "size", "fps", "max_frames", "seed",
+                  "save_embeddings")
 
 
 def sha256_of(*arrays) -> str:
@@ -42,7 +46,7 @@ def identity(job, clip, targets: np.ndarray, w, model_source: str) -> dict:
     """What a chunk's results depend on: the options, and hashes of the decoded targets and the head's weights."""
     options = {k: v for k, v in dataclasses.asdict(job).items() if k in RESULT_OPTIONS}
     path = Path(job.input)
-    named = job.input in ("demo", "badapple") or not path.exists()
+    named = job.input in BUILT_IN or not path.exists()
     return {
         "format": FORMAT,
         "options": {**options.pop("settings"), **options},
@@ -51,11 +55,6 @@ def identity(job, clip, targets: np.ndarray, w, model_source: str) -> dict:
                   "frames": len(targets), "sha256": sha256_of(targets)},
         "model": {"source": model_source, "sha256": sha256_of(*jax.tree.leaves(w))},
     }
-
-
-# Job fields that change what is optimised; output, audio and side-by-side only change the assembled video.
-RESULT_OPTIONS = ("settings", "layer", "head", "heads", "color", "size", "fps", "max_frames", "seed",
-                  "save_embeddings")
 
 
 def differences(recorded: dict, wanted: dict) -> list[str]:
