@@ -2,7 +2,8 @@
 
     import badapple_jax as bj
     w = bj.pick_head(bj.load_layer("random:gpt2-xl")[0], head=0)   # or "gpt2-xl", or a local dir
-    A = bj.attention(x, w)                                          # x [T, n_embd] -> [T, T] attention map
+    a = bj.attention(x, w)                                          # x [L, n_embd] -> [L, L] attention map
+    v = bj.Sink().picture(a)                                        # -> [L-1, L-1] the frame token 0's sink shows
 """
 import os
 
@@ -12,7 +13,8 @@ import os
 if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type=").strip()
 
-from badapple_jax.display import colourise, display_frames, normalise_display
+from badapple_jax.display import colourise, gray_of, normalise_display, stitch_full, to_rgb
+from badapple_jax.encoding import Full, Sink, ZScore, make_encoding
 from badapple_jax.errors import BadInputError, Interrupted
 from badapple_jax.kernel import attention, causal_softmax, head_logits, layer_norm
 from badapple_jax.loss import frame_loss, row_centred
@@ -20,15 +22,17 @@ from badapple_jax.chunks import auto_chunk_size, compile_chunk, frame_mesh, opti
 from badapple_jax.headspace import HeadSpace, head_space, headspace_logits, lift, to_head_space
 from badapple_jax.optimize import ChunkResult, Settings, multi_start, optimize_chunk, warm_restart_cosine
 from badapple_jax.render import Job, render
-from badapple_jax.targets import desired_logits, row_normalise
+from badapple_jax.fidelity import flicker, psnr, ssim
+from badapple_jax.targets import centred_log, row_normalise, sink_target
 from badapple_jax.video import Clip, demo_clip, read_clip, write_video
 from badapple_jax.weights import HeadWeights, LayerWeights, ModelConfig, ModelInfo, load_layer, pick_head, pick_heads, random_layer
 
 __all__ = [
-    "BadInputError", "ChunkResult", "Clip", "HeadSpace", "HeadWeights", "Interrupted", "Job", "LayerWeights",
-    "ModelConfig", "ModelInfo", "Settings", "attention", "auto_chunk_size", "causal_softmax", "colourise",
-    "compile_chunk", "demo_clip", "desired_logits", "display_frames", "frame_loss", "frame_mesh", "head_logits",
-    "head_space", "headspace_logits", "layer_norm", "lift", "load_layer", "multi_start", "normalise_display",
-    "optimize_chunk", "optimize_frames", "pick_head", "pick_heads", "random_layer", "read_clip", "render",
-    "row_centred", "row_normalise", "to_head_space", "warm_restart_cosine", "write_video"
+    "BadInputError", "ChunkResult", "Clip", "Full", "HeadSpace", "HeadWeights", "Interrupted", "Job", "LayerWeights",
+    "ModelConfig", "ModelInfo", "Settings", "Sink", "ZScore", "attention", "auto_chunk_size", "causal_softmax",
+    "centred_log", "colourise", "compile_chunk", "demo_clip", "flicker", "frame_loss", "frame_mesh", "gray_of",
+    "head_logits", "head_space", "headspace_logits", "layer_norm", "lift", "load_layer", "make_encoding",
+    "multi_start", "normalise_display", "optimize_chunk", "optimize_frames", "pick_head", "pick_heads", "psnr",
+    "random_layer", "read_clip", "render", "row_centred", "row_normalise", "sink_target", "ssim", "stitch_full",
+    "to_head_space", "to_rgb", "warm_restart_cosine", "write_video"
 ]

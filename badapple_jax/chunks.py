@@ -8,7 +8,12 @@ call `jax.distributed.initialize()` first: `jax.devices()` then spans them and n
 Non-finite guard: a frame whose loss or attention map comes out NaN or Inf is redone once from fresh
 starts at half the learning rate, by a second program compiled only when first needed, that ends
 every phase at its best finite parameters; a frame non-finite on that retry too is reported.
+
+`optimize_frames` is the one chunk driver (render, survey, benchmarks and the API): the next chunk
+computes in a worker thread while the caller handles the last; every chunk's head-space lift is
+checked, and its pictures and their fidelity (PSNR, SSIM against the targets) come with it.
 """
+import concurrent.futures
 import dataclasses
 import functools
 import math
@@ -22,6 +27,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from badapple_jax import fidelity
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import HeadSpace, head_space
 from badapple_jax.optimize import PRECISIONS, RETRY, ChunkResult, Settings, optimize_chunk_jit
@@ -43,6 +49,7 @@ class Program:
     w: HeadWeights
     space: HeadSpace | None
     chunk_size: int  # frames per call
+    settings: Settings
 
     def __call__(self, frames, frame_index, valid, seed) -> ChunkResult:
         return self.compiled(self.w, self.space, frames, frame_index, valid, seed)
@@ -54,8 +61,10 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
 
     `chunk_size` must be a multiple of the mesh's device count."""
     settings.check()
-    if not 2 <= T <= w.config.n_positions:
-        raise BadInputError(f"--size {T} must be in 2..{w.config.n_positions} (the model's positions).")
+    L = settings.encoding.tokens(T)
+    if not 2 <= T or L > w.config.n_positions:
+        raise BadInputError(f"--size {T} must be in 2..{w.config.n_positions - (L - T)}: the {settings.display} display "
+                            f"reads {L} tokens and the model has {w.config.n_positions} positions.")
     mesh = mesh or frame_mesh()
     t0 = time.perf_counter()
     split, whole = NamedSharding(mesh, PartitionSpec("frames")), NamedSharding(mesh, PartitionSpec())
@@ -70,7 +79,7 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     w, space = jax.device_put((w, space), whole)
     with jax.default_matmul_precision(PRECISIONS[settings.precision]):
         compiled = optimize_chunk_jit.lower(w, space, *shapes, settings=settings, keep_best=keep_best).compile()
-    return Program(compiled, w, space, chunk_size), time.perf_counter() - t0
+    return Program(compiled, w, space, chunk_size, settings), time.perf_counter() - t0
 
 
 def needed_bytes(program: Program) -> int:
@@ -135,11 +144,24 @@ def finite_frames(result: ChunkResult) -> np.ndarray:  # -> [B] bool
             & np.isfinite(result.attention.reshape(B, -1)).all(1))
 
 
+LIFT_RTOL, LIFT_ATOL = 1e-4, 1e-6  # the floor: float32 logits of O(10) leave ~1e-7 noise in a loss
+
+
+def check_lift(result: ChunkResult, index: np.ndarray) -> None:
+    """The lifted X must show the head what z did: the same loss through the ordinary kernel."""
+    bad = np.abs(result.final_loss - result.space_loss) > LIFT_RTOL * result.space_loss + LIFT_ATOL
+    if np.any(bad):
+        where = tuple(np.argwhere(bad)[0])  # (frame,) or (frame, view)
+        raise RuntimeError(f"head-space lift failed at frame {index[where[0]]}: loss {result.space_loss[where]:.6g} "
+                           f"in head space but {result.final_loss[where]:.6g} through the kernel (please report this)")
+
+
 def run_chunk(program: Program, frames: np.ndarray, index: np.ndarray, seed: int, mesh: Mesh,
               retry=None) -> ChunkResult:
     """Optimise frames[index] (at most one chunk) -> result on the host, padding removed, with the
     non-finite guard: frames that come out non-finite are redone by `retry()` (the program to use,
-    built on demand) from starts keyed by index + RETRY; `retried` and `failed` say which."""
+    built on demand) from starts keyed by index + RETRY; `retried` and `failed` say which. The lift is
+    checked, and `picture`, `psnr` and `ssim` filled in."""
     result = _run(program, frames, index, seed, mesh, 0)
     retried = ~finite_frames(result) if retry is not None else np.zeros(len(index), bool)
     failed = np.zeros(len(index), bool)
@@ -148,8 +170,15 @@ def run_chunk(program: Program, frames: np.ndarray, index: np.ndarray, seed: int
         went_bad = ~np.isfinite(again.refine_trace.reshape(len(again.loss), -1)).all(1)
         failed[retried] = ~finite_frames(again) | went_bad
         result = jax.tree.map(lambda a, b: _scatter(a, b, retried), result, again)
+    if program.space is not None:
+        check_lift(result, index)
     attention = np.where(np.isfinite(result.attention), result.attention, 0.0)  # never display a NaN
-    return result.replace(attention=attention, retried=retried, failed=failed)
+    encoding = program.settings.encoding
+    picture = encoding.picture(attention)  # [B, (H,) T, T]
+    region = encoding.region(picture.shape[-1])
+    target = frames[index]
+    return result.replace(attention=attention, retried=retried, failed=failed, picture=picture,
+                          psnr=fidelity.psnr(picture, target, region), ssim=fidelity.ssim(picture, target, region))
 
 
 def _run(program: Program, frames: np.ndarray, index: np.ndarray, seed: int, mesh: Mesh, offset: int):
@@ -178,29 +207,56 @@ def optimize_frames(
     *,
     seed: int = 0,
     chunk_size: int | None = None,
-    progress: bool = True,
-    compiled=None,
+    progress: bool = False,
+    compiled: Program | None = None,
     mesh: Mesh | None = None,
+    starts=None,
+    stop=None,
 ) -> Iterator[tuple[int, ChunkResult]]:
     """Optimise every frame [N, T, T] in [0, 1] ([N, H, T, T] for a group of heads), chunk after chunk
-    through one compiled program, with the non-finite guard.
+    through one compiled program, with the non-finite guard, the lift check and fidelity.
 
-    Yields (start, result) per chunk, padding removed, arrays on the host. `chunk_size` None picks
-    it from the free memory; `compiled` is the program from `compile_chunk` for that chunk size."""
+    Yields (start, result) per chunk, padding removed, arrays on the host; the next chunk computes
+    while the caller handles this one. `chunk_size` None picks it from the free memory; `compiled` is
+    the program from `compile_chunk` for that chunk size. `starts` (default: every chunk) are the chunks
+    to compute, e.g. those a resumed render still lacks; once `stop.asked` is true no further chunk starts."""
     mesh = mesh or frame_mesh()
-    T = frames.shape[-1]
+    N, T = len(frames), frames.shape[-1]
     if chunk_size is None:
-        chunk_size = auto_chunk_size(w, T, len(frames), settings, mesh)
-    chunk_size = fit_chunk_size(chunk_size, len(frames), mesh)
+        chunk_size = compiled.chunk_size if compiled else auto_chunk_size(w, T, N, settings, mesh)
+    chunk_size = fit_chunk_size(chunk_size, N, mesh)
     if compiled is None:
         compiled, _ = compile_chunk(w, T, chunk_size, settings, mesh)
     retry = retry_program(w, T, chunk_size, settings, mesh)
-    losses = []
-    with tqdm(total=len(frames), unit="frame", disable=not progress, dynamic_ncols=True) as bar:
-        for start in range(0, len(frames), chunk_size):
-            index = np.arange(start, min(start + chunk_size, len(frames)))
-            result = run_chunk(compiled, frames, index, seed, mesh, retry)
-            losses.extend(result.loss.tolist())
-            bar.set_postfix(mean_loss=f"{np.mean(losses):.4f}")
-            bar.update(len(index))
-            yield start, result
+    starts = list(range(0, N, chunk_size)) if starts is None else list(starts)
+    queue = iter(starts)
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="badapple-chunk")
+
+    def submit():  # -> (start, future) of the next chunk, or None
+        s = None if stop is not None and stop.asked else next(queue, None)
+        if s is None:
+            return None
+        index = np.arange(s, min(s + chunk_size, N))
+        return s, pool.submit(run_chunk, compiled, frames, index, seed, mesh, retry)
+
+    losses, psnrs = [], []
+    try:
+        with tqdm(total=N, initial=N - frames_in(starts, chunk_size, N), unit="frame", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            pending = submit()
+            while pending:
+                start, future = pending
+                result = future.result()  # waits in Python: a signal's handler runs at once
+                pending = submit()
+                losses.extend(np.ravel(result.final_loss).tolist())
+                psnrs.extend(result.psnr.tolist())
+                bar.set_postfix(loss=f"{np.mean(losses):.3g}", psnr=f"{np.median(psnrs):.1f} dB")
+                bar.update(len(result.loss))
+                yield start, result
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def frames_in(starts, chunk_size: int, n_frames: int) -> int:
+    """How many frames the chunks starting at `starts` hold."""
+    return sum(min(chunk_size, n_frames - s) for s in starts)

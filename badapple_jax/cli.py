@@ -6,7 +6,8 @@ import sys
 
 from badapple_jax import survey
 from badapple_jax.errors import BadInputError, Interrupted
-from badapple_jax.optimize import MODES, PRECISIONS, PRESETS, SOLVERS, Settings
+from badapple_jax.encoding import DISPLAYS, MODES
+from badapple_jax.optimize import PRECISIONS, PRESETS, SOLVERS, Settings
 from badapple_jax.plots import make_plots
 from badapple_jax.render import Job, render
 
@@ -59,9 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256, help="display size T (frames are T x T tokens)")
     p.add_argument("--fps", type=float, default=15.0, help="frames per second sampled from the input and played")
     p.add_argument("--max-frames", type=int, help="render only the first N frames")
-    p.add_argument("--preset", choices=tuple(PRESETS), default="reference",
-                   help="named settings ('fast': head space, 1 seed, 1200 steps, same mean loss as the reference "
-                        "in benchmarks/RESULTS.md); options given explicitly override it")
+    p.add_argument("--preset", choices=tuple(PRESETS),
+                   help="named settings: 'reference' (its optimiser, row-normalised target and z-scored display, so "
+                        "losses compare with it), 'fast' (head space, 1 seed, 1200 steps; benchmarks/RESULTS.md); "
+                        "options given explicitly override it (default: the reference's optimiser, sink display)")
+    p.add_argument("--display", choices=DISPLAYS,
+                   help="sink: token 0 an attention sink, Z * attention is the frame at its true brightness "
+                        "(default); zscore: the reference's row-normalised target, z-scored per row")
     p.add_argument("--steps", type=int, help=f"Adam steps per frame, a quarter exploring each seed (default: {s.steps})")
     p.add_argument("--seeds", type=int, help=f"random starts explored per frame (default: {s.seeds})")
     p.add_argument("--lr", type=float, default=s.lr, help="peak learning rate of each cosine cycle")
@@ -79,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames optimised together in one compiled step, or auto (default: auto, as many as fit the "
                         "free memory, at most 16 on a CPU)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the initial embeddings")
-    p.add_argument("--save-embeddings", action="store_true", help="also write WORKDIR/embeddings.npy [N, T, n_embd] float32")
+    p.add_argument("--save-embeddings", action="store_true",
+                   help="also write WORKDIR/embeddings.npy [N, L, n_embd] float32 (L = T + 1 with the sink display)")
     p.add_argument("--mode", choices=MODES, default="causal",
                    help="full: a second embedding per frame shows the transposed frame, filling the black triangle "
                         "(twice the frames, one compiled step)")
@@ -124,8 +130,9 @@ def main(argv=None) -> int:
 
 
 def run_render(args) -> int:
-    chosen = {k: getattr(args, k) for k in ("steps", "seeds", "solver") if getattr(args, k) is not None}
-    settings = Settings(**{**PRESETS[args.preset], **chosen}, lr=args.lr, lr_min=args.lr_min,
+    chosen = {k: getattr(args, k) for k in ("steps", "seeds", "solver", "display") if getattr(args, k) is not None}
+    preset = PRESETS[args.preset] if args.preset else {}
+    settings = Settings(**{**preset, **chosen}, lr=args.lr, lr_min=args.lr_min,
                         init_scale=args.init_scale, seed_select=args.seed_select, precision=args.precision,
                         warm_start=args.warm_start, mode=args.mode)
     fields = {f.name for f in dataclasses.fields(Job)} - {"settings"}

@@ -18,15 +18,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from badapple_jax.encoding import DISPLAYS, MODES, SINK_BLACK, SINK_Z, make_encoding
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import HeadSpace, headspace_logits, lift, to_head_space
 from badapple_jax.kernel import causal_softmax, head_logits
 from badapple_jax.loss import frame_loss
-from badapple_jax.targets import desired_logits
 from badapple_jax.weights import HeadWeights
 
 SOLVERS = ("embedding", "headspace")
-MODES = ("causal", "full")
 TRANSPOSED = 1 << 30  # frame-index offset that keys the starts of a frame's transposed copy
 RETRY = 1 << 29  # frame-index offset that keys the fresh starts of a frame retried after a non-finite loss
 PRECISIONS = {"fp32": "float32", "tf32": "tensorfloat32", "bf16": "bfloat16"}  # -> jax.default_matmul_precision
@@ -46,6 +45,9 @@ class Settings:
     precision: str = "fp32"  # matmul precision on GPU: fp32, tf32 or bf16 (CPUs compute fp32 regardless)
     warm_start: bool = False  # headspace: start 0 of each frame from a rank-d_head SVD of its target
     mode: str = "causal"  # "full": a second embedding per frame shows the transposed target (upper triangle)
+    display: str = "sink"  # "sink": token 0 an attention sink, true brightness (SPEC 11); "zscore": the reference
+    sink_z: float = SINK_Z  # the sink display's Z / T: a white pixel is given 1 / Z of its row's attention
+    sink_black: float = SINK_BLACK  # the sink display's black level b: pixels are given (f + b) / Z
 
     def check(self) -> None:
         """Refuse settings the optimiser cannot run, with one line naming the option."""
@@ -59,6 +61,12 @@ class Settings:
              f"--init-scale must be positive, got {self.init_scale}"),
             (self.seed_select in ("frame", "chunk"), f"--seed-select must be frame or chunk, got {self.seed_select}"),
             (self.mode in MODES, f"--mode must be one of {', '.join(MODES)}, got {self.mode}"),
+            (self.display in DISPLAYS, f"--display must be one of {', '.join(DISPLAYS)}, got {self.display}"),
+            (math.isfinite(self.sink_black) and 0 <= self.sink_black <= 1,
+             f"sink_black must be in [0, 1], got {self.sink_black}"),
+            (math.isfinite(self.sink_z) and 1 + self.sink_black < self.sink_z <= 1e3,
+             f"sink_z must exceed 1 + sink_black (the sink keeps a share of every row) and be at most 1000, "
+             f"got {self.sink_z}"),
             (self.solver in SOLVERS, f"--solver must be one of {', '.join(SOLVERS)}, got {self.solver}"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision}"),
             (not self.warm_start or self.solver == "headspace", "--warm-start needs --solver headspace"),
@@ -66,6 +74,11 @@ class Settings:
         for ok, message in rules:
             if not ok:
                 raise BadInputError(message + ".")
+
+    @property
+    def encoding(self):
+        """The encoding of frames into targets and of maps into pictures (`encoding.py`) these settings name."""
+        return make_encoding(self.display, self.mode, z=self.sink_z, black=self.sink_black)
 
     @property
     def explore(self) -> int:
@@ -81,18 +94,19 @@ class Settings:
         return self.seeds * self.explore + self.refine
 
 
-# Named settings; options given explicitly override them. "fast": the cheapest measured setting whose
-# mean loss is no worse than the reference's on the same frames (benchmarks/RESULTS.md, head space).
+# Named settings; options given explicitly override them. "reference": the reference's optimiser AND its
+# row-normalised target and z-scored display, so losses compare with it; "fast": the cheapest measured
+# setting whose mean loss is no worse than the reference's on the same frames (benchmarks/RESULTS.md).
 PRESETS = {
-    "reference": {},
+    "reference": {"display": "zscore"},
     "fast": {"solver": "headspace", "seeds": 1, "steps": 1200},
 }
 
 
 @flax.struct.dataclass
 class ChunkResult:
-    x: jax.Array  # [B, T, E] final embeddings (lifted from head space by that solver)
-    attention: jax.Array  # [B, (H,) T, T] attention maps of the final embeddings, through the ordinary kernel
+    x: jax.Array  # [B, L, E] final embeddings (lifted from head space by that solver); L = encoding.tokens(T)
+    attention: jax.Array  # [B, (H,) L, L] attention maps of the final embeddings, through the ordinary kernel
     loss: jax.Array  # [B] loss computed in the last refine step (as the reference reports it)
     final_loss: jax.Array  # [B] loss of the final embeddings through the ordinary kernel
     head_loss: jax.Array  # [B, H] the same per head (H = 1 but for colour: R, G, B)
@@ -101,9 +115,12 @@ class ChunkResult:
     explore_loss: jax.Array  # [B, S] loss of each start in its last explore step
     explore_trace: jax.Array  # [B, explore, S] loss at every explore step
     refine_trace: jax.Array  # [B, refine] loss at every refine step
-    # Set by the chunk runner (`chunks.run_chunk`), None inside the compiled program:
+    # Set on the host by the chunk runner (`chunks.run_chunk`), None inside the compiled program:
     retried: jax.Array | None = None  # [B] bool: the first attempt went non-finite and the frame was redone
     failed: jax.Array | None = None  # [B] bool: non-finite on the retry too; shown from its best finite state
+    picture: jax.Array | None = None  # [B, (H,) T, T] in [0, 1]: what the display shows (encoding.picture)
+    psnr: jax.Array | None = None  # [B] dB of the picture against the target, over the shown region
+    ssim: jax.Array | None = None  # [B] SSIM of the same
 
 
 def warm_restart_cosine(lr, lr_min, T_0, n_steps) -> optax.Schedule:
@@ -120,36 +137,37 @@ def phase_optimizer(settings: Settings, n_steps: int) -> optax.GradientTransform
     return optax.adam(warm_restart_cosine(settings.lr, settings.lr_min, T_0, n_steps), b1=0.9, b2=0.999, eps=1e-8)
 
 
-def display_logits(p, display):  # [T, P] -> [T, T], or [H, T, T] for a group of heads sharing p
-    if isinstance(display, HeadSpace):
-        return headspace_logits(p, display)
-    if display.w_q.ndim == 3:  # heads stacked on a leading axis (colour): one embedding drives them all
-        return jax.vmap(head_logits, in_axes=(None, 0))(p, display)
-    return head_logits(p, display)
+def head_or_group_logits(p, head):  # [L, P] -> [L, L], or [H, L, L] for a group of heads sharing p
+    """Logits of the parameters `p`: an embedding through HeadWeights, or z through a HeadSpace."""
+    if isinstance(head, HeadSpace):
+        return headspace_logits(p, head)
+    if head.w_q.ndim == 3:  # heads stacked on a leading axis (colour): one embedding drives them all
+        return jax.vmap(head_logits, in_axes=(None, 0))(p, head)
+    return head_logits(p, head)
 
 
-def head_losses(p, display, d):  # [B, T, P], [B, (H,) T, T] -> [B, H]: each head's loss (H = 1 for one)
-    losses = frame_loss(jax.vmap(display_logits, in_axes=(0, None))(p, display), d)
+def head_losses(p, head, d, mask):  # [B, L, P], [B, (H,) L, L], [L, L] -> [B, H]: each head's loss (H = 1 for one)
+    losses = frame_loss(jax.vmap(head_or_group_logits, in_axes=(0, None))(p, head), d, mask)
     return losses if losses.ndim == 2 else losses[:, None]
 
 
-def frame_losses(p, display, d):  # [..., B, T, P], [B, (H,) T, T] -> [..., B], the mean over heads
-    losses = lambda p: jnp.mean(head_losses(p, display, d), axis=-1)  # noqa: E731
+def frame_losses(p, head, d, mask):  # [..., B, L, P], [B, (H,) L, L] -> [..., B], the mean over heads
+    losses = lambda p: jnp.mean(head_losses(p, head, d, mask), axis=-1)  # noqa: E731
     for _ in range(p.ndim - 3):  # seeds: vmapped, not reshaped, so a sharded frame axis stays whole
         losses = jax.vmap(losses)
     return losses(p)
 
 
-def adam_phase(p, display, d, settings: Settings, n_steps: int, keep_best: bool = False):
+def adam_phase(p, head, d, mask, settings: Settings, n_steps: int, keep_best: bool = False):
     """`n_steps` Adam updates of every frame's parameters from a fresh optimiser state
-    ([..., B, T, P] -> same, loss trace [n_steps, ..., B]).
+    ([..., B, L, P] -> same, loss trace [n_steps, ..., B]).
 
     `keep_best` returns each frame's lowest-loss finite parameters met on the way (the final ones
     included) instead of the last: the non-finite guard's retry, never on the hot path."""
     opt = phase_optimizer(settings, n_steps)
 
     def total_loss(p):
-        losses = frame_losses(p, display, d)
+        losses = frame_losses(p, head, d, mask)
         return jnp.sum(losses), losses
 
     def keep(best, p, losses):  # (p, loss) of each frame's lowest finite loss so far
@@ -167,7 +185,7 @@ def adam_phase(p, display, d, settings: Settings, n_steps: int, keep_best: bool 
     best = (p, jnp.full(p.shape[:-2], jnp.inf)) if keep_best else None
     (p, _, best), trace = jax.lax.scan(step, (p, opt.init(p), best), length=n_steps)
     if keep_best:
-        p = keep(best, p, frame_losses(p, display, d))[0]
+        p = keep(best, p, frame_losses(p, head, d, mask))[0]
     return p, trace
 
 
@@ -181,30 +199,31 @@ def select_seed(explore_loss, valid, how: str):  # [S, B], [B] bool -> [B] int
     return jnp.full(explore_loss.shape[1], jnp.argmin(chunk_mean))
 
 
-def multi_start(w: HeadWeights, space: HeadSpace | None, d, p0, valid, settings: Settings,
+def multi_start(w: HeadWeights, space: HeadSpace | None, d, mask, p0, valid, settings: Settings,
                 keep_best: bool = False) -> ChunkResult:
-    """Explore every start in `p0` [S, B, T, P] against desired logits `d` [B, T, T], keep the best, refine.
+    """Explore every start in `p0` [S, B, L, P] against desired logits `d` [B, (H,) L, L] over `mask` [L, L],
+    keep the best, refine.
 
     `space` None optimises X itself (P = n_embd); a HeadSpace optimises z (P = 2 d_head) and lifts it.
     `keep_best` (the non-finite guard's retry) ends each phase at its best finite parameters."""
-    display = w if space is None else space
+    head = w if space is None else space
     S, B = p0.shape[:2]
-    p, explore_trace = adam_phase(p0, display, d, settings, settings.explore, keep_best)  # trace [explore, S, B]
-    explore_loss = frame_losses(p, display, d) if keep_best else explore_trace[-1]  # [S, B]
+    p, explore_trace = adam_phase(p0, head, d, mask, settings, settings.explore, keep_best)  # trace [explore, S, B]
+    explore_loss = frame_losses(p, head, d, mask) if keep_best else explore_trace[-1]  # [S, B]
     seed = select_seed(explore_loss, valid, settings.seed_select)
     p = p[seed, jnp.arange(B)]
-    p, refine_trace = adam_phase(p, display, d, settings, settings.refine, keep_best)
+    p, refine_trace = adam_phase(p, head, d, mask, settings, settings.refine, keep_best)
     x = p if space is None else jax.vmap(lift, in_axes=(0, None))(p, space)
-    A = jax.vmap(display_logits, in_axes=(0, None))(x, w)  # the ordinary kernel, whatever the solver
-    per_head = head_losses(x, w, d)
-    space_loss = frame_losses(p, display, d)
+    A = jax.vmap(head_or_group_logits, in_axes=(0, None))(x, w)  # the ordinary kernel, whatever the solver
+    per_head = head_losses(x, w, d, mask)
+    space_loss = frame_losses(p, head, d, mask)
     return ChunkResult(
         x, causal_softmax(A), space_loss if keep_best else refine_trace[-1], per_head.mean(axis=-1), per_head,
         space_loss, seed, explore_loss.T, explore_trace.transpose(2, 0, 1), refine_trace.T,
     )
 
 
-def svd_start(d, space: HeadSpace):  # [T, T] desired logits -> [T, 2D] head-space start
+def svd_start(d, space: HeadSpace):  # [L, L] desired logits -> [L, 2D] head-space start
     """q k^T / sqrt(D) = the best rank-D approximation of d, made reachable: q = U_D (s sqrt(D))^1/2,
     k = V_D (s sqrt(D))^1/2, then z solves z S V^T = [q k] - c and rows outside the ball are clipped."""
     D = space.SVt.shape[0] // 2
@@ -214,12 +233,12 @@ def svd_start(d, space: HeadSpace):  # [T, T] desired logits -> [T, 2D] head-spa
     return y @ jnp.linalg.pinv(space.SVt)
 
 
-def initial_embeddings(seed: int, frame_index, n_seeds: int, T: int, E: int, scale: float):  # [B] -> [S, B, T, E]
+def initial_embeddings(seed: int, frame_index, n_seeds: int, L: int, E: int, scale: float):  # [B] -> [S, B, L, E]
     """N(0, 1) * scale, keyed by (seed, frame index, start) so a frame's start never depends on its chunk."""
 
     def one(i, s):
         key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), i), s)
-        return jax.random.normal(key, (T, E), jnp.float32) * scale
+        return jax.random.normal(key, (L, E), jnp.float32) * scale
 
     starts = jnp.arange(n_seeds)
     return jax.vmap(lambda s: jax.vmap(lambda i: one(i, s))(frame_index))(starts)
@@ -228,28 +247,30 @@ def initial_embeddings(seed: int, frame_index, n_seeds: int, T: int, E: int, sca
 def optimize_chunk(w: HeadWeights, space: HeadSpace | None, frames, frame_index, valid, seed,
                    settings: Settings, keep_best: bool = False) -> ChunkResult:
     """Frames [B, T, T] in [0, 1] (or [B, H, T, T]: one channel per head of a group) -> optimised
-    embeddings and attention maps (jit with static settings).
+    embeddings and attention maps (jit with static settings), encoded as `settings.encoding` says.
 
-    In "full" mode every frame's transpose is optimised alongside it, in the same vmapped batch, and
-    each field of the result gains a half axis after the frame axis: [B, 2, ...], lower then upper.
+    An encoding with two views per frame (full mode) optimises every frame's transpose alongside it, in
+    the same vmapped batch, and each field of the result gains a view axis after the frame axis: [B, 2, ...].
     `keep_best` ends every phase at its best finite parameters (the non-finite guard's retry)."""
-    if settings.mode == "full":
-        both = dataclasses.replace(settings, mode="causal")
-        result = optimize_chunk(w, space, jnp.concatenate([frames, jnp.swapaxes(frames, -1, -2)]),
-                                jnp.concatenate([frame_index, frame_index + TRANSPOSED]),
-                                jnp.concatenate([valid, valid]), seed, both, keep_best)
-        B = frames.shape[0]
-        return jax.tree.map(lambda a: jnp.stack([a[:B], a[B:]], axis=1), result)
-    T = frames.shape[-1]
-    d = desired_logits(frames)
-    x0 = initial_embeddings(seed, frame_index, settings.seeds, T, w.config.n_embd, settings.init_scale)
+    encoding = settings.encoding
+    B, T, V = frames.shape[0], frames.shape[-1], encoding.views
+    frames = jnp.concatenate([frames, jnp.swapaxes(frames, -1, -2)][:V])  # [V B, ...]: view-major
+    frame_index = jnp.concatenate([frame_index + v * TRANSPOSED for v in range(V)])
+    valid = jnp.concatenate([valid] * V)
+    d = encoding.desired(frames)  # [V B, (H,) L, L]
+    mask = encoding.mask(T)
+    x0 = initial_embeddings(seed, frame_index, settings.seeds, encoding.tokens(T), w.config.n_embd,
+                            settings.init_scale)
     if space is None:
-        return multi_start(w, None, d, x0, valid, settings, keep_best)
-    # Head space starts where the same random X would: the z that X shows the head.
-    p0 = jax.vmap(jax.vmap(to_head_space, in_axes=(0, None)), in_axes=(0, None))(x0, space)
-    if settings.warm_start:
-        p0 = p0.at[0].set(jax.vmap(svd_start, in_axes=(0, None))(d, space))
-    return multi_start(w, space, d, p0, valid, settings, keep_best)
+        result = multi_start(w, None, d, mask, x0, valid, settings, keep_best)
+    else:  # head space starts where the same random X would: the z that X shows the head
+        p0 = jax.vmap(jax.vmap(to_head_space, in_axes=(0, None)), in_axes=(0, None))(x0, space)
+        if settings.warm_start:
+            p0 = p0.at[0].set(jax.vmap(svd_start, in_axes=(0, None))(d, space))
+        result = multi_start(w, space, d, mask, p0, valid, settings, keep_best)
+    if V == 1:
+        return result
+    return jax.tree.map(lambda a: jnp.stack([a[v * B:(v + 1) * B] for v in range(V)], axis=1), result)
 
 
 optimize_chunk_jit = jax.jit(optimize_chunk, static_argnames=("settings", "keep_best"))

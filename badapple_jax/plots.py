@@ -1,11 +1,14 @@
-"""A finished work directory -> the write-up's four figures, as PNGs beside its metrics.json.
+"""A finished work directory -> the write-up's six figures, as PNGs beside its metrics.json.
 
-loss_timeline.png   per-frame loss across the video, with a one-second rolling mean
-loss_histogram.png  the loss distribution, its 50/81/95th percentiles and summary numbers
-comparison_grid.png targets above their displays, up to 8 frames evenly spaced over the video
-best_worst.png      the same pairs for the 4 lowest- and 4 highest-loss frames
+loss_timeline.png       per-frame loss across the video, with a one-second rolling mean
+loss_histogram.png      the loss distribution, its 50/81/95th percentiles and summary numbers
+comparison_grid.png     targets above their displays, up to 8 frames evenly spaced over the video
+best_worst.png          the same pairs for the 4 lowest- and 4 highest-loss frames
+fidelity_timeline.png   per-frame PSNR and SSIM of the shown frame (SPEC section 12), with rolling means
+fidelity_histogram.png  the PSNR and SSIM distributions, their medians, flicker beside the targets'
 
-Figures are plain `matplotlib.figure.Figure`s (no pyplot state); PNG output goes through Agg.
+Figures are plain `matplotlib.figure.Figure`s (no pyplot state); PNG output goes through Agg. All six
+are rendered in memory before the first is written, so a failure leaves no mix of old and new figures.
 """
 import dataclasses
 import io
@@ -28,6 +31,9 @@ THRESHOLDS = (0.5, 1.0)
 GRID_FRAMES = 8
 BEST_WORST = 4
 LOSS_LABEL = "loss (MSE of row-centred logits)"
+PSNR_LABEL = "PSNR (dB, peak 1)"
+SSIM_LABEL = "SSIM"
+RERUN = " (made before fidelity was measured? rerun render)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +42,16 @@ class Run:
 
     workdir: Path
     loss: np.ndarray  # [N] per-frame loss, frame order
+    psnr: np.ndarray  # [N] dB, shown gray frame against target over the shown region
+    ssim: np.ndarray  # [N] in [-1, 1], the same comparison
+    flicker: float  # mean |v_t - v_(t-1)| of the shown frames
+    target_flicker: float  # the same of the targets
+    display: str  # how attention became a picture: "sink" or "zscore"
     fps: float
     targets: np.ndarray  # [N, T, T] uint8, white = 255
     caption: str  # model, head and settings, for titles
 
-    def display(self, i: int) -> np.ndarray:
+    def shown(self, i: int) -> np.ndarray:
         """[T, T, 3] uint8: the attention map frame i was rendered as."""
         return iio.imread(self.workdir / "frames" / f"frame_{i:06d}.png")
 
@@ -57,17 +68,16 @@ def read_run(workdir) -> Run:
         raise BadInputError(f"No metrics.json in {work}: is it the work directory of a finished render?") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BadInputError(f"Cannot read {path}: {' '.join(str(err).split())}.") from None
-    try:
-        loss = np.asarray(metrics["per_frame_loss"], dtype=float)
-    except (TypeError, KeyError, ValueError):
-        loss = np.zeros((0,))
-    if loss.ndim != 1 or loss.size == 0:
-        raise BadInputError(f"{path} has no per_frame_loss list of numbers.")
-    if not np.all(np.isfinite(loss) & (loss >= 0)):
-        raise BadInputError(f"{path}: per_frame_loss has negative or non-finite values.")
+    loss = per_frame(metrics, "per_frame_loss", path, low=0.0)
     fps = metrics.get("fps")
     if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
         raise BadInputError(f"{path} has no positive fps.")
+    psnr = per_frame(metrics, "per_frame_psnr", path, size=loss.size)
+    ssim = per_frame(metrics, "per_frame_ssim", path, size=loss.size, low=-1.0, high=1.0)
+    flicker, target_flicker = (amount(metrics, key, path) for key in ("flicker", "target_flicker"))
+    display = metrics.get("display")
+    if not (isinstance(display, str) and display):
+        raise BadInputError(f"{path} has no display name, sink or zscore{'' if 'display' in metrics else RERUN}.")
     path = work / "targets.npz"
     try:
         with np.load(path) as npz:
@@ -82,17 +92,46 @@ def read_run(workdir) -> Run:
     if missing:
         raise BadInputError(f"{work / 'frames'} lacks frame_{missing[0]:06d}.png ({len(missing)} of {loss.size} "
                             f"frame PNGs missing).")
-    return Run(work, loss, float(fps), targets, caption(metrics))
+    return Run(work, loss, psnr, ssim, flicker, target_flicker, display, float(fps), targets, caption(metrics))
+
+
+def per_frame(metrics, key: str, path: Path, size=None, low=-np.inf, high=np.inf) -> np.ndarray:
+    """metrics[key] as [N] floats, all finite and in [low, high] (N = size when given), else a BadInputError.
+
+    Fidelity keys (given a size) missing altogether mean a work directory older than SPEC section 12."""
+    try:
+        values = np.asarray(metrics[key], dtype=float)
+    except (TypeError, KeyError, ValueError):
+        values = np.zeros((0,))
+    if values.ndim != 1 or values.size == 0:
+        hint = RERUN if size is not None and key not in metrics else ""
+        raise BadInputError(f"{path} has no {key} list of numbers{hint}.")
+    if size is not None and values.size != size:
+        raise BadInputError(f"{path}: {key} has {values.size} values for {size} frames of per_frame_loss.")
+    if not np.all(np.isfinite(values) & (values >= low) & (values <= high)):
+        rule = f" in [{low:g}, {high:g}]" if np.isfinite(high) else f" >= {low:g}" if np.isfinite(low) else ""
+        raise BadInputError(f"{path}: {key} has values that are not finite numbers{rule}.")
+    return values
+
+
+def amount(metrics: dict, key: str, path: Path) -> float:
+    """metrics[key] as a finite float >= 0, else a BadInputError."""
+    if key not in metrics:
+        raise BadInputError(f"{path} has no {key}{RERUN}.")
+    value = metrics[key]
+    if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+        raise BadInputError(f"{path}: {key} is {json.dumps(value)}, not a finite number >= 0.")
+    return float(value)
 
 
 def caption(metrics: dict) -> str:
-    """'random:gpt2-xl, layer 0 head 0, 256x256, embedding solver, 1500 steps x 3 seeds'."""
+    """'random:gpt2-xl, layer 0 head 0, 256x256, sink display, embedding solver, 1500 steps x 3 seeds'."""
     job = metrics.get("settings", {})
     opt = job.get("settings", {})
     size = job.get("size", "?")
     return (f"{metrics.get('model', {}).get('name', 'unknown model')}, layer {job.get('layer', '?')} "
-            f"head {job.get('head', '?')}, {size}x{size}, {opt.get('solver', '?')} solver, "
-            f"{opt.get('steps', '?')} steps x {opt.get('seeds', '?')} seeds")
+            f"head {job.get('head', '?')}, {size}x{size}, {metrics.get('display', '?')} display, "
+            f"{opt.get('solver', '?')} solver, {opt.get('steps', '?')} steps x {opt.get('seeds', '?')} seeds")
 
 
 def spans_decades(loss: np.ndarray) -> bool:
@@ -171,8 +210,9 @@ def draw_pairs(fig, run: Run, indices, title: str) -> None:
     axes = fig.subplots(2, len(indices), squeeze=False)
     for col, i in enumerate(indices):
         axes[0, col].imshow(run.targets[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        axes[0, col].set_title(f"frame {i} ({i / run.fps:.1f} s)\nloss {run.loss[i]:.3g}", fontsize=9)
-        axes[1, col].imshow(run.display(i), interpolation="nearest")
+        axes[0, col].set_title(f"frame {i} ({i / run.fps:.1f} s)\nloss {run.loss[i]:.3g}, {run.psnr[i]:.1f} dB",
+                               fontsize=9)
+        axes[1, col].imshow(run.shown(i), interpolation="nearest")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -210,27 +250,84 @@ def best_worst(run: Run) -> Figure:
     return fig
 
 
+def fidelity_timeline(run: Run) -> Figure:
+    """PSNR (top) and SSIM (below) against frame index (seconds on top), per frame and as one-second rolling means."""
+    fig = Figure(figsize=(WIDTH, 6.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    n = run.psnr.size
+    window = int(np.clip(round(run.fps), 1, n))
+    frames = np.arange(n)
+    panels = ((top, run.psnr, "PSNR", PSNR_LABEL, "tab:blue", "tab:red"),
+              (bottom, run.ssim, "SSIM", SSIM_LABEL, "tab:green", "tab:purple"))
+    for ax, values, name, label, colour, mean_colour in panels:
+        ax.plot(frames, values, lw=0.6, color=colour, alpha=0.6, label=f"{name} per frame",
+                marker="." if n < 100 else None)  # a short clip's frames, a 1-frame clip's only point, stay visible
+        ax.plot(frames, rolling_mean(values, window), lw=2.0, color=mean_colour,
+                label=f"{name} rolling mean over {window} frames ({window / run.fps:.3g} s)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    bottom.set_xlim(0, max(n - 1, 1))
+    bottom.set_xlabel("frame index")
+    seconds = top.secondary_xaxis("top", functions=(lambda f: f / run.fps, lambda s: s * run.fps))
+    seconds.set_xlabel(f"time (s) at {run.fps:g} fps")
+    fig.legend(loc="outside lower center", ncols=4)
+    top.set_title(f"Fidelity of each shown frame to its target ({n} frames): {run.caption}")
+    return fig
+
+
+def fidelity_histogram(run: Run) -> Figure:
+    """How many frames reach each PSNR and SSIM, medians marked, with a summary and the clip's flicker beside."""
+    fig = Figure(figsize=(WIDTH, 5.5), layout="constrained")
+    left, right, side = fig.subplots(1, 3, width_ratios=[3, 3, 2])
+    count = int(np.clip(2 * np.sqrt(run.psnr.size), 10, 60))
+    for ax, values, label, colour, unit in ((left, run.psnr, PSNR_LABEL, "tab:blue", "{:.1f} dB"),
+                                            (right, run.ssim, SSIM_LABEL, "tab:green", "{:.3f}")):
+        ax.hist(values, bins=count, color=colour, alpha=0.75, edgecolor="white", linewidth=0.5)
+        median = np.median(values)
+        ax.axvline(median, color="tab:red", ls="--", lw=1.5, label="median " + unit.format(median))
+        ax.legend(loc="upper left")
+        ax.set_xlabel(label)
+        ax.set_ylabel("frames")
+    best, worst = int(np.argmax(run.psnr)), int(np.argmin(run.psnr))
+    ratio = f" ({run.flicker / run.target_flicker:.2f}x)" if run.target_flicker > 0 else ""
+    summary = [
+        f"PSNR mean {run.psnr.mean():.1f} dB, median {np.median(run.psnr):.1f} dB",
+        f"SSIM mean {run.ssim.mean():.3f}, median {np.median(run.ssim):.3f}",
+        f"flicker {run.flicker:.3g}, targets' {run.target_flicker:.3g}{ratio}",
+        f"best {run.psnr[best]:.1f} dB (frame {best})",
+        f"worst {run.psnr[worst]:.1f} dB (frame {worst})",
+    ]
+    side.set_axis_off()
+    side.text(0.0, 0.9, "\n".join(summary), va="top", linespacing=1.6,
+              bbox=dict(boxstyle="round", facecolor="whitesmoke", edgecolor="grey"))
+    fig.suptitle(f"Distribution of per-frame fidelity ({run.psnr.size} frames): {run.caption}")
+    return fig
+
+
 FIGURES = {
     "loss_timeline.png": loss_timeline,
     "loss_histogram.png": loss_histogram,
     "comparison_grid.png": comparison_grid,
     "best_worst.png": best_worst,
+    "fidelity_timeline.png": fidelity_timeline,
+    "fidelity_histogram.png": fidelity_histogram,
 }
 
 
-def save_atomic(fig: Figure, path: Path) -> None:
-    """Render to memory, then write atomically: never a half-written PNG."""
+def png(fig: Figure) -> bytes:
+    """The figure rendered to PNG bytes in memory."""
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=DPI, format="png")
-    write_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def make_plots(workdir) -> list[Path]:
-    """Write the four figures into WORKDIR; returns their paths in the order of FIGURES."""
+    """Write the six figures into WORKDIR; returns their paths in the order of FIGURES.
+
+    Every figure is rendered before any is written, and each is written atomically: a failure leaves
+    the directory as it was, never half the figures of this run beside those of an earlier one."""
     run = read_run(workdir)
-    paths = []
-    for name, draw in FIGURES.items():
-        path = run.workdir / name
-        save_atomic(draw(run), path)
-        paths.append(path)
-    return paths
+    images = {run.workdir / name: png(draw(run)) for name, draw in FIGURES.items()}
+    for path, data in images.items():
+        write_atomic(path, data)
+    return list(images)

@@ -1,5 +1,4 @@
 """The whole job: clip -> targets -> optimised embeddings -> attention maps -> PNGs, metrics and mp4."""
-import concurrent.futures
 import dataclasses
 import datetime
 import importlib.metadata
@@ -12,11 +11,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from badapple_jax.chunks import (auto_chunk_size, check_fits, compile_chunk, fit_chunk_size, frame_mesh,
-                                 retry_program, run_chunk)
-from badapple_jax.display import colour_frames, display_frames, full_frames
+from badapple_jax import fidelity
+from badapple_jax.chunks import (auto_chunk_size, check_fits, compile_chunk, fit_chunk_size, frame_mesh, frames_in,
+                                 optimize_frames)
+from badapple_jax.display import gray_of, to_rgb
 from badapple_jax.errors import BadInputError, Interrupted
 from badapple_jax.files import write_atomic
 from badapple_jax.headspace import LAYER0_ONLY
@@ -25,8 +24,7 @@ from badapple_jax.optimize import Settings
 from badapple_jax.video import VIDEO_SUFFIXES, check_source, has_audio, read_clip, write_video
 from badapple_jax.weights import load_layer, pick_head, pick_heads
 from badapple_jax.workdir import (RECORD_FIELDS, discard_if_empty, embeddings_store, finish_embeddings, finished,
-                                  frames_in, identity, load_chunk, open_workdir, record_path, remove_leftovers,
-                                  save_chunk)
+                                  identity, load_chunk, open_workdir, record_path, remove_leftovers, save_chunk)
 
 # Upper bounds of the numeric options, far beyond any useful value: 10 million Adam steps is days per frame,
 # and steps of 1000 or starts of that scale saturate every LayerNorm; a seed is a non-negative int32.
@@ -49,7 +47,7 @@ class Job:
     max_frames: int | None = None  # render only the first N frames
     chunk_size: int | None = None  # frames per compiled step; None: as many as fit the free device memory
     seed: int = 0  # seeds the random starts (per frame index)
-    save_embeddings: bool = False  # write embeddings.npy [N, T, n_embd] float32
+    save_embeddings: bool = False  # write embeddings.npy [N, L, n_embd] float32, L = T (+ 1 with the sink)
     side_by_side: bool = False  # the video shows the target (left) next to the attention map
     audio: str | None = None  # file whose audio goes with the video; default: the input's own, if any
     heads: tuple[int, ...] | None = None  # with color: the R, G and B heads, driven by one shared embedding
@@ -113,25 +111,6 @@ def versions() -> dict:
     return found
 
 
-LIFT_RTOL, LIFT_ATOL = 1e-4, 1e-6  # the floor: float32 logits of O(10) leave ~1e-7 noise in a loss
-
-
-def check_lift(result, start: int) -> None:
-    """The lifted X must show the head what z did: same loss through the ordinary kernel."""
-    bad = np.abs(result.final_loss - result.space_loss) > LIFT_RTOL * result.space_loss + LIFT_ATOL
-    if np.any(bad):
-        where = tuple(np.argwhere(bad)[0])  # (frame,) or (frame, half)
-        raise RuntimeError(f"head-space lift failed at frame {start + where[0]}: loss {result.space_loss[where]:.6g} "
-                           f"in head space but {result.final_loss[where]:.6g} through the kernel (please report this)")
-
-
-def display_rgb(result, job: Job) -> np.ndarray:  # -> [k, T, T, 3] uint8
-    full = job.settings.mode == "full"
-    if job.color:
-        return colour_frames(result.attention, full)
-    return full_frames(result.attention) if full else display_frames(result.attention)
-
-
 def render(job: Job, log=print, progress: bool = True) -> dict:
     """Run `job` end to end, resuming its work directory; returns the metrics written to WORKDIR/metrics.json.
 
@@ -142,8 +121,9 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
         w = pick_heads(layer_weights, job.heads)
     else:
         w = pick_head(layer_weights, job.head)
-    if job.size > info.config.n_positions:
-        raise BadInputError(f"--size {job.size} exceeds the model's {info.config.n_positions} positions.")
+    if job.settings.encoding.tokens(job.size) > info.config.n_positions:
+        raise BadInputError(f"--size {job.size} needs {job.settings.encoding.tokens(job.size)} positions with the "
+                            f"{job.settings.display} display; the model has {info.config.n_positions}.")
     clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames, colour=job.color)
     frames = np.moveaxis(clip.frames, -1, 1) if job.color else clip.frames  # [N, (3,) T, T]
     wanted = identity(job, clip, frames, w, info.source)
@@ -163,7 +143,8 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
 
 def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progress) -> dict:
     work, N, T, E = job.work, len(frames), job.size, info.config.n_embd
-    full = job.settings.mode == "full"
+    encoding = job.settings.encoding
+    full = encoding.views == 2
     mesh = frame_mesh()
     device = mesh.devices.flat[0]
     chunk = recorded["chunk_size"] if recorded else None
@@ -184,8 +165,9 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
     starts = list(range(0, N, chunk)) if recorded else []
     done = finished(work, starts, N, chunk) if recorded else []
     store = None
-    if job.save_embeddings:  # [N, T, E], or [N, 2, T, E] in full mode: the frame's and its transpose's
-        store, kept = embeddings_store(work, (N, 2, T, E) if full else (N, T, E))
+    if job.save_embeddings:  # [N, L, E], or [N, 2, L, E] in full mode: the frame's and its transpose's
+        L = encoding.tokens(T)
+        store, kept = embeddings_store(work, (N, 2, L, E) if full else (N, L, E))
         done = done if kept else []
 
     t0 = time.perf_counter()
@@ -209,9 +191,17 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
         write_atomic(work / "manifest.json", json.dumps(
             {**wanted, "chunk_size": chunk, "device": here, "versions": versions()}, indent=1).encode())
     t0 = time.perf_counter()
-    computed = _optimize(job, w, frames, program, todo, chunk, mesh, store, stop, log, progress)
+    for start, result in optimize_frames(w, frames, job.settings, seed=job.seed, compiled=program, mesh=mesh,
+                                         starts=todo, stop=stop, progress=progress):
+        save_chunk(work, start, to_rgb(result.picture, job.color), {k: getattr(result, k) for k in RECORD_FIELDS},
+                   store, None if store is None else result.x)
+        for name, which in (("redone at half the learning rate", result.retried),
+                            ("non-finite again, shown from its best finite state", result.failed)):
+            if which.any():
+                log(f"non-finite loss: frames {(start + np.flatnonzero(which)).tolist()} {name}")
+        done.append(start)
     optimize_seconds = time.perf_counter() - t0
-    if computed < len(todo):
+    if any(s not in done for s in starts):
         raise Interrupted(resume_message(work, N), busy=False)
 
     rgb, records = zip(*(load_chunk(work, s, min(chunk, N - s)) for s in starts))
@@ -221,6 +211,8 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
         finish_embeddings(work, store)
     loss = kept["loss"].mean(axis=1) if full else kept["loss"]
     n_now = frames_in(todo, chunk, N)
+    region = encoding.region(T)
+    shown = fidelity.flicker(rgb, region, decode=lambda block: gray_of(block, job.color))
     metrics = {
         "input": clip.label,
         "model": info.as_dict(),
@@ -237,6 +229,13 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
         **({"per_frame_headspace_loss": kept["space_loss"].tolist()} if job.settings.solver == "headspace" else {}),
         "mean_loss": float(loss.mean()),
         "median_loss": float(np.median(loss)),
+        "display": job.settings.display,
+        **encoding.constants(T),  # sink_z and sink_black for the sink display
+        "per_frame_psnr": kept["psnr"].tolist(),  # dB, the shown gray frame against the target over the shown region
+        "per_frame_ssim": kept["ssim"].tolist(),
+        **fidelity.summary(kept["psnr"], kept["ssim"]),
+        "flicker": shown,  # mean |v_t - v_(t-1)| of the shown frames (decoded from the PNGs) over the region
+        "target_flicker": fidelity.flicker(frames, region),  # the same of the targets
         "retried_frames": np.flatnonzero(kept["retried"]).tolist(),  # non-finite once, redone at half the lr
         "failed_frames": np.flatnonzero(kept["failed"]).tolist(),  # non-finite again: shown from the best finite state
         "resumed_frames": N - n_now,  # frames finished by earlier runs of this work directory
@@ -262,49 +261,11 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
     write_video(rgb, job.output, fps=clip.fps, audio=audio)
     log(
         f"done: {N} frames{f' ({N - n_now} from earlier runs)' if n_now < N else ''} in {optimize_seconds:.1f} s (+{compile_seconds:.1f} s "
-        f"compile), loss mean {metrics['mean_loss']:.4f} median {metrics['median_loss']:.4f}; "
+        f"compile), loss mean {metrics['mean_loss']:.4g} median {metrics['median_loss']:.4g}, PSNR median "
+        f"{metrics['median_psnr']:.1f} dB, SSIM median {metrics['median_ssim']:.3f} ({job.settings.display} display); "
         f"video {job.output} ({'with' if audio else 'no'} audio), frames and metrics in {work}"
     )
     return metrics
-
-
-def _optimize(job: Job, w, frames, program, todo, chunk, mesh, store, stop, log, progress) -> int:
-    """Optimise and record the chunks starting at `todo`, the next one computing in a worker thread while
-    the last is written; returns how many were recorded (fewer once `stop` is asked)."""
-    N = len(frames)
-    retry = retry_program(w, job.size, chunk, job.settings, mesh)
-    compute = lambda s: run_chunk(program, frames, np.arange(s, min(s + chunk, N)), job.seed, mesh, retry)  # noqa: E731
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="badapple-chunk")
-    queue = iter(todo)
-
-    def submit():
-        s = None if stop.asked else next(queue, None)
-        return None if s is None else (s, pool.submit(compute, s))
-
-    left = frames_in(todo, chunk, N)
-    recorded, losses = 0, []
-    try:
-        with tqdm(total=N, initial=N - left, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
-            pending = submit()
-            while pending:
-                start, future = pending
-                result = future.result()  # waits in Python: a signal's handler runs at once
-                pending = submit()
-                check_lift(result, start)
-                x = None if store is None else result.x
-                save_chunk(job.work, start, display_rgb(result, job), {k: getattr(result, k) for k in RECORD_FIELDS},
-                           store, x)
-                for name, which in (("redone at half the learning rate", result.retried),
-                                    ("non-finite again, shown from its best finite state", result.failed)):
-                    if which.any():
-                        log(f"non-finite loss: frames {(start + np.flatnonzero(which)).tolist()} {name}")
-                recorded += 1
-                losses.extend(np.ravel(result.loss).tolist())
-                bar.set_postfix(mean_loss=f"{np.mean(losses):.4f}")
-                bar.update(len(result.loss))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    return recorded
 
 
 def resume_message(work: Path, n_frames: int) -> str:

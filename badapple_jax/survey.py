@@ -1,8 +1,10 @@
 """Which head makes the best display? Every head of the chosen layers against a few sample frames.
 
 All heads of a layer and all sample frames are optimised in ONE compiled program: `optimize_chunk`
-vmapped over the head axis. Heads are ranked by the mean loss of their final embeddings through
-the ordinary kernel (`final_loss`), so head-space and embedding results compare directly.
+vmapped over the head axis. Heads are ranked by what a viewer sees: the mean PSNR of their pictures
+(`settings.encoding.picture`) against the frames over the shown region (SPEC 12), with SSIM beside it.
+The loss of the final embeddings through the ordinary kernel (`final_loss`) stands next to them: it
+lives in logit space and says little about the picture, but compares head-space and embedding runs.
 `badapple-jax survey INPUT` writes PREFIX.json, PREFIX.md (the ranking) and PREFIX.png (a heatmap).
 """
 import dataclasses
@@ -17,10 +19,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from badapple_jax import fidelity
+from badapple_jax.encoding import DISPLAYS
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import head_space
 from badapple_jax.optimize import PRECISIONS, SOLVERS, Settings, optimize_chunk
@@ -53,9 +56,12 @@ def optimize_heads(heads, spaces, frames, seed, axes, settings: Settings):  # [F
     return jax.vmap(one, in_axes=in_axes)(heads, spaces)
 
 
-def layer_losses(layer_weights, frames, settings: Settings, seed: int) -> np.ndarray:  # -> [H, F] final_loss
-    """Every head of one layer against frames [F, T, T], in one call of `optimize_heads`."""
-    per_head = [pick_head(layer_weights, h) for h in range(layer_weights.config.n_head)]
+def layer_results(layer_weights, frames, settings: Settings, seed: int):  # -> final_loss [H, F], attention [H, F, ...]
+    """Every head of one layer against frames [F, T, T], in one call of `optimize_heads`: each head's loss per
+    frame (full mode: the mean of the two views, as render reports it) and its attention maps
+    [H, F, (2,) L, L] on the host."""
+    H, F = layer_weights.config.n_head, len(frames)
+    per_head = [pick_head(layer_weights, h) for h in range(H)]
     heads, head_axes = stack_heads(per_head)
     spaces, space_axes = None, ()
     if settings.solver == "headspace":
@@ -63,11 +69,24 @@ def layer_losses(layer_weights, frames, settings: Settings, seed: int) -> np.nda
     with jax.default_matmul_precision(PRECISIONS[settings.precision]):
         result = optimize_heads(heads, spaces, jnp.asarray(frames, jnp.float32), seed, head_axes + space_axes,
                                 settings)
-    return np.asarray(result.final_loss).reshape(layer_weights.config.n_head, -1)  # full mode: [H, 2F]
+    loss = np.asarray(result.final_loss).reshape(H, F, -1).mean(axis=-1)
+    return loss, np.asarray(result.attention)
+
+
+def head_fidelity(attention, frames, encoding):  # [H, F, (2,) L, L], [F, T, T] -> psnr [H, F], ssim [H, F]
+    """What each head shows: its pictures against the frames over the encoding's region, as `run_chunk` does."""
+    H, F = attention.shape[:2]
+    attention = np.where(np.isfinite(attention), attention, 0.0)  # never picture a NaN
+    picture = encoding.picture(attention.reshape(H * F, *attention.shape[2:]))  # [H F, T, T], head-major
+    target = np.tile(np.asarray(frames, np.float32), (H, 1, 1))
+    region = encoding.region(frames.shape[-1])
+    return (fidelity.psnr(picture, target, region).reshape(H, F),
+            fidelity.ssim(picture, target, region).reshape(H, F))
 
 
 def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings, seed: int = 0) -> list[dict]:
-    """Frames [F, T, T] in [0, 1] -> one row per (layer, head), sorted by mean loss (best first).
+    """Frames [F, T, T] in [0, 1] -> one row per (layer, head), sorted by mean PSNR (best first; ties by
+    mean loss, then layer and head).
 
     Head space works at layer 0 only: layers above it use the embedding solver (each row names its solver)."""
     rows = []
@@ -75,10 +94,13 @@ def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings
         layer_weights, _ = load_layer(model, layer)
         s = settings if layer == 0 or settings.solver == "embedding" else dataclasses.replace(
             settings, solver="embedding", warm_start=False)
-        loss = layer_losses(layer_weights, frames, s, seed)
-        rows += [{"layer": layer, "head": h, "solver": s.solver, "mean_loss": float(np.mean(l)),
-                  "median_loss": float(np.median(l)), "max_loss": float(np.max(l))} for h, l in enumerate(loss)]
-    return sorted(rows, key=lambda r: (r["mean_loss"], r["layer"], r["head"]))
+        loss, attention = layer_results(layer_weights, frames, s, seed)
+        psnr, ssim = head_fidelity(attention, frames, s.encoding)
+        rows += [{"layer": layer, "head": h, "solver": s.solver,
+                  "mean_psnr": float(np.mean(p)), "median_psnr": float(np.median(p)), "mean_ssim": float(np.mean(q)),
+                  "mean_loss": float(np.mean(l)), "median_loss": float(np.median(l)), "max_loss": float(np.max(l))}
+                 for h, (p, q, l) in enumerate(zip(psnr, ssim, loss))]
+    return sorted(rows, key=lambda r: (-r["mean_psnr"], r["mean_loss"], r["layer"], r["head"]))
 
 
 def parse_layers(text: str, n_layer: int) -> list[int]:
@@ -99,28 +121,34 @@ def sample_frames(n: int, k: int) -> np.ndarray:  # -> up to k distinct frame in
     return np.unique(np.linspace(0, n - 1, k).round().astype(int))
 
 
+COLUMNS = [("mean PSNR", "mean_psnr", ".2f"), ("median PSNR", "median_psnr", ".2f"), ("mean SSIM", "mean_ssim", ".3f"),
+           ("mean loss", "mean_loss", ".4g"), ("median loss", "median_loss", ".4g"), ("max loss", "max_loss", ".4g")]
+
+
 def markdown(rows: list[dict], caption: str) -> str:
-    lines = [caption, "", "| rank | layer | head | mean | median | max |", "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {i} | {r['layer']} | {r['head']} | {r['mean_loss']:.4g} | {r['median_loss']:.4g} | "
-              f"{r['max_loss']:.4g} |" for i, r in enumerate(rows, 1)]
+    names = ["rank", "layer", "head"] + [name for name, _, _ in COLUMNS]
+    lines = [caption, "", "| " + " | ".join(names) + " |", "|" + "---:|" * len(names)]
+    lines += ["| " + " | ".join([str(i), str(r["layer"]), str(r["head"])] +
+                                [format(r[key], spec) for _, key, spec in COLUMNS]) + " |"
+              for i, r in enumerate(rows, 1)]
     return "\n".join(lines) + "\n"
 
 
 def heatmap(rows: list[dict], caption: str) -> Figure:
-    """Layers x heads of mean loss, log colour scale, the best head starred."""
+    """Layers x heads of mean PSNR (linear colour scale, brighter is better), the best head starred."""
     layers = sorted({r["layer"] for r in rows})
     grid = np.full((len(layers), 1 + max(r["head"] for r in rows)), np.nan)
     for r in rows:
-        grid[layers.index(r["layer"]), r["head"]] = r["mean_loss"]
+        grid[layers.index(r["layer"]), r["head"]] = r["mean_psnr"]
     size = (max(6.0, 2.5 + 0.3 * grid.shape[1]), max(2.5, 1.5 + 0.25 * len(layers)))
     fig = Figure(figsize=size, dpi=120, layout="constrained")
     ax = fig.add_subplot()
-    image = ax.imshow(grid, norm=LogNorm(), cmap="viridis_r", aspect="auto", interpolation="nearest")
-    fig.colorbar(image, ax=ax, label="mean loss (log)")
+    image = ax.imshow(grid, cmap="magma", aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="mean PSNR (dB)")
     best = rows[0]
-    ax.scatter([best["head"]], [layers.index(best["layer"])], marker="*", s=160, c="red", edgecolors="white")
-    ax.set_title(f"{textwrap.fill(caption, int(13 * size[0]))}\nbest (*): layer {best['layer']} head {best['head']}, mean loss {best['mean_loss']:.3g}",
-                 fontsize=9)
+    ax.scatter([best["head"]], [layers.index(best["layer"])], marker="*", s=160, c="cyan", edgecolors="black")
+    ax.set_title(f"{textwrap.fill(caption, int(13 * size[0]))}\nbest (*): layer {best['layer']} head {best['head']}, "
+                 f"mean PSNR {best['mean_psnr']:.2f} dB, mean loss {best['mean_loss']:.3g}", fontsize=9)
     ax.set(xlabel="head", ylabel="layer")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_yticks(range(len(layers)), layers)
@@ -147,6 +175,9 @@ def add_parser(commands) -> None:
     p.add_argument("--seeds", type=int, default=1, help="random starts per frame (default: 1)")
     p.add_argument("--solver", choices=SOLVERS, default="headspace",
                    help="headspace (default; layer 0 only, the embedding solver above it) or embedding")
+    p.add_argument("--display", choices=DISPLAYS, default="sink",
+                   help="sink (default; token 0 an attention sink, the frame at its true brightness, T+1 positions) "
+                        "or zscore (the reference's row-normalised target and z-scored picture)")
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default: 0.1)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the starts (default: 0)")
     p.add_argument("-o", "--output", default="survey", help="output prefix (default: survey)")
@@ -171,11 +202,13 @@ def run(args) -> int:
         raise BadInputError(f"Output directory {prefix.parent} does not exist or is not writable.")
     _, info = load_layer(args.model, 0)  # the config: layer count and positions, before any work
     layers = parse_layers(args.layers, info.config.n_layer)
-    if args.size > info.config.n_positions:
-        raise BadInputError(f"--size {args.size} exceeds the model's {info.config.n_positions} positions.")
+    settings = Settings(steps=args.steps, seeds=args.seeds, lr=args.lr, solver=args.solver, display=args.display)
+    tokens, positions = settings.encoding.tokens(args.size), info.config.n_positions
+    if tokens > positions:
+        raise BadInputError(f"--size {args.size} needs {tokens} positions with --display {args.display} but the model "
+                            f"has {positions}: use --size {positions - (tokens - args.size)} or less.")
     clip = read_clip(args.input, size=args.size, fps=args.fps)
     index = sample_frames(len(clip.frames), args.frames)
-    settings = Settings(steps=args.steps, seeds=args.seeds, lr=args.lr, solver=args.solver)
     print(f"model: {info.source}\ninput: {clip.label}, frames {index.tolist()} of {len(clip.frames)} at "
           f"{args.size}x{args.size}; layers {args.layers}, {info.config.n_head} heads each", file=sys.stderr)
     t0 = time.perf_counter()
@@ -184,17 +217,17 @@ def run(args) -> int:
     solvers = {r["solver"] for r in rows}
     solver = solvers.pop() if len(solvers) == 1 else "headspace at layer 0, embedding above"
     caption = (f"{args.model}, {len(index)} frames of {clip.label} at {args.size}x{args.size}, steps {args.steps}, "
-               f"seeds {args.seeds}, solver {solver}")
+               f"seeds {args.seeds}, solver {solver}, display {args.display}")
     summary = {"input": clip.label, "model": info.as_dict(), "layers": layers, "frames": index.tolist(),
                "size": args.size, "fps": clip.fps, "seed": args.seed, "settings": dataclasses.asdict(settings),
+               **settings.encoding.constants(args.size),
                "seconds": seconds, "rows": rows}
     paths = [prefix.with_name(prefix.name + ext) for ext in (".json", ".md", ".png")]
     write_atomic(paths[0], lambda p: p.write_text(json.dumps(summary, indent=1)))
     write_atomic(paths[1], lambda p: p.write_text(markdown(rows, caption)))
     write_atomic(paths[2], lambda p: heatmap(rows, caption).savefig(p, format="png"))
-    print(f"{'rank':>4} {'layer':>5} {'head':>4} {'mean':>10} {'median':>10} {'max':>10}")
+    print(f"{'rank':>4} {'layer':>5} {'head':>4} " + " ".join(f"{name:>11}" for name, _, _ in COLUMNS))
     for i, r in enumerate(rows[:TOP], 1):
-        print(f"{i:>4} {r['layer']:>5} {r['head']:>4} {r['mean_loss']:>10.4g} {r['median_loss']:>10.4g} "
-              f"{r['max_loss']:>10.4g}")
+        print(f"{i:>4} {r['layer']:>5} {r['head']:>4} " + " ".join(f"{r[key]:>11{spec}}" for _, key, spec in COLUMNS))
     print(f"{len(rows)} heads surveyed in {seconds:.1f} s (compiling included); wrote {', '.join(map(str, paths))}")
     return 0

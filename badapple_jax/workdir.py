@@ -2,7 +2,7 @@
 
     WORKDIR/manifest.json            settings, model and input identity (hashes), chunk size
     WORKDIR/frames/frame_NNNNNN.png  the display of every finished frame
-    WORKDIR/chunks/chunk_NNNNNN.npz  losses, chosen starts and guard flags of the chunk starting at frame N
+    WORKDIR/chunks/chunk_NNNNNN.npz  losses, chosen starts, guard flags and fidelity of the chunk starting at frame N
     WORKDIR/embeddings.partial.npy   with --save-embeddings, filled chunk by chunk; embeddings.npy when complete
 
 Every file is written to a temporary name, fsynced and renamed, and a chunk's record is written last,
@@ -25,8 +25,9 @@ from badapple_jax.files import TMP, sync_dir, write_atomic
 from badapple_jax.plots import FIGURES
 from badapple_jax.video import BUILT_IN
 
-FORMAT = 1  # bump when the layout changes: an older work directory is then refused, not misread
-RECORD_FIELDS = ("loss", "final_loss", "head_loss", "space_loss", "seed", "explore_loss", "retried", "failed")
+FORMAT = 2  # bump when the layout changes: an older work directory is then refused, not misread
+RECORD_FIELDS = ("loss", "final_loss", "head_loss", "space_loss", "seed", "explore_loss", "retried", "failed",
+                 "psnr", "ssim")
 OURS = ("manifest.json", "metrics.json", "targets.npz", "embeddings.npy", "embeddings.partial.npy", *FIGURES)
 # Job fields that change what is optimised; output, audio and side-by-side only change the assembled video.
 RESULT_OPTIONS = ("settings", "layer", "head", "heads", "color", "size", "fps", "max_frames", "seed",
@@ -120,11 +121,6 @@ def remove_leftovers(work: Path) -> None:
     """Delete the temporary files of a write that never finished."""
     for leftover in [*work.glob(f".*{TMP}"), *work.glob(f"*/.*{TMP}")]:
         leftover.unlink(missing_ok=True)
-
-
-def frames_in(starts, chunk_size: int, n_frames: int) -> int:
-    """How many frames the chunks starting at `starts` hold."""
-    return sum(min(chunk_size, n_frames - s) for s in starts)
 
 
 def wipe(work: Path) -> None:

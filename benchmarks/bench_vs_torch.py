@@ -36,7 +36,7 @@ def run_jax(args, frames):
     w = pick_head(load_layer(args.model)[0], args.head)
     settings = Settings(steps=args.steps, seeds=args.seeds, lr=args.lr, lr_min=args.lr_min,
                         init_scale=args.init_scale, solver=args.solver, precision=args.precision,
-                        warm_start=args.warm_start)
+                        warm_start=args.warm_start, display="zscore")  # the baseline's target: losses compare
     chunk = min(args.chunk_size, len(frames))
     compiled, compile_seconds = compile_chunk(w, frames.shape[-1], chunk, settings)
     t0 = time.perf_counter()

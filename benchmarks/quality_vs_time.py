@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from badapple_jax import Settings, compile_chunk, load_layer, optimize_frames, pick_head, read_clip  # noqa: E402
 
-REFERENCE = Settings(seed_select="chunk")
+REFERENCE = Settings(seed_select="chunk", display="zscore")  # the loss compares with the reference
 
 
 def measure(w, frames, settings, chunk):  # -> seconds, per-frame losses
@@ -58,7 +58,7 @@ def main():
     for solver, warm in variants:
         for seeds in map(int, args.seeds.split(",")):
             for steps in map(int, args.budgets.split(",")):
-                settings = Settings(steps=steps, seeds=seeds, solver=solver, warm_start=warm, lr=args.lr)
+                settings = Settings(steps=steps, seeds=seeds, solver=solver, warm_start=warm, lr=args.lr, display="zscore")
                 t, loss = measure(w, frames, settings, chunk)
                 points.append({"solver": solver + (" warm" if warm else ""), "steps": steps, "seeds": seeds,
                                "seconds": t, "mean": float(loss.mean()), "median": float(np.median(loss))})

@@ -44,7 +44,7 @@ def main():
     except (bj.BadInputError, OSError) as err:
         print(f"show_image: error: {err}", file=sys.stderr)
         return 2
-    shown = bj.display_frames(result.attention[0])  # [T, T, 3] uint8, magma
+    shown = bj.to_rgb(result.picture)[0]  # [T, T, 3] uint8, magma: what the display shows
 
     fig = Figure(figsize=(8, 4.4), layout="constrained")
     titles = ("target", f"{info.name}  layer {args.layer}  head {args.head}")
@@ -52,10 +52,12 @@ def main():
         ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
-    fig.suptitle(f"loss {result.final_loss[0]:.3g}  ({args.solver}, {args.steps} steps)")
+    fig.suptitle(f"{result.psnr[0]:.1f} dB PSNR, SSIM {result.ssim[0]:.3f}, loss {result.final_loss[0]:.3g}  "
+                 f"({settings.display} display, {args.solver}, {args.steps} steps)")
     fig.savefig(args.output, dpi=100, bbox_inches="tight")
     print(info.source)
     print(f"loss {result.final_loss[0]:.6g}")
+    print(f"psnr {result.psnr[0]:.2f} dB, ssim {result.ssim[0]:.4f}")
     print(f"wrote {args.output}")
     return 0
 

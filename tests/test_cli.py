@@ -36,7 +36,7 @@ def test_render_demo_end_to_end(tiny_ckpt, tmp_path):
     assert metrics["settings"]["settings"]["steps"] == 40 and metrics["model"]["is_random"] is False
     assert metrics["optimize_seconds"] > 0 and metrics["compile_seconds"] > 0
     assert metrics["device"]["platform"] == "cpu" and metrics["versions"]["jax"]
-    assert np.load(work / "embeddings.npy").shape == (8, 32, 64)
+    assert np.load(work / "embeddings.npy").shape == (8, 33, 64)  # T + 1 tokens: the sink display
 
 
 def test_random_model_is_labelled(tmp_path, capsys):
@@ -97,13 +97,14 @@ def test_full_mode_fills_the_triangle_and_plots_follow(tiny_ckpt, tmp_path, caps
     metrics = json.loads((work / "metrics.json").read_text())
     lower, upper = np.asarray(metrics["per_frame_loss_lower"]), np.asarray(metrics["per_frame_loss_upper"])
     np.testing.assert_allclose(metrics["per_frame_loss"], (lower + upper) / 2)
-    assert np.load(work / "embeddings.npy").shape == (3, 2, 16, 64)
+    assert np.load(work / "embeddings.npy").shape == (3, 2, 17, 64)
     frame = np.asarray(Image.open(work / "frames" / "frame_000000.png")).astype(int)
     assert frame[np.triu_indices(16, 1)].sum() > 0  # no black triangle
     assert main(["plots", str(work)]) == 0
     written = capsys.readouterr().out.split()
     assert sorted(p.rsplit("/", 1)[-1] for p in written) == [
-        "best_worst.png", "comparison_grid.png", "loss_histogram.png", "loss_timeline.png"]
+        "best_worst.png", "comparison_grid.png", "fidelity_histogram.png", "fidelity_timeline.png", "loss_histogram.png",
+        "loss_timeline.png"]
 
 
 def test_plots_of_a_missing_workdir_is_one_line(tmp_path, capsys):
@@ -140,7 +141,7 @@ BAD = {
                                                         "Input /no/such/file.mp4 does not exist"),
     "unreadable video": (["{garbage}"], "cannot decode"),
     "empty image dir": (["{empty}"], "holds no images"),
-    "size above n_positions": (["demo", "--size", "128"], "exceeds the model's 64 positions"),
+    "size above n_positions": (["demo", "--size", "128"], "129 positions with the sink display; the model has 64"),
     "head out of range": (["demo", "--head", "4"], "head 4 is out of range"),
     "layer out of range": (["demo", "--layer", "2"], "layer 2 is out of range"),
     "too few steps": (["demo", "--steps", "3"], "--steps must be at least 4"),
@@ -177,7 +178,7 @@ BAD = {
     "negative init scale": (["demo", "--init-scale", "-1"], "--init-scale must be positive"),
     "absurd init scale": (["demo", "--init-scale", "1e30"], "--init-scale must be at most 1000.0"),
     "negative size": (["demo", "--size", "-16"], "--size must be at least 2"),
-    "absurd size": (["demo", "--size", "10000000"], "exceeds the model's 64 positions"),
+    "absurd size": (["demo", "--size", "10000000"], "the model has 64"),
     "zero fps": (["demo", "--fps", "0"], "--fps must be in (0, 1000.0]"),
     "nan fps": (["demo", "--fps", "nan"], "--fps must be in (0, 1000.0]"),
     "absurd fps": (["demo", "--fps", "1e12"], "--fps must be in (0, 1000.0]"),

@@ -1,10 +1,11 @@
-"""display.py against a NumPy loop of SPEC section 7, steps 1-4."""
+"""display.py against a NumPy loop of SPEC section 7, steps 1-4; the encodings' pictures (SPEC 11); RGB and back."""
 import matplotlib
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from badapple_jax.display import colourise, display_frames, normalise_display
+from badapple_jax.display import colourise, gray_of, normalise_display, stitch_full, to_rgb
+from badapple_jax.encoding import Full, Sink, ZScore
 
 
 def reference(a):
@@ -64,9 +65,9 @@ def test_colourise_endpoints_shape_dtype(rng):
     np.testing.assert_array_equal(rgb, magma(v, bytes=True)[..., :3])  # matplotlib's own mapping
 
 
-def test_display_frames(rng):
+def test_zscore_picture_in_magma(rng):
     a = attention(rng, 2, 16)
-    rgb = display_frames(a)
+    rgb = to_rgb(ZScore().picture(a))
     assert rgb.shape == (2, 16, 16, 3) and rgb.dtype == np.uint8
     black = matplotlib.colormaps["magma"](0.0, bytes=True)[:3]
     assert np.all(rgb[:, 0, 1:] == black)  # above the diagonal: the colour of 0
@@ -77,19 +78,30 @@ def causal_maps(rng, n, T):  # random causal attention maps [n, T, T]
     return a / a.sum(-1, keepdims=True)
 
 
-def test_a_frame_equal_to_its_transpose_gives_two_equal_halves(rng):
-    from badapple_jax.display import full_frames, stitch_full
+@pytest.mark.parametrize("black", [0.0, 0.05])
+def test_sink_picture_of_the_target_is_the_frame(rng, black):
+    """An attention map equal to the sink target shows the frame itself: no normalisation, true brightness."""
+    T = 16
+    f = rng.random((3, T, T)).astype(np.float32)
+    f[0, 5] = 1.0  # a white row and a black one keep their brightness
+    f[0, 9] = 0.0
+    enc = Sink(black=black)
+    v = enc.picture(np.asarray(enc.target(f)))
+    np.testing.assert_allclose(v, f * np.tri(T), atol=1e-5)
+    full = Full(enc)
+    both = np.stack([enc.target(f), enc.target(np.swapaxes(f, 1, 2))], axis=1)  # [3, 2, T+1, T+1]
+    np.testing.assert_allclose(full.picture(np.asarray(both)), f, atol=1e-5)  # whole frame, no seam
 
+
+def test_a_frame_equal_to_its_transpose_gives_two_equal_halves(rng):
     a = causal_maps(rng, 2, 16)
     both = np.stack([a, a], axis=1)  # a symmetric target's transposed problem is the same problem
-    v = stitch_full(normalise_display(both))
+    v = Full(ZScore()).picture(both)
     np.testing.assert_array_equal(v, np.swapaxes(v, -1, -2))
-    assert full_frames(both).shape == (2, 16, 16, 3)
+    assert v.shape == (2, 16, 16)
 
 
 def test_stitching_takes_the_diagonal_from_the_lower_half_and_transposes_the_upper(rng):
-    from badapple_jax.display import stitch_full
-
     v = rng.random((2, 12, 12))
     full = stitch_full(v)
     i, j = np.tril_indices(12)
@@ -98,13 +110,22 @@ def test_stitching_takes_the_diagonal_from_the_lower_half_and_transposes_the_upp
     np.testing.assert_array_equal(full[i, j], v[1][j, i])  # upper: the transposed problem's lower triangle
 
 
-def test_colour_frames_put_head_c_in_channel_c(rng):
-    from badapple_jax.display import colour_frames
-
+def test_colour_puts_head_c_in_channel_c(rng):
     a = np.stack([causal_maps(rng, 2, 16) for _ in range(3)], axis=1)  # [2, 3 heads, 16, 16]
-    rgb = colour_frames(a)
+    rgb = to_rgb(ZScore().picture(a), colour=True)
     assert rgb.shape == (2, 16, 16, 3) and rgb.dtype == np.uint8
     for c in range(3):
         np.testing.assert_array_equal(rgb[..., c], (normalise_display(a[:, c]) * 255).round().astype(np.uint8))
-    full = colour_frames(np.stack([a, a], axis=1), full=True)  # [2, halves, 3, T, T]
+    full = to_rgb(Full(ZScore()).picture(np.stack([a, a], axis=1)), colour=True)  # [2, views, 3, T, T]
     assert full.shape == (2, 16, 16, 3) and np.all(full == np.swapaxes(full, 1, 2))
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_gray_of_inverts_to_rgb_within_a_bin(rng, colour):
+    v = rng.random((2, 3, 8, 8) if colour else (2, 8, 8)).astype(np.float32)
+    v[0, ..., 0, :2] = [0.0, 1.0]
+    back = gray_of(to_rgb(v, colour), colour)
+    assert back.shape == v.shape
+    np.testing.assert_allclose(back, v, atol=0.5 / 255 + 1e-6 if colour else 1 / 256)
+    with pytest.raises(ValueError):
+        gray_of(np.full((1, 2, 2, 3), [0, 255, 0], np.uint8))  # green is no magma colour

@@ -39,6 +39,8 @@ def test_show_image(tiny_ckpt, picture, tmp_path):
     done = run_example("show_image.py", picture, "--model", tiny_ckpt, "--head", 3, *TINY, "-o", out)
     assert done.returncode == 0, done.stderr
     assert math.isfinite(printed_loss(done.stdout))
+    psnr = float(re.search(r"^psnr (\S+) dB", done.stdout, re.MULTILINE).group(1))
+    assert 0 < psnr <= 100
     with Image.open(out) as im:
         assert im.width > 1.5 * im.height > 200  # two panels side by side
 

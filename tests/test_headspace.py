@@ -83,7 +83,7 @@ def solve(head, frames, **kw):
 
 def test_headspace_solver_optimises_and_its_lift_is_exact(head, frames):
     r = solve(head, frames)
-    assert r.x.shape == (4, 16, 64)
+    assert r.x.shape == (4, 17, 64)  # T + 1 tokens: the sink display
     assert np.all(r.loss < 0.05 * r.explore_trace[:, 0, :].min(axis=1))
     np.testing.assert_allclose(r.final_loss, r.space_loss, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(r.attention.sum(-1), 1.0, rtol=1e-5)
@@ -129,7 +129,7 @@ def test_a_group_of_one_head_is_that_head(head, frames, solver):
     one = solve(head, frames, steps=12, solver=solver)
     grouped = [r for _, r in optimize_frames(group, frames[:, None], Settings(steps=12, seeds=2, solver=solver),
                                              chunk_size=4, progress=False)][0]
-    assert grouped.attention.shape == (4, 1, 16, 16) and grouped.head_loss.shape == (4, 1)
+    assert grouped.attention.shape == (4, 1, 17, 17) and grouped.head_loss.shape == (4, 1)
     np.testing.assert_allclose(grouped.loss, one.loss, rtol=1e-4)
     np.testing.assert_allclose(grouped.attention[:, 0], one.attention, atol=1e-5)
 

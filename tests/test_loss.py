@@ -1,39 +1,52 @@
-"""The loss of SPEC section 5 against a plain NumPy float64 loop."""
+"""The loss of SPEC section 5 against a plain NumPy float64 loop, over the reference's and the sink's masks."""
 import numpy as np
+import pytest
 
+from badapple_jax.encoding import Sink, ZScore
 from badapple_jax.loss import frame_loss, row_centred
-from badapple_jax.targets import desired_logits
 
 
-def numpy_loss(A, d):  # [T, T] float64 reference, row by row
-    T = A.shape[0]
+def numpy_loss(A, d, mask):  # [L, L] float64 reference, row by row over the mask's entries
     total = 0.0
-    for i in range(T):
-        c = A[i, : i + 1] - A[i, : i + 1].mean()
-        total += np.sum((c - d[i, : i + 1]) ** 2)
-    return total / (T * (T + 1) / 2)
+    for i in range(len(A)):
+        seen = mask[i]
+        if seen.any():
+            c = A[i, seen] - A[i, seen].mean()
+            total += np.sum((c - d[i, seen]) ** 2)
+    return total / mask.sum()
 
 
-def test_loss_matches_numpy_float64(rng):
+@pytest.mark.parametrize("encoding", [ZScore(), Sink(), Sink(causal=False)], ids=["zscore", "sink", "sink-encoder"])
+def test_loss_matches_numpy_float64(rng, encoding):
     T = 24
-    A = rng.normal(0.0, 3.0, (4, T, T))
-    d = np.asarray(desired_logits(rng.random((4, T, T))), np.float64)
-    got = np.asarray(frame_loss(A.astype(np.float32), d.astype(np.float32)))
-    expected = [numpy_loss(a, b) for a, b in zip(A, d)]
+    L = encoding.tokens(T)
+    A = rng.normal(0.0, 3.0, (4, L, L))
+    d = np.asarray(encoding.desired(rng.random((4, T, T))), np.float64)
+    mask = encoding.mask(T)
+    got = np.asarray(frame_loss(A.astype(np.float32), d.astype(np.float32), mask))
+    expected = [numpy_loss(a, b, mask) for a, b in zip(A, d)]
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
-def test_loss_ignores_a_per_row_shift_and_the_upper_triangle(rng):
+def test_reference_normaliser_is_the_causal_triangle():
+    assert ZScore().mask(16).sum() == 16 * 17 / 2
+
+
+def test_loss_ignores_a_per_row_shift_and_what_the_mask_leaves_out(rng):
     T = 16
-    A = rng.normal(0.0, 1.0, (T, T)).astype(np.float32)
-    d = desired_logits(rng.random((T, T)))
-    shifted = A + rng.normal(0.0, 10.0, (T, 1)).astype(np.float32) + np.triu(rng.normal(0, 5, (T, T)), 1).astype(np.float32)
-    np.testing.assert_allclose(frame_loss(shifted, d), frame_loss(A, d), rtol=1e-4)
+    for encoding in (ZScore(), Sink()):
+        L, mask = encoding.tokens(T), encoding.mask(T)
+        A = rng.normal(0.0, 1.0, (L, L)).astype(np.float32)
+        d = encoding.desired(rng.random((T, T)))
+        outside = np.where(mask, 0, rng.normal(0, 5, (L, L))).astype(np.float32)
+        shifted = A + rng.normal(0.0, 10.0, (L, 1)).astype(np.float32) + outside
+        np.testing.assert_allclose(frame_loss(shifted, d, mask), frame_loss(A, d, mask), rtol=1e-4)
 
 
 def test_row_centred_rows_have_zero_mean(rng):
     T = 12
-    c = np.asarray(row_centred(rng.normal(0.0, 1.0, (T, T)).astype(np.float32)))
+    mask = np.tri(T, dtype=bool)
+    c = np.asarray(row_centred(rng.normal(0.0, 1.0, (T, T)).astype(np.float32), mask))
     means = [c[i, : i + 1].mean() for i in range(T)]
     np.testing.assert_allclose(means, 0.0, atol=1e-6)
     assert np.all(np.triu(c, 1) == 0)

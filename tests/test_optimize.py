@@ -46,7 +46,7 @@ def run(head, frames, settings, chunk_size):
 def test_optimiser_lowers_the_loss_and_pads_the_last_chunk(head, frames):
     settings = Settings(steps=40, seeds=2)
     r = run(head, frames, settings, chunk_size=4)  # 5 frames: a full chunk and a padded one
-    assert r.loss.shape == (5,) and r.x.shape == (5, 16, 64) and r.attention.shape == (5, 16, 16)
+    assert r.loss.shape == (5,) and r.x.shape == (5, 17, 64) and r.attention.shape == (5, 17, 17)
     assert r.explore_trace.shape == (5, 10, 2) and r.refine_trace.shape == (5, 30)
     first = r.explore_trace[:, 0, :].min(axis=1)
     assert np.all(r.loss < 0.01 * first), (r.loss, first)

@@ -1,10 +1,11 @@
-"""plots.py on small fake work directories: the four PNGs, short and degenerate clips, bad input."""
+"""plots.py on small fake work directories: the six PNGs, short and degenerate clips, bad input."""
 import io
 import json
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 import badapple_jax.plots as plots
 from badapple_jax.errors import BadInputError
@@ -13,9 +14,10 @@ T = 32
 
 
 def fake_workdir(path, loss, fps=15.0, seed=0):
-    """A work directory as render leaves it, for the given per-frame losses."""
+    """A work directory as render leaves it, for the given per-frame losses (fidelity drawn at random)."""
     rng = np.random.default_rng(seed)
     n = len(loss)
+    psnr, ssim = rng.uniform(10, 60, n), rng.uniform(0, 1, n)
     (path / "frames").mkdir(parents=True)
     tri = np.tri(T, dtype=bool)
     for i in range(n):
@@ -30,6 +32,13 @@ def fake_workdir(path, loss, fps=15.0, seed=0):
         "frames": n,
         "fps": fps,
         "per_frame_loss": [float(v) for v in loss],
+        "display": "sink",
+        "per_frame_psnr": psnr.tolist(),
+        "per_frame_ssim": ssim.tolist(),
+        "mean_psnr": psnr.mean(), "median_psnr": np.median(psnr),
+        "mean_ssim": ssim.mean(), "median_ssim": np.median(ssim),
+        "flicker": 0.02,
+        "target_flicker": 0.03,
     }
     (path / "metrics.json").write_text(json.dumps(metrics))
     return path
@@ -49,11 +58,22 @@ def assert_written(workdir, paths):
     assert not [p.name for p in workdir.iterdir() if "tmp" in p.name]
 
 
-def test_writes_the_four_pngs(tmp_path):
+def test_writes_the_six_pngs(tmp_path):
     work = fake_workdir(tmp_path / "run.work", spread_loss(12))
-    assert_written(work, plots.make_plots(work))
-    (work / "loss_timeline.png").write_bytes(b"stale")
-    assert_written(work, plots.make_plots(str(work)))  # a second run replaces the first's files
+    (work / "loss_timeline.png").write_bytes(b"stale")  # an earlier run's figure, replaced
+    assert_written(work, plots.make_plots(str(work)))
+    assert list(plots.FIGURES)[-2:] == ["fidelity_timeline.png", "fidelity_histogram.png"]
+    for name in ("fidelity_timeline.png", "fidelity_histogram.png"):
+        image = iio.imread(work / name)
+        assert image.shape[1] == plots.WIDTH * plots.DPI and 500 <= image.shape[0] <= 900, (name, image.shape)
+        assert image.std() > 10  # drawn on, not blank
+
+
+def test_reads_fidelity(tmp_path):
+    run = plots.read_run(fake_workdir(tmp_path / "run.work", spread_loss(12)))
+    assert run.psnr.shape == run.ssim.shape == (12,) and 10 <= run.psnr.min() and run.ssim.max() <= 1
+    assert (run.flicker, run.target_flicker, run.display) == (0.02, 0.03, "sink")
+    assert "sink display" in run.caption
 
 
 @pytest.mark.parametrize("n", [1, 3])
@@ -81,6 +101,23 @@ def test_degenerate_losses_draw(tmp_path, loss):
         figure(run).savefig(io.BytesIO(), format="png", dpi=40)
 
 
+def set_fidelity(work, **fields):
+    """Rewrite metrics.json with the fields changed; None removes one."""
+    metrics = json.loads((work / "metrics.json").read_text())
+    metrics.update(fields)
+    (work / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if v is not None}))
+
+
+@pytest.mark.filterwarnings("error")
+def test_identical_frames_draw(tmp_path):
+    """Every frame shown exactly: PSNR at its cap, SSIM 1, no flicker on either side (no 0 / 0)."""
+    work = fake_workdir(tmp_path / "run.work", [0.1, 0.2, 0.3, 0.4])
+    set_fidelity(work, per_frame_psnr=[100.0] * 4, per_frame_ssim=[1.0] * 4, flicker=0.0, target_flicker=0.0)
+    run = plots.read_run(work)
+    for figure in (plots.fidelity_timeline, plots.fidelity_histogram):
+        figure(run).savefig(io.BytesIO(), format="png", dpi=40)
+
+
 def break_metrics(text):
     return lambda work: (work / "metrics.json").write_text(text)
 
@@ -104,6 +141,25 @@ BREAKERS = {
     "missing-png": lambda work: (work / "frames" / "frame_000002.png").unlink(),
 }
 
+FIDELITY_BREAKERS = {  # id: (the field the message must name, the change to metrics.json)
+    "no-psnr": ("per_frame_psnr", dict(per_frame_psnr=None)),
+    "text-psnr": ("per_frame_psnr", dict(per_frame_psnr="high")),
+    "short-psnr": ("per_frame_psnr", dict(per_frame_psnr=[30.0, 30.0, 30.0])),
+    "nan-psnr": ("per_frame_psnr", dict(per_frame_psnr=[30.0, float("nan"), 30.0, 30.0])),
+    "inf-psnr": ("per_frame_psnr", dict(per_frame_psnr=[30.0, float("inf"), 30.0, 30.0])),
+    "no-ssim": ("per_frame_ssim", dict(per_frame_ssim=None)),
+    "long-ssim": ("per_frame_ssim", dict(per_frame_ssim=[0.5] * 5)),
+    "nan-ssim": ("per_frame_ssim", dict(per_frame_ssim=[0.5, 0.5, float("nan"), 0.5])),
+    "ssim-3": ("per_frame_ssim", dict(per_frame_ssim=[0.5, 3.0, 0.5, 0.5])),
+    "ssim-below-minus-1": ("per_frame_ssim", dict(per_frame_ssim=[0.5, -1.5, 0.5, 0.5])),
+    "no-flicker": ("flicker", dict(flicker=None)),
+    "negative-flicker": ("flicker", dict(flicker=-0.1)),
+    "nan-flicker": ("flicker", dict(flicker=float("nan"))),
+    "text-target-flicker": ("target_flicker", dict(target_flicker="low")),
+    "negative-target-flicker": ("target_flicker", dict(target_flicker=-1e-3)),
+    "no-display": ("display", dict(display=None)),
+}
+
 
 @pytest.mark.parametrize("breaker", BREAKERS.values(), ids=BREAKERS.keys())
 def test_bad_input_is_one_line_naming_the_path(tmp_path, breaker):
@@ -114,3 +170,24 @@ def test_bad_input_is_one_line_naming_the_path(tmp_path, breaker):
     message = str(err.value)
     assert "\n" not in message and str(work) in message
     assert not list(tmp_path.glob("**/*.png.*")) and not list(tmp_path.glob("**/*tmp*"))
+
+
+@pytest.mark.parametrize("field, fields", FIDELITY_BREAKERS.values(), ids=FIDELITY_BREAKERS.keys())
+def test_bad_fidelity_names_the_field(tmp_path, field, fields):
+    work = fake_workdir(tmp_path / "run.work", [0.1, 0.2, 0.3, 0.4])
+    set_fidelity(work, **fields)
+    with pytest.raises(BadInputError) as err:
+        plots.make_plots(work)
+    message = str(err.value)
+    assert "\n" not in message and str(work) in message
+    assert f" {field} " in message or f" {field}." in message  # not "target_flicker" for "flicker"
+    assert not list(work.glob("*.png*")) and not list(tmp_path.glob("**/*tmp*"))
+
+
+def test_a_failing_figure_writes_none(tmp_path, monkeypatch):
+    work = fake_workdir(tmp_path / "run.work", spread_loss(4))
+    monkeypatch.setattr(plots, "FIGURES", {"first.png": lambda run: Figure(figsize=(1, 1)),
+                                           "last.png": lambda run: 1 / 0})  # drawn after the first would be written
+    with pytest.raises(ZeroDivisionError):
+        plots.make_plots(work)
+    assert not list(work.glob("*.png*"))

@@ -1,4 +1,5 @@
-"""survey.py: a head that cannot display ranks last, vmap over heads equals one head at a time, the CLI path."""
+"""survey.py: a head that cannot display ranks last (sink and zscore displays), vmap over heads equals one head
+at a time (loss and fidelity), rows ranked by mean PSNR, the CLI path."""
 import argparse
 import json
 
@@ -11,7 +12,6 @@ from badapple_jax.errors import BadInputError
 from badapple_jax.loss import frame_loss
 from badapple_jax.optimize import Settings
 from badapple_jax.survey import add_parser, parse_layers, sample_frames, survey
-from badapple_jax.targets import desired_logits
 from badapple_jax.video import read_clip
 from badapple_jax.weights import load_layer, pick_head
 
@@ -41,21 +41,32 @@ def frames():
     return clip.frames[sample_frames(len(clip.frames), 2)]
 
 
+SURVEYS = {  # name -> (layers, settings): each solver and each display once, three compiled programs in all
+    "headspace-sink": ([0, 1], Settings(**FAST, solver="headspace", display="sink")),  # embedding above layer 0
+    "embedding-zscore": ([0], Settings(**FAST, solver="embedding", display="zscore")),
+}
+
+
 @pytest.fixture(scope="module")
 def surveys(dead_ckpt, frames):
-    """solver -> rows: headspace over layers 0 and 1 (embedding above 0), embedding over layer 0."""
-    return {"headspace": survey(str(dead_ckpt), [0, 1], frames, Settings(**FAST, solver="headspace"), seed=0),
-            "embedding": survey(str(dead_ckpt), [0], frames, Settings(**FAST, solver="embedding"), seed=0)}
+    """name -> rows, for each survey of SURVEYS."""
+    return {name: survey(str(dead_ckpt), layers, frames, settings, seed=0)
+            for name, (layers, settings) in SURVEYS.items()}
 
 
-@pytest.mark.parametrize("solver", ["headspace", "embedding"])
-def test_dead_head_ranks_last(surveys, frames, solver):
-    layer0 = [r for r in surveys[solver] if r["layer"] == 0]
-    assert [r["head"] for r in layer0][-1] == DEAD
-    d = desired_logits(frames)
-    np.testing.assert_allclose(layer0[-1]["mean_loss"], np.mean(frame_loss(np.zeros_like(d), d)), rtol=1e-5)
-    assert layer0[-1]["mean_loss"] > 3 * layer0[-2]["mean_loss"]
-    assert {r["solver"] for r in layer0} == {solver}
+@pytest.mark.parametrize("name", SURVEYS)
+def test_dead_head_ranks_last(surveys, frames, name):
+    settings = SURVEYS[name][1]
+    layer0 = [r for r in surveys[name] if r["layer"] == 0]
+    dead, others = layer0[-1], layer0[:-1]
+    assert dead["head"] == DEAD
+    encoding = settings.encoding
+    d = encoding.desired(frames)
+    zero_loss = frame_loss(np.zeros_like(d), d, encoding.mask(frames.shape[-1]))
+    np.testing.assert_allclose(dead["mean_loss"], np.mean(zero_loss), rtol=1e-5)
+    assert dead["mean_loss"] > 3 * max(r["mean_loss"] for r in others)
+    assert dead["mean_psnr"] < min(r["mean_psnr"] for r in others)
+    assert {r["solver"] for r in layer0} == {settings.solver}
 
 
 @pytest.mark.parametrize("solver, layer", [("headspace", 0), ("embedding", 1)])  # stacked spaces; shared blocks
@@ -64,22 +75,32 @@ def test_vmap_over_heads_equals_one_head(surveys, dead_ckpt, frames, solver, lay
     w = pick_head(load_layer(str(dead_ckpt), layer)[0], head)
     settings = Settings(**FAST, solver=solver)
     (_, result), = optimize_frames(w, frames, settings, seed=0, chunk_size=len(frames), progress=False)
-    row, = [r for r in surveys["headspace"] if (r["layer"], r["head"]) == (layer, head)]
+    row, = [r for r in surveys["headspace-sink"] if (r["layer"], r["head"]) == (layer, head)]
     assert row["solver"] == solver
     np.testing.assert_allclose([row["mean_loss"], row["median_loss"], row["max_loss"]],
                                [result.final_loss.mean(), np.median(result.final_loss), result.final_loss.max()],
                                rtol=1e-5)
+    np.testing.assert_allclose([row["mean_psnr"], row["median_psnr"]], [result.psnr.mean(), np.median(result.psnr)],
+                               rtol=1e-4)
+    np.testing.assert_allclose(row["mean_ssim"], result.ssim.mean(), atol=1e-4)
 
 
 def test_two_layers(surveys):
-    rows = surveys["headspace"]
+    rows = surveys["headspace-sink"]
     assert len(rows) == 2 * TINY["n_head"]
     assert sorted((r["layer"], r["head"]) for r in rows) == [(L, h) for L in (0, 1) for h in range(TINY["n_head"])]
-    means = [r["mean_loss"] for r in rows]
-    assert means == sorted(means)
     assert all(np.isfinite([r["mean_loss"], r["median_loss"], r["max_loss"]]).all() for r in rows)
     assert all(r["median_loss"] <= r["max_loss"] and r["mean_loss"] <= r["max_loss"] for r in rows)
     assert {r["layer"]: r["solver"] for r in rows} == {0: "headspace", 1: "embedding"}
+
+
+@pytest.mark.parametrize("name", SURVEYS)
+def test_ranked_by_psnr(surveys, name):
+    rows = surveys[name]
+    psnr = [r["mean_psnr"] for r in rows]
+    assert psnr == sorted(psnr, reverse=True) and np.isfinite(psnr).all()
+    assert len(set(psnr)) > 1  # the ranking tells heads apart
+    assert all(np.isfinite(r["median_psnr"]) and -1 <= r["mean_ssim"] <= 1 for r in rows)
 
 
 def test_parse_layers():
@@ -109,12 +130,16 @@ def test_cli(tiny_ckpt, tmp_path, capsys):
     summary = json.loads((tmp_path / "s.json").read_text())
     assert len(summary["rows"]) == TINY["n_head"] and summary["frames"] == [0, 29]
     table = (tmp_path / "s.md").read_text().splitlines()
-    assert table[2].startswith("| rank | layer | head | mean | median | max |") and len(table) == 4 + TINY["n_head"]
+    assert table[2] == ("| rank | layer | head | mean PSNR | median PSNR | mean SSIM | mean loss | median loss | "
+                        "max loss |") and len(table) == 4 + TINY["n_head"]
+    assert summary["settings"]["display"] == "sink" and summary["sink_z"] == Settings().encoding.constants(16)["sink_z"]
+    psnr = [float(line.split("|")[4]) for line in table[4:]]
+    assert psnr == sorted(psnr, reverse=True)
     png = iio.imread(tmp_path / "s.png")
     assert png.ndim == 3 and png.shape[0] > 100 and png.shape[1] > 100
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.md", "s.png"]  # no temp files left
     for option, value in [("--layers", "x"), ("--layers", "2"), ("--frames", "0"), ("--steps", "3"),
-                          ("--size", "65"), ("--lr", "0"), ("-o", ".")]:
+                          ("--size", "65"), ("--size", "64"), ("--lr", "0"), ("-o", ".")]:
         bad = parse(argv + [option, value])
         with pytest.raises(BadInputError) as err:
             bad.func(bad)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from badapple_jax import Settings, demo_clip, optimize_frames, pick_head, pick_heads, random_layer
-from badapple_jax.display import colour_frames, display_frames, full_frames
+from badapple_jax.display import to_rgb
 from badapple_jax.weights import ModelConfig
 
 GOLDEN = Path(__file__).parent / "data" / "zscore_golden.npz"
@@ -25,7 +25,7 @@ CASES = {  # name -> (settings, colour)
 
 
 def zscore(**options) -> Settings:
-    return Settings(**options)
+    return Settings(**options, display="zscore")
 
 
 def run_case(name: str) -> dict:
@@ -37,10 +37,7 @@ def run_case(name: str) -> dict:
     frames = np.moveaxis(frames, -1, 1) if colour else frames
     results = [r for _, r in optimize_frames(w, frames, settings, seed=5, chunk_size=4, progress=False)]
     r = jax.tree.map(lambda *a: np.concatenate(a), *results)
-    if colour:
-        rgb = colour_frames(r.attention)
-    else:
-        rgb = full_frames(r.attention) if options.get("mode") == "full" else display_frames(r.attention)
+    rgb = to_rgb(settings.encoding.picture(r.attention), colour)
     return {"rgb": rgb, "loss": r.loss, "final_loss": r.final_loss}
 
 

@@ -1,0 +1,145 @@
+"""Encodings: how a frame becomes the attention pattern a head is optimised to, and its map a picture.
+
+The pipeline asks one object, never the variant's name:
+
+    tokens(T)    sequence length L the head reads for a T x T display
+    mask(T)      [L, L] bool: the (row, column) entries the targets and the loss count
+    region(T)    [T, T] bool: the pixels the picture shows (fidelity is measured there)
+    target(f)    [..., T, T] frames in [0, 1] -> [..., L, L] desired attention distributions
+    desired(f)   -> [..., L, L] desired logits: log(target) centred per row over the mask
+    picture(a)   [..., L, L] attention maps -> [..., T, T] gray frames in [0, 1] (host, NumPy)
+    constants(T) the documented constants a run used, for metrics.json
+    views        embeddings per frame: 1, or 2 for `Full` (a frame and its transpose)
+
+`ZScore` is the reference (SPEC sections 4 and 7): rows normalised, so a row's brightness is lost and
+the picture z-scores every row. `Sink` (SPEC 11) adds token 0 as an attention sink that takes what a
+row does not give to its pixels, so `z * attention[1:, 1:]` is the frame at its true brightness.
+`Full` wraps either: a second embedding shows the transposed frame, filling the causal head's empty
+upper triangle. `causal` is the model's: a causal head sees j <= i, an encoder head every column.
+"""
+import dataclasses
+
+import numpy as np
+
+from badapple_jax.display import normalise_display, stitch_full
+from badapple_jax.targets import centred_log, row_normalise, sink_target
+
+DISPLAYS = ("sink", "zscore")
+MODES = ("causal", "full")
+SINK_Z = 2.0  # Z / T: a white pixel gets 1 / Z of its row's attention; Z > T keeps the sink's share positive
+SINK_BLACK = 0.0  # black level b, in display units: targets (f + b) / Z, so black pixels need no extreme logit
+
+
+def visible(T: int, causal: bool) -> np.ndarray:  # -> [T, T] bool: the columns each row of a head may see
+    return np.tri(T, dtype=bool) if causal else np.ones((T, T), bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class ZScore:
+    """The reference's encoding: each visible row a distribution, shown z-scored per row (SPEC 4, 7)."""
+
+    causal: bool = True
+    views: int = 1
+
+    def tokens(self, T: int) -> int:
+        return T
+
+    def mask(self, T: int) -> np.ndarray:
+        return visible(T, self.causal)
+
+    def region(self, T: int) -> np.ndarray:
+        return visible(T, self.causal)
+
+    def target(self, f):
+        return row_normalise(f, self.mask(f.shape[-1]))
+
+    def desired(self, f):
+        return centred_log(self.target(f), self.mask(f.shape[-1]))
+
+    def picture(self, a) -> np.ndarray:
+        return normalise_display(a) if self.causal else normalise_display(a, self.region(a.shape[-1]))
+
+    def constants(self, T: int) -> dict:
+        return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sink:
+    """Token 0 is an attention sink; display row i is token i + 1 and pixel j token j + 1 (SPEC 11).
+
+    Z = `z` T; pixel (i, j) is given (f + `black`) / Z of row i's attention, the sink the rest; the
+    picture is clip(Z attention[1:, 1:] - black, 0, 1): no per-row normalisation, true brightness."""
+
+    causal: bool = True
+    z: float = SINK_Z
+    black: float = SINK_BLACK
+    views: int = 1
+
+    def Z(self, T: int) -> float:
+        return self.z * T
+
+    def tokens(self, T: int) -> int:
+        return T + 1
+
+    def mask(self, T: int) -> np.ndarray:  # display rows, over the sink and the pixels they may see
+        m = np.zeros((T + 1, T + 1), bool)
+        m[1:, 0] = True
+        m[1:, 1:] = visible(T, self.causal)
+        return m
+
+    def region(self, T: int) -> np.ndarray:
+        return visible(T, self.causal)
+
+    def target(self, f):
+        T = f.shape[-1]
+        return sink_target(f, self.region(T), self.Z(T), self.black)
+
+    def desired(self, f):
+        return centred_log(self.target(f), self.mask(f.shape[-1]))
+
+    def picture(self, a) -> np.ndarray:
+        a = np.asarray(a)
+        T = a.shape[-1] - 1
+        v = np.float32(self.Z(T)) * a[..., 1:, 1:] - np.float32(self.black)
+        return np.where(self.region(T), np.clip(v, 0.0, 1.0), 0.0).astype(np.float32)
+
+    def constants(self, T: int) -> dict:
+        return {"sink_z": self.Z(T), "sink_black": self.black}
+
+
+@dataclasses.dataclass(frozen=True)
+class Full:
+    """Two embeddings per frame: `inner` shows the frame and, in a second view, its transpose, whose
+    lower triangle transposed back fills the upper one. Results carry a view axis after the frame axis."""
+
+    inner: ZScore | Sink
+    views: int = 2
+
+    def tokens(self, T: int) -> int:
+        return self.inner.tokens(T)
+
+    def mask(self, T: int) -> np.ndarray:
+        return self.inner.mask(T)
+
+    def region(self, T: int) -> np.ndarray:
+        return np.ones((T, T), bool)
+
+    def target(self, f):
+        return self.inner.target(f)
+
+    def desired(self, f):
+        return self.inner.desired(f)
+
+    def picture(self, a) -> np.ndarray:  # [N, 2, ..., L, L] -> [N, ..., T, T]
+        """Each view pictured in its own orientation; the diagonal comes from the frame's own view."""
+        return stitch_full(self.inner.picture(np.moveaxis(np.asarray(a), 1, -3)))
+
+    def constants(self, T: int) -> dict:
+        return self.inner.constants(T)
+
+
+def make_encoding(display: str = "sink", mode: str = "causal", causal: bool = True, z: float = SINK_Z,
+                  black: float = SINK_BLACK) -> ZScore | Sink | Full:
+    """The encoding named by the `display` and `mode` settings, for a causal or an encoder head."""
+    inner = Sink(causal, z, black) if display == "sink" else ZScore(causal)
+    return Full(inner) if mode == "full" else inner

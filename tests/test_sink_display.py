@@ -1,0 +1,89 @@
+"""The attention-sink display end to end: written frames are what transformers computes from the saved
+embeddings; both displays, full mode, colour and resume carry the choice and its fidelity (SPEC 11-12)."""
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from badapple_jax.cli import main
+from badapple_jax.display import gray_of
+from badapple_jax.fidelity import psnr
+from badapple_jax.video import read_clip
+
+from test_kernel import hf_attentions
+
+SMALL = ["--size", "16", "--max-frames", "3", "--seeds", "1", "-q"]
+
+
+def assert_same_fidelity(shown, targets, region, recorded):
+    """PSNR of the decoded PNGs against the recorded PSNR (of the unrounded pictures): their RMSEs differ by at
+    most the magma bins' rounding, 1/512 (triangle inequality)."""
+    rmse = lambda db: 10 ** (-np.asarray(db) / 20)  # noqa: E731
+    np.testing.assert_allclose(rmse(psnr(shown, targets, region)), rmse(recorded), atol=1 / 512 + 1e-6)
+
+
+def rendered(work, colour=False):  # -> frames shown [N, (3,) T, T] decoded from the PNGs, metrics
+    metrics = json.loads((work / "metrics.json").read_text())
+    pngs = sorted((work / "frames").glob("frame_*.png"))
+    return np.stack([gray_of(iio.imread(p), colour) for p in pngs]), metrics
+
+
+@pytest.mark.parametrize("layer, solver", [(0, "headspace"), (1, "embedding")])
+def test_written_frames_are_the_maps_transformers_computes_from_the_saved_embeddings(tiny_ckpt, tmp_path, layer,
+                                                                                    solver):
+    out = tmp_path / "s.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--layer", str(layer), "--head", "1",
+                 "--solver", solver, "--steps", "200", "--save-embeddings", *SMALL]) == 0
+    shown, metrics = rendered(tmp_path / "s.work")
+    x = np.load(tmp_path / "s.work" / "embeddings.npy")
+    assert x.shape == (3, 17, 64)  # T + 1 tokens: token 0 the sink
+    assert metrics["display"] == "sink" and metrics["sink_z"] == 2.0 * 16
+    Z, black = metrics["sink_z"], metrics["sink_black"]
+    tri = np.tri(16, dtype=bool)
+    for i in range(3):
+        a = hf_attentions(tiny_ckpt, x[i])[layer][1]  # [17, 17]
+        v = np.clip(Z * a[1:, 1:] - black, 0, 1) * tri
+        np.testing.assert_allclose(shown[i], v, atol=1 / 256 + 1e-4)  # within one magma bin
+    targets = read_clip("demo", size=16, max_frames=3).frames
+    assert_same_fidelity(shown, targets, tri, metrics["per_frame_psnr"])
+    assert metrics["median_psnr"] > 20  # it really shows the frame, not a row-normalised shadow of it
+
+
+def test_zscore_display_names_itself_and_a_rerun_with_the_other_display_is_refused(tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "z.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--steps", "40", "--save-embeddings",
+                 "--preset", "reference", *SMALL]) == 0
+    shown, metrics = rendered(tmp_path / "z.work")
+    assert metrics["display"] == "zscore" and "sink_z" not in metrics
+    assert np.load(tmp_path / "z.work" / "embeddings.npy").shape == (3, 16, 64)
+    assert len(metrics["per_frame_psnr"]) == 3 and all(-1 <= s <= 1 for s in metrics["per_frame_ssim"])
+    assert metrics["flicker"] > 0 and metrics["target_flicker"] > 0
+    capsys.readouterr()
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--steps", "40", "--save-embeddings",
+                 "--preset", "reference", "--display", "sink", *SMALL]) == 2
+    assert "--display zscore there, sink here" in capsys.readouterr().err
+
+
+def test_full_mode_sink_shows_the_whole_frame_without_a_seam(tiny_ckpt, tmp_path):
+    out = tmp_path / "f.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--mode", "full", "--solver",
+                 "headspace", "--steps", "200", "--save-embeddings", *SMALL]) == 0
+    shown, metrics = rendered(tmp_path / "f.work")
+    assert np.load(tmp_path / "f.work" / "embeddings.npy").shape == (3, 2, 17, 64)
+    targets = read_clip("demo", size=16, max_frames=3).frames
+    whole = np.ones((16, 16), bool)
+    assert_same_fidelity(shown, targets, whole, metrics["per_frame_psnr"])
+    upper = np.triu(whole, 1)
+    assert np.abs(shown - targets)[:, upper].mean() < 0.1  # the upper half shows the frame too, same units
+
+
+def test_colour_sink_shows_true_colours(tiny_ckpt, tmp_path):
+    out = tmp_path / "c.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--heads", "0,1,2", "--color",
+                 "--steps", "200", *SMALL]) == 0  # three heads of d_head 16 fill n_embd 64: no head space
+    shown, metrics = rendered(tmp_path / "c.work", colour=True)  # [3, 3, T, T]
+    targets = np.moveaxis(read_clip("demo", size=16, max_frames=3, colour=True).frames, -1, 1)
+    tri = np.tri(16, dtype=bool)
+    assert_same_fidelity(shown, targets, tri, metrics["per_frame_psnr"])
+    assert metrics["median_psnr"] > 15
