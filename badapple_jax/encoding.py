@@ -26,8 +26,10 @@ from badapple_jax.targets import centred_log, row_normalise, sink_target
 
 DISPLAYS = ("sink", "zscore")
 MODES = ("causal", "full")
-SINK_Z = 2.0  # Z / T: a white pixel gets 1 / Z of its row's attention; Z > T keeps the sink's share positive
-SINK_BLACK = 0.0  # black level b, in display units: targets (f + b) / Z, so black pixels need no extreme logit
+# Measured on 8 Bad Apple frames (benchmarks/RESULTS.md): Z / T from 1.5 to 4 gives the same fidelity; a
+# black level b of 0.2-0.5 gives +9 dB at 1200 steps over b = 0 (black pixels then need no extreme logit).
+SINK_Z = 2.0  # Z / T: a white pixel gets 1 / Z of its row's attention; Z > (1 + b) T keeps the sink's share positive
+SINK_BLACK = 0.3  # black level b, in display units: pixels get (f + b) / Z; the picture subtracts it again
 
 
 def visible(T: int, causal: bool) -> np.ndarray:  # -> [T, T] bool: the columns each row of a head may see

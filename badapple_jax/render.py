@@ -191,8 +191,9 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
         write_atomic(work / "manifest.json", json.dumps(
             {**wanted, "chunk_size": chunk, "device": here, "versions": versions()}, indent=1).encode())
     t0 = time.perf_counter()
-    for start, result in optimize_frames(w, frames, job.settings, seed=job.seed, compiled=program, mesh=mesh,
-                                         starts=todo, stop=stop, progress=progress):
+    chunks = optimize_frames(w, frames, job.settings, seed=job.seed, compiled=program, mesh=mesh, starts=todo,
+                             stop=stop, progress=progress) if todo else ()
+    for start, result in chunks:
         save_chunk(work, start, to_rgb(result.picture, job.color), {k: getattr(result, k) for k in RECORD_FIELDS},
                    store, None if store is None else result.x)
         for name, which in (("redone at half the learning rate", result.retried),

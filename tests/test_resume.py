@@ -153,9 +153,12 @@ def test_a_different_input_with_the_same_options_is_refused(tiny_ckpt, tmp_path,
     assert "the input (4 images in" in err and "not the same decoded frames" in err, err
 
 
-def test_resuming_a_finished_render_recomputes_nothing_and_may_change_the_assembly(tiny_ckpt, tmp_path, capsys):
+def test_resuming_a_finished_render_recomputes_nothing_and_may_change_the_assembly(tiny_ckpt, tmp_path, capsys,
+                                                                                 monkeypatch):
     out = tmp_path / "r.mp4"
     assert render_fast(tiny_ckpt, out) == 0
+    for module in (sys.modules["badapple_jax.chunks"], sys.modules["badapple_jax.render"]):  # a finished render needs no program at all
+        monkeypatch.setattr(module, "compile_chunk", lambda *a, **k: pytest.fail("compiled for a finished render"))
     frames = {p.name: p.read_bytes() for p in (out.with_suffix(".work") / "frames").iterdir()}
     manifest = out.with_suffix(".work") / "manifest.json"
     started = json.loads(manifest.read_text())

@@ -87,3 +87,19 @@ def test_colour_sink_shows_true_colours(tiny_ckpt, tmp_path):
     tri = np.tri(16, dtype=bool)
     assert_same_fidelity(shown, targets, tri, metrics["per_frame_psnr"])
     assert metrics["median_psnr"] > 15
+
+
+def test_the_readme_lines_on_the_sink(tiny_ckpt, rng):
+    import badapple_jax as bj
+
+    w = bj.pick_head(bj.load_layer(str(tiny_ckpt))[0], head=0)
+    T, frame = 16, rng.random((16, 16)).astype(np.float32)
+    x = rng.normal(0, 1, (T + 1, 64)).astype(np.float32)
+    enc = bj.Sink()
+    d, mask = enc.desired(frame), enc.mask(T)
+    v = enc.picture(bj.attention(x, w))
+    assert d.shape == mask.shape == (T + 1, T + 1) and v.shape == (T, T)
+    a = np.asarray(bj.attention(x, w))
+    np.testing.assert_allclose(v, np.clip(enc.Z(T) * a[1:, 1:] - enc.black, 0, 1) * np.tri(T), atol=1e-6)
+    assert np.isfinite(bj.frame_loss(bj.head_logits(x, w), d, mask))
+    assert bj.Settings().encoding == enc and bj.Settings(display="zscore").encoding == bj.ZScore()
