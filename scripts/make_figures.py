@@ -32,18 +32,19 @@ def main():
     metrics = json.loads((args.workdir / "metrics.json").read_text())
     job = metrics["settings"]
     clip = read_clip(args.input, size=job["size"], fps=job["fps"], max_frames=job["max_frames"])
-    loss = np.asarray(metrics["per_frame_loss"])
+    loss, psnr = np.asarray(metrics["per_frame_loss"]), np.asarray(metrics["per_frame_psnr"])
     picks = np.linspace(0, len(loss) - 1, args.columns).round().astype(int)
     fig, axes = plt.subplots(2, args.columns, figsize=(2.2 * args.columns, 5.0), squeeze=False, layout="constrained")
     for col, i in enumerate(picks):
         axes[0, col].imshow(clip.frames[i], cmap="gray", vmin=0, vmax=1)
         axes[0, col].set_title(f"frame {i}", fontsize=9)
         axes[1, col].imshow(iio.imread(args.workdir / "frames" / f"frame_{i:06d}.png"))
-        axes[1, col].set_title(f"loss {loss[i]:.2g}", fontsize=9)
+        axes[1, col].set_title(f"{psnr[i]:.1f} dB, loss {loss[i]:.2g}", fontsize=9)
     for ax in axes.flat:
         ax.set_axis_off()
     model = metrics["model"]
-    fig.suptitle(f"target (top) and layer {job['layer']} head {job['head']} attention of {model['name']} (bottom)",
+    fig.suptitle(f"target (top) and layer {job['layer']} head {job['head']} attention of {model['name']} (bottom, "
+                 f"{metrics['display']} display)",
                  fontsize=10)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
