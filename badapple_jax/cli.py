@@ -2,6 +2,7 @@
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 
 from badapple_jax import survey
@@ -105,9 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_backend() -> None:
+    """JAX's devices, or one line saying why there are none (e.g. JAX_PLATFORMS=cuda on a machine without CUDA)."""
+    import jax
+
+    try:
+        jax.devices()
+    except (RuntimeError, AssertionError) as err:  # jax asserts when the backend JAX_PLATFORMS names cannot start
+        said = " ".join(str(err).split())[:160]
+        platforms = os.environ.get("JAX_PLATFORMS")
+        raise BadInputError(f"JAX cannot start a device backend{f' (JAX_PLATFORMS={platforms})' if platforms else ''}"
+                            f"{': ' + said if said else ''}; unset JAX_PLATFORMS to use the CPU, or install "
+                            "jax for your accelerator (pip install 'badapple-jax[cuda]').") from None
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "plots":
+            check_backend()
         if args.command == "plots":
             for path in make_plots(args.workdir):
                 print(path)
@@ -119,6 +136,8 @@ def main(argv=None) -> int:
         print(f"badapple-jax: error: {err}", file=sys.stderr)
         return 2
     except Interrupted as stop:
+        for s in (signal.SIGINT, signal.SIGTERM):  # a late signal must not turn the exit status into 143
+            signal.signal(s, signal.SIG_IGN)
         print(f"badapple-jax: {stop}", file=sys.stderr)
         if stop.busy:  # a chunk is still computing in a worker thread: leave without waiting for it
             sys.stderr.flush()

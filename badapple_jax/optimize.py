@@ -29,6 +29,9 @@ SOLVERS = ("embedding", "headspace")
 TRANSPOSED = 1 << 30  # frame-index offset that keys the starts of a frame's transposed copy
 RETRY = 1 << 29  # frame-index offset that keys the fresh starts of a frame retried after a non-finite loss
 PRECISIONS = {"fp32": "float32", "tf32": "tensorfloat32", "bf16": "bfloat16"}  # -> jax.default_matmul_precision
+# Upper bounds, far beyond any useful value: 10 million Adam steps is days per frame, and steps or starts of
+# 1000 saturate every LayerNorm; every command (render, survey, the API) refuses more.
+LIMITS = {"steps": 10**7, "seeds": 10**4, "lr": 1e3, "init_scale": 1e3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +58,9 @@ class Settings:
             (self.steps >= 4, f"--steps must be at least 4 (explore is steps // 4), got {self.steps}"),
             (self.seeds >= 1, f"--seeds must be at least 1, got {self.seeds}"),
             (math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}"),
-            (math.isfinite(self.lr_min) and 0 <= self.lr_min <= self.lr,
-             f"--lr-min must be in [0, --lr], got {self.lr_min}"),
+            (math.isfinite(self.lr_min) and self.lr_min >= 0, f"--lr-min must be a number >= 0, got {self.lr_min}"),
+            (self.lr_min <= self.lr, f"--lr {self.lr} is below --lr-min {self.lr_min}, the floor of its schedule: "
+                                     "raise --lr or lower --lr-min"),
             (math.isfinite(self.init_scale) and self.init_scale > 0,
              f"--init-scale must be positive, got {self.init_scale}"),
             (self.seed_select in ("frame", "chunk"), f"--seed-select must be frame or chunk, got {self.seed_select}"),
@@ -70,6 +74,8 @@ class Settings:
             (self.solver in SOLVERS, f"--solver must be one of {', '.join(SOLVERS)}, got {self.solver}"),
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision}"),
             (not self.warm_start or self.solver == "headspace", "--warm-start needs --solver headspace"),
+            *((getattr(self, k) <= v, f"--{k.replace('_', '-')} must be at most {v}, got {getattr(self, k)}")
+              for k, v in LIMITS.items()),
         ]
         for ok, message in rules:
             if not ok:

@@ -52,8 +52,15 @@ class Run:
     caption: str  # model, head and settings, for titles
 
     def shown(self, i: int) -> np.ndarray:
-        """[T, T, 3] uint8: the attention map frame i was rendered as."""
-        return iio.imread(self.workdir / "frames" / f"frame_{i:06d}.png")
+        """[T, T, 3] uint8: the attention map frame i was rendered as (a damaged PNG is a BadInputError)."""
+        path = self.workdir / "frames" / f"frame_{i:06d}.png"
+        try:
+            frame = iio.imread(path)
+        except Exception as err:  # imageio raises whatever its plugin does for a truncated or foreign file
+            raise BadInputError(f"Cannot read {path}: {' '.join(str(err).split())[:120]}.") from None
+        if frame.ndim != 3 or frame.shape[-1] != 3:
+            raise BadInputError(f"{path} is {frame.shape}, not an RGB frame.")
+        return frame
 
 
 def read_run(workdir) -> Run:
@@ -68,6 +75,8 @@ def read_run(workdir) -> Run:
         raise BadInputError(f"No metrics.json in {work}: is it the work directory of a finished render?") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BadInputError(f"Cannot read {path}: {' '.join(str(err).split())}.") from None
+    if not isinstance(metrics, dict):
+        raise BadInputError(f"{path} is not the metrics of a render (a JSON {type(metrics).__name__}, not an object).")
     loss = per_frame(metrics, "per_frame_loss", path, low=0.0)
     fps = metrics.get("fps")
     if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
@@ -126,10 +135,11 @@ def amount(metrics: dict, key: str, path: Path) -> float:
 
 def caption(metrics: dict) -> str:
     """'random:gpt2-xl, layer 0 head 0, 256x256, sink display, embedding solver, 1500 steps x 3 seeds'."""
-    job = metrics.get("settings", {})
-    opt = job.get("settings", {})
+    part = lambda d, key: d.get(key) if isinstance(d.get(key), dict) else {}  # noqa: E731  (a damaged file: "?")
+    job = part(metrics, "settings")
+    opt = part(job, "settings")
     size = job.get("size", "?")
-    return (f"{metrics.get('model', {}).get('name', 'unknown model')}, layer {job.get('layer', '?')} "
+    return (f"{part(metrics, 'model').get('name', 'unknown model')}, layer {job.get('layer', '?')} "
             f"head {job.get('head', '?')}, {size}x{size}, {metrics.get('display', '?')} display, "
             f"{opt.get('solver', '?')} solver, {opt.get('steps', '?')} steps x {opt.get('seeds', '?')} seeds")
 
@@ -328,6 +338,9 @@ def make_plots(workdir) -> list[Path]:
     the directory as it was, never half the figures of this run beside those of an earlier one."""
     run = read_run(workdir)
     images = {run.workdir / name: png(draw(run)) for name, draw in FIGURES.items()}
-    for path, data in images.items():
-        write_atomic(path, data)
+    try:
+        for path, data in images.items():
+            write_atomic(path, data)
+    except OSError as err:
+        raise BadInputError(f"Cannot write the figures in {run.workdir}: {err.strerror or err}.") from err
     return list(images)

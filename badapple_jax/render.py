@@ -1,6 +1,7 @@
 """The whole job: clip -> targets -> optimised embeddings -> attention maps -> PNGs, metrics and mp4."""
 import dataclasses
 import datetime
+import errno
 import importlib.metadata
 import io
 import json
@@ -21,14 +22,14 @@ from badapple_jax.files import write_atomic
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.interrupt import stop_on_signal
 from badapple_jax.optimize import Settings
-from badapple_jax.video import VIDEO_SUFFIXES, check_source, has_audio, read_clip, write_video
+from badapple_jax.video import BUILT_IN, VIDEO_SUFFIXES, check_source, has_audio, read_clip, write_video
 from badapple_jax.weights import load_layer, pick_head, pick_heads
-from badapple_jax.workdir import (RECORD_FIELDS, discard_if_empty, embeddings_store, finish_embeddings, finished,
-                                  identity, load_chunk, open_workdir, record_path, remove_leftovers, save_chunk)
+from badapple_jax.workdir import (OURS, RECORD_FIELDS, embeddings_store, finish_embeddings, finished, identity, job_key,
+                                  load_chunk, one_writer, open_workdir, record_path, remove_leftovers, save_chunk)
 
-# Upper bounds of the numeric options, far beyond any useful value: 10 million Adam steps is days per frame,
-# and steps of 1000 or starts of that scale saturate every LayerNorm; a seed is a non-negative int32.
-LIMITS = {"steps": 10**7, "seeds": 10**4, "lr": 1e3, "init_scale": 1e3, "fps": 1000.0, "seed": 2**31 - 1}
+# Bounds of the options every command that reads a clip shares (the optimiser's own are in optimize.LIMITS):
+# a seed is a non-negative int32; more than 1000 frames per second is no video.
+LIMITS = {"fps": 1000.0, "seed": 2**31 - 1}
 PACKAGES = ("badapple-jax", "jax", "jaxlib", "optax", "flax", "numpy", "scipy", "imageio", "imageio-ffmpeg")
 
 
@@ -70,11 +71,6 @@ def check(job: Job) -> None:
         (job.color or job.heads is None, "--heads drives several heads with one embedding: add --color"),
         (not (job.color and job.settings.warm_start), "--warm-start works with one head, not with --color"),
         (job.chunk_size is None or job.chunk_size >= 1, f"--chunk-size must be at least 1, got {job.chunk_size}"),
-        (job.size >= 2, f"--size must be at least 2, got {job.size}"),
-        (np.isfinite(job.fps) and 0 < job.fps <= LIMITS["fps"], f"--fps must be in (0, {LIMITS['fps']}], got {job.fps}"),
-        (0 <= job.seed <= LIMITS["seed"], f"--seed must be in 0..{LIMITS['seed']}, got {job.seed}"),
-        *((getattr(job.settings, k) <= LIMITS[k], f"--{k.replace('_', '-')} must be at most {LIMITS[k]}, "
-           f"got {getattr(job.settings, k)}") for k in ("steps", "seeds", "lr", "init_scale")),
         (job.max_frames is None or job.max_frames >= 1, f"--max-frames must be at least 1, got {job.max_frames}"),
         (job.layer >= 0, f"--layer must be >= 0, got {job.layer}"),
         (job.head >= 0, f"--head must be >= 0, got {job.head}"),
@@ -82,7 +78,10 @@ def check(job: Job) -> None:
     for ok, message in rules:
         if not ok:
             raise BadInputError(message + ".")
+    check_clip_options(job.size, job.fps, job.seed)
     check_source(job.input)
+    if job.audio is not None and Path(job.audio).is_dir():
+        raise BadInputError(f"--audio {job.audio} is a directory, not a file with a sound track.")
     if job.audio is not None and not Path(job.audio).is_file():
         raise BadInputError(f"--audio {job.audio} does not exist.")
     if job.audio is not None and not has_audio(job.audio):
@@ -99,6 +98,34 @@ def check(job: Job) -> None:
     existing = next(p for p in (job.work, *job.work.absolute().parents) if p.exists())
     if not existing.is_dir():
         raise BadInputError(f"Cannot use work directory {job.work}: {existing} is not a directory.")
+    check_not_an_input(job)
+
+
+def check_clip_options(size: int, fps: float, seed: int) -> None:
+    """The options every command that reads and optimises a clip shares (render, survey)."""
+    rules = [
+        (size >= 2, f"--size must be at least 2, got {size}"),
+        (np.isfinite(fps) and 0 < fps <= LIMITS["fps"], f"--fps must be in (0, {LIMITS['fps']}], got {fps}"),
+        (0 <= seed <= LIMITS["seed"], f"--seed must be in 0..{LIMITS['seed']}, got {seed}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise BadInputError(message + ".")
+
+
+def check_not_an_input(job: Job) -> None:
+    """Refuse an output that would overwrite what the render reads: the input video, an image of the input
+    directory, the --audio file, or a file of the work directory."""
+    out = Path(job.output).resolve()
+    source = Path(job.input).resolve() if job.input not in BUILT_IN else None
+    if source is not None and source.is_dir() and out.is_relative_to(source):
+        raise BadInputError(f"Output {job.output} is inside the input directory {job.input}: choose a path outside it.")
+    for name, path in (("the input", source), ("the --audio file", job.audio and Path(job.audio).resolve())):
+        if path and (path == out or (out.exists() and path.exists() and os.path.samefile(path, out))):
+            raise BadInputError(f"Output {job.output} is {name} itself: writing it would destroy it; choose another -o.")
+    work = job.work.resolve()
+    if any(out.is_relative_to(work / sub) for sub in ("frames", "chunks")) or out.parent == work and out.name in OURS:
+        raise BadInputError(f"Output {job.output} is a file of the work directory {job.work}: choose another -o.")
 
 
 def versions() -> dict:
@@ -114,8 +141,22 @@ def versions() -> dict:
 def render(job: Job, log=print, progress: bool = True) -> dict:
     """Run `job` end to end, resuming its work directory; returns the metrics written to WORKDIR/metrics.json.
 
-    SIGINT/SIGTERM stop it after the chunk in hand (twice: at once) with `Interrupted`."""
+    SIGINT/SIGTERM stop it after the chunk in hand (twice: at once) with `Interrupted`. One render at a time
+    writes a work directory (an OS lock taken before anything else); a full disk or a vanished work
+    directory is a BadInputError (rerun the same command to resume), never a half-written file."""
     check(job)
+    with one_writer(job.work):
+        try:
+            return _locked(job, log, progress)
+        except OSError as err:  # our writes: a full disk, a work directory removed or made read-only meanwhile
+            where = f" ({err.filename})" if err.filename else ""
+            advice = ("free some space" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that")
+            raise BadInputError(f"Cannot write the render{where}: {err.strerror or err}; {advice} and run the same "
+                                "command again to resume.") from err
+
+
+def _locked(job: Job, log, progress) -> dict:
+    """`render` once the work directory is ours."""
     layer_weights, info = load_layer(job.model, job.layer)
     if job.color:  # the heads stacked on a leading axis: one embedding drives them all
         w = pick_heads(layer_weights, job.heads)
@@ -127,15 +168,10 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
     clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames, colour=job.color)
     frames = np.moveaxis(clip.frames, -1, 1) if job.color else clip.frames  # [N, (3,) T, T]
     wanted = identity(job, clip, frames, w, info.source)
-    created = not job.work.exists()
     recorded = open_workdir(job.work, wanted, job.restart)
     with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
         try:
             return _render(job, w, info, clip, frames, wanted, recorded, stop, log, progress)
-        except BadInputError:
-            if created:
-                discard_if_empty(job.work)
-            raise
         except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
             remove_leftovers(job.work)
             raise Interrupted(resume_message(job.work, len(frames)), busy=True) from None
@@ -163,7 +199,8 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
         log(f"note: {work} was started on {recorded['device']}; frames computed here on {here} may "
             "differ from its others beyond float rounding (README: Determinism)")
     starts = list(range(0, N, chunk)) if recorded else []
-    done = finished(work, starts, N, chunk) if recorded else []
+    shape = (T, T, 3)  # every frame PNG
+    done = finished(work, starts, N, chunk, job_key(recorded), shape) if recorded else []
     store = None
     if job.save_embeddings:  # [N, L, E], or [N, 2, L, E] in full mode: the frame's and its transpose's
         L = encoding.tokens(T)
@@ -188,16 +225,19 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
         check_fits(program, mesh)
         compile_seconds = time.perf_counter() - t0
     if recorded is None:
-        write_atomic(work / "manifest.json", json.dumps(
-            {**wanted, "chunk_size": chunk, "device": here, "versions": versions()}, indent=1).encode())
+        recorded = {**wanted, "chunk_size": chunk, "device": here, "versions": versions()}
+        write_atomic(work / "manifest.json", json.dumps(recorded, indent=1).encode())
+    key = job_key(recorded)
     t0 = time.perf_counter()
     chunks = optimize_frames(w, frames, job.settings, seed=job.seed, compiled=program, mesh=mesh, starts=todo,
                              stop=stop, progress=progress) if todo else ()
     for start, result in chunks:
         save_chunk(work, start, to_rgb(result.picture, job.color), {k: getattr(result, k) for k in RECORD_FIELDS},
-                   store, None if store is None else result.x)
+                   key, store, None if store is None else result.x)
+        finite = np.isfinite(result.final_loss.reshape(len(result.failed), -1)).all(axis=1)
         for name, which in (("redone at half the learning rate", result.retried),
-                            ("non-finite again, shown from its best finite state", result.failed)):
+                            ("non-finite again, shown from its best finite state", result.failed & finite),
+                            ("non-finite in every state tried, shown black", result.failed & ~finite)):
             if which.any():
                 log(f"non-finite loss: frames {(start + np.flatnonzero(which)).tolist()} {name}")
         done.append(start)
@@ -205,7 +245,7 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
     if any(s not in done for s in starts):
         raise Interrupted(resume_message(work, N), busy=False)
 
-    rgb, records = zip(*(load_chunk(work, s, min(chunk, N - s)) for s in starts))
+    rgb, records = zip(*(load_chunk(work, s, min(chunk, N - s), key, shape) for s in starts))
     rgb = np.concatenate(rgb)  # [N, T, T, 3] uint8, read back from the PNGs: a resumed run shows the same bytes
     kept = {k: np.concatenate([r[k] for r in records]) for k in records[0]}  # [N, ...], or [N, 2, ...] in full mode
     if store is not None:
@@ -253,7 +293,7 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
     buffer = io.BytesIO()
     np.savez_compressed(buffer, frames=(gray * 255).round().astype(np.uint8))
     write_atomic(work / "targets.npz", buffer.getvalue())  # [N, T, T] uint8: the plots' "target" row
-    write_atomic(work / "metrics.json", json.dumps(metrics, indent=1).encode())
+    write_atomic(work / "metrics.json", json.dumps(strict_json(metrics), indent=1, allow_nan=False).encode())
     if job.side_by_side:
         targets = (clip.frames * 255).round().astype(np.uint8)
         targets = targets if job.color else np.repeat(targets[..., None], 3, axis=-1)
@@ -267,6 +307,17 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
         f"video {job.output} ({'with' if audio else 'no'} audio), frames and metrics in {work}"
     )
     return metrics
+
+
+def strict_json(value):
+    """`value` with every NaN or infinite float as null: bare NaN is no JSON, and readers choke on it."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def resume_message(work: Path, n_frames: int) -> str:

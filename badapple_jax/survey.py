@@ -27,10 +27,12 @@ from badapple_jax.encoding import DISPLAYS
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import head_space
 from badapple_jax.optimize import PRECISIONS, SOLVERS, Settings, optimize_chunk
+from badapple_jax.render import check_clip_options
 from badapple_jax.video import read_clip
 from badapple_jax.weights import load_layer, pick_head
 
 TOP = 10  # rows printed
+MAX_FRAMES = 256  # sample frames: every head optimises all of them in one program
 
 
 def stack_heads(trees: list):  # H pytrees -> (one pytree, per-leaf vmap axes as a flat tuple)
@@ -186,23 +188,18 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     """The `survey` command: sample frames, survey, write the three files, print the top rows."""
-    rules = [(args.steps >= 4, f"--steps must be at least 4 (explore is steps // 4), got {args.steps}"),
-             (args.seeds >= 1, f"--seeds must be at least 1, got {args.seeds}"),
-             (np.isfinite(args.lr) and args.lr > 0, f"--lr must be a positive number, got {args.lr}"),
-             (args.frames >= 1, f"--frames must be at least 1, got {args.frames}"),
-             (args.size >= 2, f"--size must be at least 2, got {args.size}"),
-             (np.isfinite(args.fps) and args.fps > 0, f"--fps must be positive, got {args.fps}")]
-    for ok, message in rules:
-        if not ok:
-            raise BadInputError(message + ".")
+    settings = Settings(steps=args.steps, seeds=args.seeds, lr=args.lr, solver=args.solver, display=args.display)
+    settings.check()  # the rules render applies: one set for every command
+    check_clip_options(args.size, args.fps, args.seed)
+    if not 1 <= args.frames <= MAX_FRAMES:
+        raise BadInputError(f"--frames must be in 1..{MAX_FRAMES} (sample frames, all in one program), got {args.frames}.")
     prefix = Path(args.output)
-    if not prefix.name:
+    if not prefix.name or args.output.endswith(os.sep) or prefix.is_dir():
         raise BadInputError(f"-o takes a file name prefix (PREFIX.json, .md, .png are written), got '{args.output}'.")
     if not prefix.parent.is_dir() or not os.access(prefix.parent, os.W_OK):
         raise BadInputError(f"Output directory {prefix.parent} does not exist or is not writable.")
     _, info = load_layer(args.model, 0)  # the config: layer count and positions, before any work
     layers = parse_layers(args.layers, info.config.n_layer)
-    settings = Settings(steps=args.steps, seeds=args.seeds, lr=args.lr, solver=args.solver, display=args.display)
     tokens, positions = settings.encoding.tokens(args.size), info.config.n_positions
     if tokens > positions:
         raise BadInputError(f"--size {args.size} needs {tokens} positions with --display {args.display} but the model "

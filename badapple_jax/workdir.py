@@ -1,19 +1,28 @@
 """The work directory of a render: a manifest of what is being rendered and one record per finished chunk.
 
+    WORKDIR/.lock                    held (flock) by the one render writing here; its text names that render
     WORKDIR/manifest.json            settings, model and input identity (hashes), chunk size
     WORKDIR/frames/frame_NNNNNN.png  the display of every finished frame
     WORKDIR/chunks/chunk_NNNNNN.npz  losses, chosen starts, guard flags and fidelity of the chunk starting at frame N
     WORKDIR/embeddings.partial.npy   with --save-embeddings, filled chunk by chunk; embeddings.npy when complete
 
 Every file is written to a temporary name, fsynced and renamed, and a chunk's record is written last,
-after its frames and embeddings are on disk: a record on disk means the whole chunk is. A rerun of the
-same job skips recorded chunks; a different job is refused, naming what differs, unless restarted.
+after its frames and embeddings are on disk: a record on disk means the whole chunk is. Each record
+names the job it belongs to (a hash of the manifest), so a record of another job, or of a manifest
+edited since, is never taken for this one's. A rerun of the same job skips recorded chunks, after
+checking every record and frame it keeps; a different job is refused, naming what differs, unless
+restarted; a damaged record or frame is refused in one line.
 """
+import contextlib
 import dataclasses
+import datetime
+import fcntl
 import hashlib
 import io
 import json
 import os
+import socket
+import zipfile
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -21,14 +30,17 @@ import jax
 import numpy as np
 
 from badapple_jax.errors import BadInputError
-from badapple_jax.files import TMP, sync_dir, write_atomic
+from badapple_jax.files import TMP, ordinary_mode, sync_dir, write_atomic
 from badapple_jax.plots import FIGURES
 from badapple_jax.video import BUILT_IN
 
 FORMAT = 2  # bump when the layout changes: an older work directory is then refused, not misread
 RECORD_FIELDS = ("loss", "final_loss", "head_loss", "space_loss", "seed", "explore_loss", "retried", "failed",
                  "psnr", "ssim")
+LOCK = ".lock"
+RESTART = "add --restart to start this work directory over, or choose another --workdir"
 OURS = ("manifest.json", "metrics.json", "targets.npz", "embeddings.npy", "embeddings.partial.npy", *FIGURES)
+MANIFEST_FIELDS = {"format": int, "options": dict, "input": dict, "model": dict, "chunk_size": int, "device": dict}
 # Job fields that change what is optimised; output, audio and side-by-side only change the assembled video.
 RESULT_OPTIONS = ("settings", "layer", "head", "heads", "color", "size", "fps", "max_frames", "seed",
                   "save_embeddings")
@@ -90,13 +102,13 @@ def open_workdir(work: Path, wanted: dict, restart: bool) -> dict | None:
     manifest = work / "manifest.json"
     try:
         recorded = json.loads(manifest.read_text()) if manifest.is_file() else None
-        if recorded is not None and not {"format", "options", "input", "model", "chunk_size", "device"} <= set(recorded):
-            raise ValueError("not a manifest of this program")
+        if recorded is not None:
+            check_manifest(recorded)
     except (OSError, ValueError, TypeError) as err:
         if not restart:
             raise BadInputError(f"Cannot read {manifest} ({err}): add --restart to start this work directory over.") from err
         recorded = None
-    stale = recorded is None and (any(work.glob("frames/frame_*.png")) or (work / "metrics.json").is_file())
+    stale = recorded is None and (any(work.glob("frames/frame_*.png")) or any(work.glob("chunks/chunk_*.npz")))
     if restart:
         wipe(work)
         recorded = None
@@ -117,6 +129,57 @@ def open_workdir(work: Path, wanted: dict, restart: bool) -> dict | None:
     return recorded
 
 
+def check_manifest(m) -> None:
+    """Raise ValueError unless `m` has a manifest's fields, of its types and values."""
+    if not isinstance(m, dict):
+        raise ValueError("not a manifest of this program")
+    for key, kind in MANIFEST_FIELDS.items():
+        if not isinstance(m.get(key), kind) or isinstance(m.get(key), bool):
+            raise ValueError(f"its {key} is {json.dumps(m.get(key))[:40]}, not a {kind.__name__}")
+    if m["chunk_size"] < 1:
+        raise ValueError(f"its chunk_size is {m['chunk_size']}")
+    for what, fields in (("input", ("label", "sha256")), ("model", ("source", "sha256"))):
+        if not all(isinstance(m[what].get(f), str) for f in fields):
+            raise ValueError(f"its {what} lacks {' or '.join(fields)}")
+
+
+def job_key(manifest: dict) -> str:
+    """The hash every chunk record of this job carries: of the manifest's options, identities and chunk size."""
+    kept = {k: manifest[k] for k in ("format", "options", "input", "model", "chunk_size")}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def one_writer(work: Path):
+    """Hold WORKDIR/.lock (an OS lock: the kernel drops it when the process ends, however it ends, so a stale
+    file never blocks) while the body runs; a second render on the same directory is refused, naming the first.
+    Directories made for the lock are removed again if the body fails with nothing in them."""
+    made = [p for p in (work, *work.absolute().parents) if not p.exists()]
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        fd = os.open(work / LOCK, os.O_RDWR | os.O_CREAT, ordinary_mode())
+    except OSError as err:
+        raise BadInputError(f"Cannot use work directory {work}: {err.strerror or err}.") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise BadInputError(f"Work directory {work} is in use by another render ({holder}): wait for it to finish, "
+                            "or choose another --workdir.") from None
+    try:
+        since = datetime.datetime.now().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}".encode(), 0)
+        yield
+    except BaseException:
+        if made:
+            discard_if_empty(work, made)
+        raise
+    finally:
+        os.close(fd)
+
+
 def remove_leftovers(work: Path) -> None:
     """Delete the temporary files of a write that never finished."""
     for leftover in [*work.glob(f".*{TMP}"), *work.glob(f"*/.*{TMP}")]:
@@ -129,23 +192,28 @@ def wipe(work: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def discard_if_empty(work: Path) -> None:
-    """Remove a work directory this run created, if nothing was recorded in it."""
-    for path in (work / "frames", work / "chunks", work):
+def discard_if_empty(work: Path, made: list[Path]) -> None:
+    """Remove the work directory and its parents that this run `made`, if nothing was recorded in them."""
+    (work / LOCK).unlink(missing_ok=True)
+    for path in (work / "frames", work / "chunks", *made):
         try:
             path.rmdir()
         except OSError:
-            return
+            if path in made:
+                return
 
 
-def finished(work: Path, starts, n_frames: int, chunk_size: int) -> list[int]:
-    """Chunk starts whose record and frames are all on disk."""
-    return [s for s in starts if record_path(work, s).is_file()
-            and all(frame_path(work, i).is_file() for i in range(s, min(s + chunk_size, n_frames)))]
+def finished(work: Path, starts, n_frames: int, chunk_size: int, key: str, shape: tuple) -> list[int]:
+    """Chunk starts whose record and frames are on disk, each checked: a damaged one is a BadInputError."""
+    done = [s for s in starts if record_path(work, s).is_file()]
+    for s in done:
+        load_chunk(work, s, min(chunk_size, n_frames - s), key, shape)
+    return done
 
 
-def save_chunk(work: Path, start: int, rgb: np.ndarray, record: dict, embeddings=None, x=None) -> None:
-    """Frames [k, H, W, 3] uint8 as PNGs, the rows of `embeddings` (a memmap) from `x`, then the record."""
+def save_chunk(work: Path, start: int, rgb: np.ndarray, record: dict, key: str, embeddings=None, x=None) -> None:
+    """Frames [k, H, W, 3] uint8 as PNGs, the rows of `embeddings` (a memmap) from `x`, then the record
+    (with the job's `key`)."""
     for i, frame in enumerate(rgb):
         write_atomic(frame_path(work, start + i), iio.imwrite("<bytes>", frame, extension=".png"))
     sync_dir(work / "frames")
@@ -155,16 +223,44 @@ def save_chunk(work: Path, start: int, rgb: np.ndarray, record: dict, embeddings
         with open(embeddings.filename, "rb+") as f:
             os.fsync(f.fileno())
     buffer = io.BytesIO()
-    np.savez(buffer, **{k: np.asarray(record[k]) for k in RECORD_FIELDS})
+    np.savez(buffer, job=np.asarray(key), **{k: np.asarray(record[k]) for k in RECORD_FIELDS})
     write_atomic(record_path(work, start), buffer.getvalue())
     sync_dir(work / "chunks")
 
 
-def load_chunk(work: Path, start: int, n: int) -> tuple[np.ndarray, dict]:
-    """The frames [n, H, W, 3] and record saved for the chunk starting at `start`."""
-    with np.load(record_path(work, start)) as z:
-        record = {k: z[k] for k in RECORD_FIELDS}
-    return np.stack([iio.imread(frame_path(work, start + i)) for i in range(n)]), record
+def load_chunk(work: Path, start: int, n: int, key: str, shape: tuple) -> tuple[np.ndarray, dict]:
+    """The frames [n, *shape] uint8 and record saved for the chunk starting at `start`, each checked: a record
+    that is unreadable, lacks a field, holds another count of frames or belongs to another job, or a frame
+    that is missing, undecodable or of another shape, is a BadInputError suggesting --restart."""
+    path = record_path(work, start)
+    try:
+        with np.load(path) as z:
+            record = {k: z[k] for k in ("job", *RECORD_FIELDS)}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise BadInputError(f"Work directory {work} is damaged: {path} cannot be read ({_short(err)}); "
+                            f"{RESTART}.") from None
+    if str(record.pop("job")) != key:
+        raise BadInputError(f"Work directory {work} holds {path} of another job or of an edited manifest.json; "
+                            f"{RESTART}.")
+    short = [k for k, v in record.items() if v.ndim == 0 or len(v) != n]
+    if short:
+        raise BadInputError(f"Work directory {work} is damaged: {path} holds no {n} frames of {short[0]}; {RESTART}.")
+    frames = []
+    for i in range(start, start + n):
+        try:
+            frame = iio.imread(frame_path(work, i))
+        except Exception as err:  # imageio raises whatever its plugin does for a truncated or foreign file
+            raise BadInputError(f"Work directory {work} is damaged: {frame_path(work, i)} cannot be read "
+                                f"({_short(err)}); {RESTART}.") from None
+        if frame.shape != shape or frame.dtype != np.uint8:
+            raise BadInputError(f"Work directory {work} is damaged: {frame_path(work, i)} is {frame.dtype} "
+                                f"{frame.shape}, expected uint8 {shape}; {RESTART}.")
+        frames.append(frame)
+    return np.stack(frames), record
+
+
+def _short(err: Exception) -> str:
+    return " ".join(str(err).split())[:120] or type(err).__name__
 
 
 def embeddings_store(work: Path, shape: tuple) -> tuple[np.memmap, bool]:
@@ -178,7 +274,16 @@ def embeddings_store(work: Path, shape: tuple) -> tuple[np.memmap, bool]:
             return store, True
     except (OSError, ValueError):
         pass
-    return np.lib.format.open_memmap(partial, "w+", np.float32, shape), False
+    store = np.lib.format.open_memmap(partial, "w+", np.float32, shape)
+    # Allocate every block now: a memory-mapped page the full disk cannot back kills the process with SIGBUS
+    # on first write, with nothing on stderr; fallocate says ENOSPC here instead.
+    try:
+        with open(partial, "rb+") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
+    return store, False
 
 
 def finish_embeddings(work: Path, store: np.memmap) -> None:

@@ -191,3 +191,25 @@ def test_a_failing_figure_writes_none(tmp_path, monkeypatch):
     with pytest.raises(ZeroDivisionError):
         plots.make_plots(work)
     assert not list(work.glob("*.png*"))
+
+
+def test_damage_the_figures_meet_late_is_one_line_and_writes_nothing(tmp_path):
+    """A frame PNG that cannot be read, a metrics.json of the wrong shape, an unwritable directory (issue 13)."""
+    work = fake_workdir(tmp_path / "run.work", spread_loss(6))
+    (work / "frames" / "frame_000003.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(BadInputError, match="Cannot read .*frame_000003.png"):
+        plots.make_plots(work)
+    assert not [p for p in work.iterdir() if p.suffix == ".png"]
+
+    work = fake_workdir(tmp_path / "shape.work", spread_loss(4))
+    metrics = json.loads((work / "metrics.json").read_text())
+    (work / "metrics.json").write_text(json.dumps({**metrics, "settings": [1, 2], "model": "x"}))
+    assert len(plots.make_plots(work)) == len(plots.FIGURES)  # the caption says "?" for what it cannot read
+    (work / "metrics.json").write_text(json.dumps([metrics]))
+    with pytest.raises(BadInputError, match="not the metrics of a render"):
+        plots.make_plots(work)
+
+    work = fake_workdir(tmp_path / "blocked.work", spread_loss(4))
+    (work / "fidelity_timeline.png").mkdir()  # a name that cannot be written (as root, too, unlike a chmod)
+    with pytest.raises(BadInputError, match="Cannot write the figures"):
+        plots.make_plots(work)

@@ -15,10 +15,10 @@ import pytest
 from badapple_jax.chunks import optimize_frames
 from badapple_jax.cli import main
 from badapple_jax.errors import BadInputError
-from badapple_jax.optimize import Settings
-from badapple_jax.render import LIMITS, Job, render
+from badapple_jax.optimize import LIMITS, Settings
+from badapple_jax.render import Job, render
 from badapple_jax.weights import load_layer, pick_head
-from badapple_jax.workdir import FORMAT, differences
+from badapple_jax.workdir import FORMAT, LOCK, differences
 
 # Six chunks of two frames, each about half a second on the tiny model: a signal sent when the first
 # chunk's record appears lands well before the last.
@@ -47,7 +47,7 @@ def outputs(out: Path) -> dict[str, bytes]:
 
 
 def leftovers(work: Path) -> list[str]:
-    return [p.name for p in work.rglob(".*")]
+    return [p.name for p in work.rglob(".*") if p.name != LOCK]  # the lock file stays: only its flock is held
 
 
 @pytest.mark.slow
@@ -126,7 +126,7 @@ def render_fast(tiny_ckpt, out, *extra):
 def test_a_different_job_on_a_work_directory_is_refused_unless_restarted(change, named, tiny_ckpt, tmp_path, capsys):
     out = tmp_path / "r.mp4"
     assert render_fast(tiny_ckpt, out) == 0
-    before = {p: p.read_bytes() for p in out.with_suffix(".work").rglob("*") if p.is_file()}
+    before = {p: p.read_bytes() for p in out.with_suffix(".work").rglob("*") if p.is_file() and p.name != LOCK}
     capsys.readouterr()
     args = ["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), *FAST]
     assert main([*args, *change]) == 2
@@ -216,7 +216,12 @@ def head(tiny_ckpt):
     return pick_head(load_layer(str(tiny_ckpt))[0], 0)
 
 
-def test_a_non_finite_frame_is_retried_at_half_the_learning_rate(head, rng):
+@pytest.fixture
+def absurd_lr(monkeypatch):
+    monkeypatch.setitem(LIMITS, "lr", 1e40)  # every command and Settings.check refuse such rates
+
+
+def test_a_non_finite_frame_is_retried_at_half_the_learning_rate(head, rng, absurd_lr):
     frames = rng.random((3, 16, 16)).astype(np.float32)
     (_, r), = optimize_frames(head, frames, Settings(steps=40, seeds=2, lr=1e37, lr_min=0), chunk_size=3,
                               progress=False)
@@ -226,7 +231,7 @@ def test_a_non_finite_frame_is_retried_at_half_the_learning_rate(head, rng):
     assert not calm.retried.any() and not calm.failed.any()
 
 
-def test_a_frame_non_finite_twice_is_reported_and_shown_from_its_best_finite_state(head, rng):
+def test_a_frame_non_finite_twice_is_reported_and_shown_from_its_best_finite_state(head, rng, absurd_lr):
     frames = rng.random((2, 16, 16)).astype(np.float32)
     (_, r), = optimize_frames(head, frames, Settings(steps=40, seeds=2, lr=1e38, lr_min=0), chunk_size=2,
                               progress=False)
@@ -236,8 +241,7 @@ def test_a_frame_non_finite_twice_is_reported_and_shown_from_its_best_finite_sta
     assert np.isfinite(r.attention).all() and np.allclose(r.attention.sum(-1), 1, atol=1e-5)
 
 
-def test_render_lists_retried_and_failed_frames(tiny_ckpt, tmp_path, monkeypatch):
-    monkeypatch.setitem(LIMITS, "lr", 1e40)  # the command line refuses such rates
+def test_render_lists_retried_and_failed_frames(tiny_ckpt, tmp_path, absurd_lr):
     settings = Settings(steps=40, seeds=2, lr=1e38, lr_min=0)
     job = Job(input="demo", output=str(tmp_path / "nan.mp4"), model=str(tiny_ckpt), size=16, max_frames=2,
               settings=settings)

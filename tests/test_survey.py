@@ -144,3 +144,28 @@ def test_cli(tiny_ckpt, tmp_path, capsys):
         with pytest.raises(BadInputError) as err:
             bad.func(bad)
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--seeds", "1000000"], "--seeds must be at most 10000"),
+    (["--steps", "100000000"], "--steps must be at most 10000000"),
+    (["--seed", "-1"], "--seed must be in 0..2147483647"),
+    (["--fps", "0"], "--fps must be in (0, 1000.0]"),
+    (["--lr", "1e-30"], "--lr 1e-30 is below --lr-min"),
+    (["--frames", "0"], "--frames must be in 1..256"),
+], ids=["seeds", "steps", "seed", "fps", "lr", "frames"])
+def test_survey_shares_renders_option_rules(args, expected, tmp_path, capsys):
+    from badapple_jax.cli import main
+
+    assert main(["survey", "demo", "--model", "random:gpt2", "-o", str(tmp_path / "s"), *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_survey_output_naming_a_directory_is_refused(tmp_path, capsys):
+    from badapple_jax.cli import main
+
+    assert main(["survey", "demo", "--model", "random:gpt2", "-o", str(tmp_path) + "/"]) == 2
+    assert "-o takes a file name prefix" in capsys.readouterr().err
+    assert not list(tmp_path.parent.glob(tmp_path.name + ".*"))  # nothing written beside the directory

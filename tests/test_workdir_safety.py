@@ -1,0 +1,245 @@
+"""Never destroy or mix a user's data (issue 13): outputs that are inputs, two renders on one work directory,
+damaged work directories and full disks are refused in one line, and nothing is left half-written."""
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from badapple_jax.cli import main
+from badapple_jax.video import write_video
+from badapple_jax.workdir import LOCK, one_writer
+
+from test_video import write_wav
+
+FAST = ["--steps", "8", "--seeds", "1", "--size", "16", "--max-frames", "4", "--chunk-size", "2", "-q"]
+
+
+def render(args, capsys, model) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["render", "--model", str(model), *FAST, *args])  # options in `args` override FAST
+    return code, capsys.readouterr().err
+
+
+def assert_refused(code, err, expected):
+    assert code == 2, err
+    assert expected in err, err
+    assert err.count("\n") == 1 and err.startswith("badapple-jax: error: ") and "Traceback" not in err, err
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- 1. an output that is an input ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clip(tmp_path):
+    wav = write_wav(tmp_path / "song.wav", seconds=1.0)
+    path = tmp_path / "clip.mp4"
+    write_video(np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), np.uint8), path, fps=15, audio=str(wav))
+    return path
+
+
+def test_the_input_video_is_never_the_output(clip, tiny_ckpt, capsys, monkeypatch):
+    before = digest(clip)
+    monkeypatch.chdir(clip.parent)
+    for spelling in (str(clip), "clip.mp4", "./clip.mp4", str(clip.parent / ".." / clip.parent.name / "clip.mp4")):
+        assert_refused(*render([str(clip), "-o", spelling], capsys, tiny_ckpt), "is the input itself")
+    os.symlink(clip, clip.parent / "alias.mp4")
+    assert_refused(*render([str(clip), "-o", "alias.mp4"], capsys, tiny_ckpt), "is the input itself")
+    assert digest(clip) == before and not (clip.parent / "clip.work").exists()
+
+
+def test_the_audio_source_is_never_the_output(clip, tiny_ckpt, tmp_path, capsys):
+    before = digest(clip)
+    assert_refused(*render(["demo", "--audio", str(clip), "-o", str(clip)], capsys, tiny_ckpt),
+                   "is the --audio file itself")
+    assert digest(clip) == before
+
+
+def test_no_output_inside_the_input_directory_or_the_work_directory(tiny_ckpt, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(images / f"{i}.png")
+    assert_refused(*render([str(images), "-o", str(images / "out.mp4")], capsys, tiny_ckpt),
+                   "inside the input directory")
+    work = tmp_path / "w"
+    (work / "frames").mkdir(parents=True)  # a work directory from an earlier render
+    assert_refused(*render(["demo", "-o", str(work / "frames" / "x.mp4"), "--workdir", str(work)], capsys, tiny_ckpt),
+                   "is a file of the work directory")
+    assert sorted(p.name for p in images.iterdir()) == ["0.png", "1.png", "2.png"]
+
+
+# --- 2. one writer per work directory ------------------------------------------------------------------------
+
+
+def test_a_second_render_on_a_held_work_directory_is_refused_naming_the_holder(tiny_ckpt, tmp_path, capsys):
+    work = tmp_path / "held.work"
+    with one_writer(work):
+        code, err = render(["demo", "-o", str(tmp_path / "held.mp4")], capsys, tiny_ckpt)
+    assert_refused(code, err, f"is in use by another render (pid {os.getpid()}")
+    assert not (work / "manifest.json").exists()
+    (work / LOCK).write_text("pid 999999 on a host that died")  # a stale lock file: its flock went with its process
+    assert render(["demo", "-o", str(tmp_path / "held.mp4")], capsys, tiny_ckpt)[0] == 0
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_work_directory_never_mix(tiny_ckpt, tmp_path):
+    work = tmp_path / "shared.work"
+
+    def start(steps, name):
+        return subprocess.Popen([sys.executable, "-m", "badapple_jax", "render", "demo", "-o", str(tmp_path / name),
+                                 "--workdir", str(work), "--model", str(tiny_ckpt), "--steps", steps, "--size", "16",
+                                 "--max-frames", "4", "--chunk-size", "2", "-q"], stderr=subprocess.PIPE, text=True)
+
+    first = start("3000", "a.mp4")
+    while not (work / LOCK).is_file() or not (work / LOCK).read_text():
+        assert first.poll() is None, first.communicate()[1]
+        time.sleep(0.01)
+    second = start("8", "b.mp4")
+    err = second.communicate(timeout=120)[1]
+    assert second.returncode == 2 and err.count("\n") == 1 and "is in use by another render (pid " in err, err
+    assert first.wait(timeout=300) == 0, first.communicate()[1]
+    metrics = json.loads((work / "metrics.json").read_text())
+    assert metrics["settings"]["settings"]["steps"] == 3000 and not (tmp_path / "b.mp4").exists()
+
+
+# --- 3. a damaged work directory -------------------------------------------------------------------------------
+
+
+def npz_without(field):
+    def damage(work):
+        path = work / "chunks" / "chunk_000002.npz"
+        with np.load(path) as z:
+            kept = {k: z[k] for k in z.files if k != field}
+        buffer = io.BytesIO()
+        np.savez(buffer, **kept)
+        path.write_bytes(buffer.getvalue())
+    return damage
+
+
+def truncate(relative, keep=40):
+    def damage(work):
+        path = work / relative
+        path.write_bytes(path.read_bytes()[:keep])
+    return damage
+
+
+def edit_manifest(**changes):
+    def damage(work):
+        path = work / "manifest.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+    return damage
+
+
+def wrong_size_frame(work):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(work / "frames" / "frame_000001.png")
+
+
+DAMAGE = {  # name -> (damage(work), expected words); every case is refused in one line suggesting --restart
+    "chunk record not a zip": (truncate("chunks/chunk_000000.npz"), "chunk_000000.npz cannot be read"),
+    "chunk record without psnr": (npz_without("psnr"), "chunk_000002.npz cannot be read"),
+    "chunk record without its job": (npz_without("job"), "chunk_000002.npz cannot be read"),
+    "frame truncated": (truncate("frames/frame_000003.png"), "frame_000003.png cannot be read"),
+    "frame of another size": (wrong_size_frame, "frame_000001.png is uint8 (8, 8, 3), expected uint8 (16, 16, 3)"),
+    "manifest chunk size a string": (edit_manifest(chunk_size="2"), "its chunk_size is \"2\", not a int"),
+    "manifest options a list": (edit_manifest(options=[1]), "its options is [1], not a dict"),
+    "manifest chunk size edited": (edit_manifest(chunk_size=4), "--chunk-size 4 there, 2 here"),
+    "manifest input hash edited": (edit_manifest(input={"label": "x", "sha256": "0" * 64}), "--restart"),
+}
+
+
+@pytest.fixture(scope="module")
+def finished_work(tiny_ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("done") / "r.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), *FAST]) == 0
+    return out.with_suffix(".work")
+
+
+@pytest.mark.parametrize("name", DAMAGE)
+def test_a_damaged_work_directory_is_refused_in_one_line_and_restart_recovers(name, finished_work, tiny_ckpt,
+                                                                               tmp_path, capsys):
+    damage, expected = DAMAGE[name]
+    work = tmp_path / "r.work"
+    shutil.copytree(finished_work, work)
+    damage(work)
+    out = tmp_path / "r.mp4"
+    code, err = render(["demo", "-o", str(out)], capsys, tiny_ckpt)
+    assert_refused(code, err, expected)
+    assert "--restart" in err and not out.exists()
+    if name == "manifest chunk size edited":  # and as that line suggests: records of 2 frames are not chunks of 4
+        assert_refused(*render(["demo", "-o", str(out), "--chunk-size", "auto"], capsys, tiny_ckpt),
+                       "of another job or of an edited manifest.json")
+    assert render(["demo", "-o", str(out), "--restart"], capsys, tiny_ckpt)[0] == 0
+    assert out.exists()
+
+
+# --- 4. a full disk ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 48 KiB tmpfs (root only; skipped where mounting is not allowed), grown by `grow()`."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def grow(mount):
+    subprocess.run(["mount", "-o", "remount,size=16m", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("extra", [[], ["--save-embeddings"]], ids=["frames", "embeddings"])
+def test_a_full_disk_is_one_line_and_the_rerun_after_freeing_space_completes(small_disk, extra, tiny_ckpt, tmp_path,
+                                                                          capsys):
+    out, work = tmp_path / "r.mp4", small_disk / "r.work"
+    args = ["demo", "-o", str(out), "--workdir", str(work), "--max-frames", "24", *extra]
+    code, err = render(args, capsys, tiny_ckpt)
+    assert_refused(code, err, "No space left on device")
+    assert "run the same command again to resume" in err and not out.exists()
+    assert not [p for p in work.rglob("*") if p.name.endswith(".tmp")]  # nothing half-written
+    grow(small_disk)
+    code, err = render(args, capsys, tiny_ckpt)
+    assert code == 0, err
+    metrics = json.loads((work / "metrics.json").read_text())
+    assert len(metrics["per_frame_psnr"]) == 24
+
+
+# --- 9. the smaller ones -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_backend_that_cannot_start_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "badapple_jax", "render", "demo", "-o", str(tmp_path / "x.mp4"),
+                           "--model", "random:gpt2", *FAST], capture_output=True, text=True,
+                          env={**os.environ, "JAX_PLATFORMS": "cuda"})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "JAX cannot start a device backend (JAX_PLATFORMS=cuda)" in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_audio_that_is_a_directory_is_named_so(tiny_ckpt, tmp_path, capsys):
+    assert_refused(*render(["demo", "-o", str(tmp_path / "x.mp4"), "--audio", str(tmp_path)], capsys, tiny_ckpt),
+                   "is a directory, not a file with a sound track")
+
+
+def test_a_late_refusal_leaves_no_empty_directories(tiny_ckpt, tmp_path, capsys):
+    work = tmp_path / "a" / "b" / "w"
+    assert_refused(*render(["demo", "-o", str(tmp_path / "x.mp4"), "--workdir", str(work), "--layer", "7"], capsys,
+                           tiny_ckpt), "layer 7 is out of range")
+    assert not (tmp_path / "a").exists()
