@@ -22,14 +22,14 @@ from badapple_jax.files import write_atomic
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.interrupt import stop_on_signal
 from badapple_jax.optimize import Settings
-from badapple_jax.video import BUILT_IN, VIDEO_SUFFIXES, check_source, has_audio, read_clip, write_video
+from badapple_jax.video import BUILT_IN, FPS_RANGE, VIDEO_SUFFIXES, check_source, has_audio, read_clip, write_video
 from badapple_jax.weights import load_layer, pick_head, pick_heads
 from badapple_jax.workdir import (OURS, RECORD_FIELDS, embeddings_store, finish_embeddings, finished, identity, job_key,
                                   load_chunk, one_writer, open_workdir, record_path, remove_leftovers, save_chunk)
 
-# Bounds of the options every command that reads a clip shares (the optimiser's own are in optimize.LIMITS):
-# a seed is a non-negative int32; more than 1000 frames per second is no video.
-LIMITS = {"fps": 1000.0, "seed": 2**31 - 1}
+# Bounds of the options every command that reads a clip shares (the optimiser's own are in optimize.LIMITS,
+# the sampling rate's in video.FPS_RANGE): a seed is a non-negative int32.
+LIMITS = {"seed": 2**31 - 1}
 PACKAGES = ("badapple-jax", "jax", "jaxlib", "optax", "flax", "numpy", "scipy", "imageio", "imageio-ffmpeg")
 
 
@@ -105,7 +105,8 @@ def check_clip_options(size: int, fps: float, seed: int) -> None:
     """The options every command that reads and optimises a clip shares (render, survey)."""
     rules = [
         (size >= 2, f"--size must be at least 2, got {size}"),
-        (np.isfinite(fps) and 0 < fps <= LIMITS["fps"], f"--fps must be in (0, {LIMITS['fps']}], got {fps}"),
+        (FPS_RANGE[0] <= fps <= FPS_RANGE[1],
+         f"--fps must be in [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}] frames per second, got {fps:g}"),
         (0 <= seed <= LIMITS["seed"], f"--seed must be in 0..{LIMITS['seed']}, got {seed}"),
     ]
     for ok, message in rules:

@@ -2,7 +2,23 @@
 
 Decoding goes through the ffmpeg binary bundled with imageio-ffmpeg, with the reference's filter
 chain `-vf fps=15,scale=256:256,format=gray` (SPEC section 4), so frame-rate resampling, scaling
-and the YUV -> gray conversion are ffmpeg's own. Image directories use Pillow.
+and the YUV -> gray conversion are ffmpeg's own. Paths reach ffmpeg as `file:` URLs of their absolute path:
+a file named `pipe:0.mp4`, `concat:a.mp4` or `-` is the file it is, not a protocol.
+
+Images (a directory of them, or one given alone) go through Pillow, one frame each, so an image reads the same
+alone as in a directory. Samples map to [0, 1] by their type, never by their values: 8-bit ones /255, unsigned
+16- and 32-bit ones by their type's maximum (65535, 2**32 - 1), floats as they are. A float image with a value
+outside [0, 1] (or NaN) is refused: 255 might be white or a mistake. A signed integer image (an int16 or int32
+TIFF) is refused: its type has no white level. Colour and alpha: gray or RGB, transparency composited on black.
+
+A multi-frame image given alone is a clip: an animation (GIF, APNG, WebP) goes through ffmpeg and its fps
+filter like any video; a multi-page TIFF, which has no timing, reads like a directory, one page per frame.
+Inside a directory a multi-frame image is refused rather than expanded: a directory is one image per frame,
+and expanding would need the animation's own timing resampled to `fps`. (An MPO, a JPEG with a second view,
+counts as its first view, as it does for ffmpeg.)
+
+The sampling rate must lie in FPS_RANGE frames per second: below it, a clip collapses into a few frames each
+held for minutes (--fps 0.0001 made one frame of 2:46:40).
 """
 from __future__ import annotations
 
@@ -21,12 +37,15 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .errors import BadInputError
 from .files import ordinary_mode
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+IMAGE_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "GIF", "WEBP", "TIFF"}  # Pillow's names for the formats of IMAGE_SUFFIXES
+TIMED_FORMATS = {"GIF", "PNG", "WEBP"}  # their animations carry frame durations: ffmpeg resamples them to fps
+FPS_RANGE = (0.1, 1000.0)  # frames per second sampled from an input: at least one frame per 10 s
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 + AAC
 BUILT_IN = ("demo", "badapple")  # input names that mean a clip of ours, even where a file of that name exists
 CRF = 18  # libx264 quality: colour maps show banding at the default 23
@@ -61,7 +80,7 @@ def badapple_video() -> Path:
 
 def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: int | None = None,
               colour: bool = False) -> Clip:
-    """`demo`, `badapple`, a directory of images (sorted by name) or a video file -> Clip of size x size
+    """`demo`, `badapple`, a directory of images (sorted by name), an image or a video file -> Clip of size x size
     gray frames, or RGB ones with `colour`.
 
     `fps` is the rate frames are sampled at (ffmpeg's fps filter) or, for images, the rate they are
@@ -70,8 +89,8 @@ def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: in
     """
     if size < 1:
         raise BadInputError(f"--size must be at least 1, got {size}.")
-    if not fps > 0:
-        raise BadInputError(f"--fps must be positive, got {fps}.")
+    if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
+        raise BadInputError(f"--fps must be in [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}] frames per second, got {fps:g}.")
     if max_frames is not None and max_frames <= 0:
         raise BadInputError(f"--max-frames must be at least 1, got {max_frames}.")
     if str(source) == "demo":
@@ -84,6 +103,9 @@ def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: in
     path = Path(source)
     if path.is_dir():
         return _read_image_dir(path, size, fps, max_frames, colour)
+    with _open_image(path) as im:
+        if _reads_as_images(im):
+            return _read_pages(im, path, size, fps, max_frames, colour)
     streams = _probe(path)
     if not VIDEO_STREAM.search(streams):  # a truncated mp4 may still open, its streams lost or unreadable
         opened = "Input #0" in streams
@@ -95,6 +117,8 @@ def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: in
 
 def check_source(source: str) -> None:
     """Refuse an input path that cannot be read, before anything slow (a model download) happens."""
+    if str(source) == "":  # Path("") is the current directory
+        raise BadInputError("Input is empty (give a video file, a directory of images, 'demo' or 'badapple').")
     path = Path(source)
     if str(source) in BUILT_IN or path.is_dir():
         return
@@ -119,20 +143,103 @@ def _read_image_dir(folder: Path, size: int, fps: float, max_frames: int | None,
 
 
 def _read_image(path: Path, size: int, colour: bool) -> np.ndarray:
-    """One image file -> [size, size] uint8 gray ([size, size, 3] RGB), transparency composited on black."""
+    """One image of a directory -> [size, size] uint8 gray ([size, size, 3] RGB); a multi-frame image is refused."""
+    with _open_image(path) as im:
+        if im is None:
+            raise BadInputError(f"Cannot read image {path}: cannot identify image file.")
+        frames = _frame_count(im)
+        if frames > 1:
+            raise BadInputError(f"Image {path} holds {frames} frames; a directory is read as one image per frame: "
+                                "give the animation itself as the input.")
+        return _frame(im, path, size, colour)
+
+
+def _read_pages(im: Image.Image, path: Path, size: int, fps: float, max_frames: int | None, colour: bool) -> Clip:
+    """An image given alone -> Clip of its one frame, or of its pages (a multi-page TIFF), like a directory."""
+    frames = []
+    for page in range(min(_frame_count(im), max_frames or _frame_count(im))):
+        if page:
+            im.seek(page)
+        frames.append(_frame(im, path, size, colour))
+    label = f"image {path}" if _frame_count(im) == 1 else f"{len(frames)} pages of {path}"
+    return Clip(np.stack(frames).astype(np.float32) / 255.0, float(fps), None, label)
+
+
+@contextlib.contextmanager
+def _open_image(path: Path):
+    """Pillow's image of `path`, None if Pillow cannot identify it."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode.startswith("I"):  # 16-bit gray: Pillow's convert("L") would clip, not scale
-                im = Image.fromarray(np.clip(np.asarray(im) / 257.0, 0, 255).round().astype(np.uint8))
-            elif "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info:
-                black = Image.new("RGBA", im.size, (0, 0, 0, 255))
-                im = Image.alpha_composite(black, im.convert("RGBA"))
-            # Gray before resizing (ffmpeg scales before format=gray): both are linear, cheaper this way.
-            gray = im.convert("RGB" if colour else "L").resize((size, size), Image.Resampling.BICUBIC)
+        im = Image.open(path)
+    except UnidentifiedImageError:
+        im = None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise BadInputError(f"Cannot read image {path}: {_one_line(str(err))}.") from err
+    with im or contextlib.nullcontext():
+        yield im
+
+
+def _reads_as_images(im: Image.Image | None) -> bool:
+    """Whether a file given alone is read as images: a still or pages, not an animation with its own timing."""
+    return im is not None and im.format in IMAGE_FORMATS and (_frame_count(im) == 1 or im.format not in TIMED_FORMATS)
+
+
+def _frame_count(im: Image.Image) -> int:
+    return 1 if im.format == "MPO" else getattr(im, "n_frames", 1)
+
+
+def _frame(im: Image.Image, path: Path, size: int, colour: bool) -> np.ndarray:
+    """The current frame of `im` -> [size, size] uint8 gray ([size, size, 3] RGB), transparency composited on black."""
+    try:
+        im.load()
+        if im.mode == "F" or im.mode.startswith("I"):  # Pillow's convert("L") would clip these, not scale them
+            im = Image.fromarray(np.round(_unit_samples(im, path) * 255).astype(np.uint8))
+        elif "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info:
+            black = Image.new("RGBA", im.size, (0, 0, 0, 255))
+            im = Image.alpha_composite(black, im.convert("RGBA"))
+        # Gray before resizing (ffmpeg scales before format=gray): both are linear, cheaper this way.
+        gray = im.convert("RGB" if colour else "L").resize((size, size), Image.Resampling.BICUBIC)
+    except BadInputError:  # a ValueError already naming the file
+        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise BadInputError(f"Cannot read image {path}: {_one_line(str(err))}.") from err
     return np.asarray(gray)
+
+
+def _unit_samples(im: Image.Image, path: Path) -> np.ndarray:
+    """A one-band image of Pillow's modes F, I, I;16* -> [H, W] float64 in [0, 1], scaled by its sample type."""
+    kind, bits = _sample_type(im)
+    samples = np.asarray(im)
+    if kind == "float":
+        if not np.isfinite(samples).all():
+            raise BadInputError(f"Image {path} holds NaN or infinite float samples; float images must lie in [0, 1].")
+        low, high = float(samples.min()), float(samples.max())
+        if low < 0 or high > 1:
+            raise BadInputError(f"Image {path} holds float samples in [{low:g}, {high:g}]; float images must lie "
+                                "in [0, 1] (white = 1): scale it, or save it as 8- or 16-bit integers.")
+        return samples.astype(np.float64)
+    if kind == "int":
+        raise BadInputError(f"Image {path} holds signed {bits}-bit integers ({samples.min()}..{samples.max()}), which "
+                            "have no white level: save it as 8- or 16-bit unsigned integers, or as floats in [0, 1].")
+    # Pillow holds unsigned 32-bit samples in int32: the mask undoes the wrap-around.
+    return (samples.astype(np.int64) & (2**bits - 1)) / (2**bits - 1)
+
+
+def _sample_type(im: Image.Image) -> tuple[str, int]:
+    """("uint" | "int" | "float", bits) of a one-band image of Pillow's modes F, I, I;16*."""
+    if im.mode == "F":
+        return "float", 32
+    if im.mode.startswith("I;16"):
+        return ("int" if im.mode.endswith("S") else "uint"), 16
+    if im.format == "PNG":  # older Pillows open 16-bit gray PNGs as "I"; PNG samples are unsigned
+        return "uint", 16
+    if im.format == "TIFF":  # Pillow widens int16, int32 and uint32 alike to "I": the tags tell them apart
+        kind = {1: "uint", 2: "int", 3: "float"}.get(_first(im.tag_v2.get(339, 1)), "int")  # SampleFormat
+        return kind, _first(im.tag_v2.get(258, 32))  # BitsPerSample
+    return "int", 32
+
+
+def _first(tag):
+    return tag[0] if isinstance(tag, tuple) else tag
 
 
 def _decode(path: Path, size: int, fps: float, max_frames: int | None, colour: bool) -> np.ndarray:
@@ -151,7 +258,7 @@ def _read_frames(path: Path, vf: str, pix_fmt: str, size: int, max_frames: int |
     """Frames of ffmpeg's `-vf vf` output as [size, size(, 3)] uint8 arrays, at most `max_frames` of them."""
     bits, shape = (24, (size, size, 3)) if pix_fmt == "rgb24" else (8, (size, size))
     reader = imageio_ffmpeg.read_frames(
-        str(path), pix_fmt=pix_fmt, bits_per_pixel=bits, output_params=["-map", "0:v:0", "-an", "-vf", vf])
+        _ffmpeg_url(path), pix_fmt=pix_fmt, bits_per_pixel=bits, output_params=["-map", "0:v:0", "-an", "-vf", vf])
     frames = []
     try:
         with _without_resize_warning():
@@ -272,14 +379,16 @@ def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None) 
         raise BadInputError(f"Audio source {audio} has no audio track.")
     _, height, width, _ = rgb.shape
     rgb = np.ascontiguousarray(np.pad(rgb, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge"))
+    for leftover in partial_videos(path):  # of a writer killed with -9, which no handler sees
+        leftover.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         writer = imageio_ffmpeg.write_frames(
-            tmp, (rgb.shape[2], rgb.shape[1]), fps=fps, codec="libx264", quality=None,
+            _ffmpeg_url(tmp), (rgb.shape[2], rgb.shape[1]), fps=fps, codec="libx264", quality=None,
             macro_block_size=1,  # sizes are already even; a larger block would make imageio rescale
             ffmpeg_log_level="error", output_params=["-crf", str(CRF)] + (["-shortest"] if audio else []),
-            audio_path=None if audio is None else str(audio), audio_codec="aac" if audio else None)
+            audio_path=None if audio is None else _ffmpeg_url(audio), audio_codec="aac" if audio else None)
         writer.send(None)
         try:
             for frame in rgb:
@@ -296,6 +405,13 @@ def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None) 
         Path(tmp).unlink(missing_ok=True)
 
 
+def partial_videos(path: Path) -> list[Path]:
+    """The temporary files `write_video` writes beside `path` before renaming: `.STEM.XXXXXXXX.SUFFIX` with
+    mkstemp's eight random characters. Only a process killed mid-write leaves one."""
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.[a-z0-9_]{{8}}{re.escape(path.suffix)}")
+    return [p for p in path.parent.glob(f".{path.stem}.*{path.suffix}") if pattern.fullmatch(p.name)]
+
+
 def has_audio(path) -> bool:
     """Whether ffmpeg sees an audio stream in `path` (False for a file it cannot open)."""
     return AUDIO_STREAM.search(_probe(path)) is not None
@@ -303,8 +419,13 @@ def has_audio(path) -> bool:
 
 def _probe(path) -> str:
     """ffmpeg's description of the streams of `path` (stderr of `ffmpeg -i`; no ffprobe is bundled)."""
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_url(path)]
     return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace").stderr
+
+
+def _ffmpeg_url(path) -> str:
+    """ffmpeg's name for the file at `path`: a bare `pipe:0.mp4`, `concat:a.mp4` or `-` would name a protocol."""
+    return "file:" + str(Path(path).absolute())
 
 
 def _one_line(text: str) -> str:

@@ -150,7 +150,7 @@ def test_cli(tiny_ckpt, tmp_path, capsys):
     (["--seeds", "1000000"], "--seeds must be at most 10000"),
     (["--steps", "100000000"], "--steps must be at most 10000000"),
     (["--seed", "-1"], "--seed must be in 0..2147483647"),
-    (["--fps", "0"], "--fps must be in (0, 1000.0]"),
+    (["--fps", "0"], "--fps must be in [0.1, 1000] frames per second"),
     (["--lr", "1e-30"], "--lr 1e-30 is below --lr-min"),
     (["--frames", "0"], "--frames must be in 1..256"),
 ], ids=["seeds", "steps", "seed", "fps", "lr", "frames"])

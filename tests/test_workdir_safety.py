@@ -243,3 +243,17 @@ def test_a_late_refusal_leaves_no_empty_directories(tiny_ckpt, tmp_path, capsys)
     assert_refused(*render(["demo", "-o", str(tmp_path / "x.mp4"), "--workdir", str(work), "--layer", "7"], capsys,
                            tiny_ckpt), "layer 7 is out of range")
     assert not (tmp_path / "a").exists()
+
+
+# --- 5. a writer killed with -9 ---------------------------------------------------------------------------------
+
+
+def test_a_rerun_removes_the_temporary_video_a_killed_render_left(tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "r.mp4"
+    assert render(["demo", "-o", str(out)], capsys, tiny_ckpt)[0] == 0
+    left = [tmp_path / ".r.a1b2c3d4.mp4", tmp_path / ".r.zz_9yx8w.mp4"]  # as mkstemp names them
+    mine = [tmp_path / ".r.notours.mp4", tmp_path / ".r.mp4.bak"]  # a user's files of similar names stay
+    for p in left + mine:
+        p.write_bytes(b"partial")
+    assert render(["demo", "-o", str(out)], capsys, tiny_ckpt)[0] == 0  # recomputes nothing, writes the video
+    assert not any(p.exists() for p in left) and all(p.exists() for p in mine)
