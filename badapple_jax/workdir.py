@@ -109,6 +109,10 @@ def open_workdir(work: Path, wanted: dict, restart: bool) -> dict | None:
             raise BadInputError(f"Cannot read {manifest} ({err}): add --restart to start this work directory over.") from err
         recorded = None
     stale = recorded is None and (any(work.glob("frames/frame_*.png")) or any(work.glob("chunks/chunk_*.npz")))
+    foreign = [name for name in OURS if (work / name).exists()] if recorded is None and not stale else []
+    if foreign:  # no manifest, no frames, no records: not a render of ours, whatever --restart says
+        raise BadInputError(f"Work directory {work} holds {foreign[0]} but no render (no manifest.json, frames or "
+                            "chunk records): a render would overwrite it; choose another --workdir.")
     if restart:
         wipe(work)
         recorded = None

@@ -257,3 +257,13 @@ def test_a_rerun_removes_the_temporary_video_a_killed_render_left(tiny_ckpt, tmp
         p.write_bytes(b"partial")
     assert render(["demo", "-o", str(out)], capsys, tiny_ckpt)[0] == 0  # recomputes nothing, writes the video
     assert not any(p.exists() for p in left) and all(p.exists() for p in mine)
+
+
+def test_a_users_metrics_json_in_a_directory_without_a_render_is_never_overwritten(tiny_ckpt, tmp_path, capsys):
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "metrics.json").write_text('{"my": "numbers"}')
+    for extra in ([], ["--restart"]):
+        assert_refused(*render(["demo", "-o", str(tmp_path / "x.mp4"), "--workdir", str(work), *extra], capsys,
+                               tiny_ckpt), "holds metrics.json but no render")
+    assert (work / "metrics.json").read_text() == '{"my": "numbers"}'
