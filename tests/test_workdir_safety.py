@@ -267,3 +267,18 @@ def test_a_users_metrics_json_in_a_directory_without_a_render_is_never_overwritt
         assert_refused(*render(["demo", "-o", str(tmp_path / "x.mp4"), "--workdir", str(work), *extra], capsys,
                                tiny_ckpt), "holds metrics.json but no render")
     assert (work / "metrics.json").read_text() == '{"my": "numbers"}'
+
+
+@pytest.mark.slow
+def test_a_work_directory_removed_mid_render_is_one_line(tiny_ckpt, tmp_path):
+    work = tmp_path / "gone.work"
+    process = subprocess.Popen([sys.executable, "-m", "badapple_jax", "render", "demo", "-o", str(tmp_path / "g.mp4"),
+                                "--workdir", str(work), "--model", str(tiny_ckpt), "--steps", "2000", "--size", "16",
+                                "--max-frames", "8", "--chunk-size", "2", "-q"], stderr=subprocess.PIPE, text=True)
+    while not (work / "chunks" / "chunk_000000.npz").exists():
+        assert process.poll() is None, process.communicate()[1]
+        time.sleep(0.01)
+    shutil.rmtree(work)
+    err = process.communicate(timeout=300)[1]
+    assert process.returncode == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "Cannot write the render" in err and "run the same command again" in err
