@@ -36,9 +36,12 @@ class TensorInfo:
 
 def file_reader(path: str | os.PathLike) -> Read:
     def read(offset: int, length: int) -> bytes:
-        with open(path, "rb") as f:  # reopened per tensor: a handful of reads, no handle left open
-            f.seek(offset)
-            return f.read(length)
+        try:
+            with open(path, "rb") as f:  # reopened per tensor: a handful of reads, no handle left open
+                f.seek(offset)
+                return f.read(length)
+        except OSError as e:  # unreadable, removed meanwhile, a directory, a disk error: one line, not a traceback
+            raise BadInputError(f"cannot read {path}: {e.strerror or e}.") from None
 
     return read
 

@@ -139,7 +139,8 @@ def random_layer(config: ModelConfig, layer: int = 0, seed: int = 0) -> LayerWei
             return x * np.float32(0.02 / math.sqrt(2 * config.n_layer))
         return 0.02 * x
 
-    return _layer_weights({k: tensor(k, s) for k, s in _expected_shapes(config, layer).items()}, config, layer)
+    arrays = {k: tensor(k, s) for k, s in _expected_shapes(config, layer).items()}
+    return _layer_weights(arrays, config, layer, "the random model")
 
 
 def _check_layer(config: ModelConfig, layer: int, what: str):
@@ -171,28 +172,93 @@ def _block(a: dict, i: int) -> dict:
             "ln_2": ln("ln_2"), "mlp": {"c_fc": linear("mlp.c_fc"), "c_proj": linear("mlp.c_proj")}}
 
 
-def _layer_weights(arrays: dict[str, np.ndarray], config: ModelConfig, layer: int) -> LayerWeights:
+# Largest |weight| accepted. GPT-2 initialises at N(0, 0.02) and training keeps its parameters of order 1, with
+# outliers (a few LayerNorm gains) far below 1e3; 1e4 leaves a wide margin for any fine-tune. Past it a weight is
+# corruption, not a model: a query and a key weight that size make attention logits (products of two weights summed
+# over n_embd) so large that softmax is one-hot and the optimiser has no gradient, and larger values overflow
+# float32 so the render ends in NaN and black frames.
+MAX_WEIGHT = 1e4
+
+
+def _check_values(key: str, x: np.ndarray, where: str):
+    """Refuse a tensor holding NaN, inf or absurd magnitudes, which no optimiser can work with."""
+    if x.size == 0:
+        return
+    most = float(np.max(np.abs(x)))  # one pass: NaN propagates through max, inf stays inf
+    if not math.isfinite(most):
+        raise BadInputError(f"checkpoint {where}: {key} holds NaN or infinite values.")
+    if most > MAX_WEIGHT:
+        raise BadInputError(f"checkpoint {where}: {key} holds values up to {most:.3g}: not a usable weight "
+                            f"(|w| <= {MAX_WEIGHT:g} expected).")
+
+
+def _layer_weights(arrays: dict[str, np.ndarray], config: ModelConfig, layer: int, where: str) -> LayerWeights:
+    """Every loader ends here, so the values are checked whichever way they came (a hub cache included)."""
+    for key, x in arrays.items():
+        _check_values(key, x, where)
     a = {k: jnp.asarray(v, jnp.float32) for k, v in arrays.items()}
     return LayerWeights(wpe=a["wpe.weight"], ln_g=a[f"h.{layer}.ln_1.weight"], ln_b=a[f"h.{layer}.ln_1.bias"],
                         c_attn_w=a[f"h.{layer}.attn.c_attn.weight"], c_attn_b=a[f"h.{layer}.attn.c_attn.bias"],
                         blocks=tuple(_block(a, i) for i in range(layer)), config=config)
 
 
+# Bounds far beyond any GPT-2 (gpt2-xl: 48 layers, n_embd 1600, 1024 positions) yet small enough that a corrupt
+# config.json is refused here rather than by an out-of-memory error or a tensor loop of a billion layers.
+CONFIG_INTS = {"n_layer": 1000, "n_head": 65536, "n_embd": 65536, "n_positions": 1 << 20}  # field -> largest usable
+
+
 def _read_config(path: Path, where: str) -> ModelConfig:
-    """The GPT-2 fields of a Hugging Face config.json (plain JSON: no transformers import needed)."""
+    """The GPT-2 fields of a Hugging Face config.json (plain JSON: no transformers import needed), each checked:
+    a float or a string where an integer belongs is a corrupt file, not something to round."""
     if not path.is_file():
+        if path.exists() or path.is_symlink():
+            _check_regular(path)
         raise BadInputError(f"{where} has no config.json; expected a directory with config.json and *.safetensors.")
     try:
         raw = json.loads(path.read_text())
-        config = ModelConfig(n_layer=int(raw["n_layer"]), n_head=int(raw["n_head"]), n_embd=int(raw["n_embd"]),
-                             n_positions=int(raw["n_positions"]), eps=float(raw.get("layer_norm_epsilon", 1e-5)))
-    except KeyError as e:
-        raise BadInputError(f"{path} lacks {e.args[0]}: it is not a GPT-2 config.json.") from None
-    except (ValueError, TypeError, AttributeError):
+    except OSError as e:
+        raise BadInputError(f"cannot read {path}: {e.strerror or e}.") from None
+    except (ValueError, RecursionError):
         raise BadInputError(f"{path} is not a readable GPT-2 config.json.") from None
-    if min(config.n_layer, config.n_head, config.n_embd, config.n_positions) < 1 or config.n_embd % config.n_head:
-        raise BadInputError(f"{path} is not a usable GPT-2 config: n_embd {config.n_embd}, n_head {config.n_head}.")
+    if not isinstance(raw, dict):
+        raise BadInputError(f"{path} is not a readable GPT-2 config.json.")
+    ints = {}
+    for field, most in CONFIG_INTS.items():
+        if field not in raw:
+            raise BadInputError(f"{path} lacks {field}: it is not a GPT-2 config.json.")
+        value = raw[field]
+        if not isinstance(value, int) or isinstance(value, bool):  # JSON true is a Python int
+            raise BadInputError(f"{path}: {field} is {_shown(value)}, expected an integer.")
+        if not 1 <= value <= most:
+            raise BadInputError(f"{path}: {field} is {_shown(value)}, expected an integer from 1 to {most}.")
+        ints[field] = value
+    eps = raw.get("layer_norm_epsilon", 1e-5)
+    # Positive, or LayerNorm divides by zero on a constant row; at most 1 (GPT-2 uses 1e-5), since an epsilon the
+    # size of the activations' variance no longer normalises them. json reads NaN and Infinity: hence isfinite.
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not (math.isfinite(eps) and 0 < eps <= 1):
+        raise BadInputError(f"{path}: layer_norm_epsilon is {_shown(eps)}, expected a number in (0, 1].")
+    config = ModelConfig(**ints, eps=float(eps))
+    if config.n_embd % config.n_head:
+        raise BadInputError(f"{path}: n_embd {config.n_embd} is not a multiple of n_head {config.n_head}.")
     return config
+
+
+def _shown(value) -> str:
+    """A config value as JSON on one short line (json.dumps escapes newlines)."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_regular(path: Path):
+    """A file we are about to open must be a regular file: a dangling link or a directory is a broken checkpoint,
+    and a FIFO would block the read forever."""
+    if path.is_file():  # follows links: a link to a real file is fine
+        return
+    if path.is_symlink() and not path.exists():
+        raise BadInputError(f"{path} is a dangling symlink (to {os.readlink(path)}).")
+    what = "a directory" if path.is_dir() else "not a regular file"
+    raise BadInputError(f"{path} is {what}, expected a safetensors file." if path.suffix == ".safetensors"
+                        else f"{path} is {what}.")
 
 
 def _index(files: list[tuple[str, Read, int | None]]) -> dict:
@@ -221,9 +287,11 @@ def _load_local(path: Path, layer: int, model: str) -> tuple[LayerWeights, Model
     shards = sorted(path.glob("*.safetensors"))
     if not shards:
         raise BadInputError(f"{where} holds no *.safetensors file.")
+    for f in shards:
+        _check_regular(f)
     index = _index([(str(f), file_reader(f), f.stat().st_size) for f in shards])
     arrays = {k: _read_checked(index, k, s, where) for k, s in _expected_shapes(config, layer).items()}
-    return _layer_weights(arrays, config, layer), ModelInfo(model, f"local {where}", False, config)
+    return _layer_weights(arrays, config, layer, where), ModelInfo(model, f"local {where}", False, config)
 
 
 class _Unreachable(BadInputError):
@@ -306,10 +374,12 @@ def _load_hub(repo: str, layer: int, cache_dir) -> tuple[LayerWeights, ModelInfo
             read = http_reader(hf_hub_url(repo, SAFETENSORS, revision=sha), name)
         with _hub_errors(repo):
             index = _index([(name, read, size)])
-            for key in missing:  # checked against config.json before they enter the cache
+            for key in missing:  # checked against config.json and for usable values before they enter the cache
                 x = _read_checked(index, key, shapes[key], name)
+                _check_values(key, x, f"{repo}@{sha}")
                 buffer = io.BytesIO()
                 np.save(buffer, x)
                 _cache_write(rev_dir / f"{key}.npy", buffer.getvalue())
     arrays = {k: np.load(rev_dir / f"{k}.npy") for k in shapes}
-    return _layer_weights(arrays, config, layer), ModelInfo(repo, f"hub {repo}@{sha} ({how})", False, config)
+    info = ModelInfo(repo, f"hub {repo}@{sha} ({how})", False, config)
+    return _layer_weights(arrays, config, layer, f"{repo}@{sha}"), info
