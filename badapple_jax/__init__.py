@@ -6,6 +6,7 @@
     v = bj.Sink().picture(a)                                        # -> [L-1, L-1] the frame token 0's sink shows
 """
 import os
+import sys
 
 # XLA's YNNPACK fusions run this optimiser's [B*T, 2 d_head] x [2 d_head, n_embd] backward matmul at
 # under half the speed of its Eigen path on x86 CPUs (benchmarks/RESULTS.md). The flag is CPU-only,
@@ -13,19 +14,29 @@ import os
 if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type=").strip()
 
-from badapple_jax.display import colourise, gray_of, normalise_display, stitch_full, to_rgb
-from badapple_jax.encoding import Full, Sink, ZScore, make_encoding
-from badapple_jax.errors import BadInputError, Interrupted
-from badapple_jax.kernel import attention, causal_softmax, head_logits, layer_norm
-from badapple_jax.loss import frame_loss, row_centred
-from badapple_jax.chunks import auto_chunk_size, compile_chunk, frame_mesh, optimize_frames
-from badapple_jax.headspace import HeadSpace, head_space, headspace_logits, lift, to_head_space
-from badapple_jax.optimize import ChunkResult, Settings, multi_start, optimize_chunk, warm_restart_cosine
-from badapple_jax.render import Job, render
-from badapple_jax.fidelity import flicker, psnr, ssim
-from badapple_jax.targets import centred_log, row_normalise, sink_target
-from badapple_jax.video import Clip, demo_clip, read_clip, write_video
-from badapple_jax.weights import HeadWeights, LayerWeights, ModelConfig, ModelInfo, load_layer, pick_head, pick_heads, random_layer
+# Ctrl-C while JAX loads (seconds) would print a KeyboardInterrupt traceback before the command line has a
+# chance to say one line: as the `badapple-jax` command (or `python -m badapple_jax`, whose package is imported
+# while argv[0] is still "-m"), exit as the command does on any interrupt. Importers get the exception as usual.
+_COMMAND = os.path.basename(sys.argv[0]) in ("badapple-jax", "-m") if sys.argv else False
+try:
+    from badapple_jax.display import colourise, gray_of, normalise_display, stitch_full, to_rgb
+    from badapple_jax.encoding import Full, Sink, ZScore, make_encoding
+    from badapple_jax.errors import BadInputError, Interrupted
+    from badapple_jax.kernel import attention, causal_softmax, head_logits, layer_norm
+    from badapple_jax.loss import frame_loss, row_centred
+    from badapple_jax.chunks import auto_chunk_size, compile_chunk, frame_mesh, optimize_frames
+    from badapple_jax.headspace import HeadSpace, head_space, headspace_logits, lift, to_head_space
+    from badapple_jax.optimize import ChunkResult, Settings, multi_start, optimize_chunk, warm_restart_cosine
+    from badapple_jax.render import Job, render
+    from badapple_jax.fidelity import flicker, psnr, ssim
+    from badapple_jax.targets import centred_log, row_normalise, sink_target
+    from badapple_jax.video import Clip, demo_clip, read_clip, write_video
+    from badapple_jax.weights import HeadWeights, LayerWeights, ModelConfig, ModelInfo, load_layer, pick_head, pick_heads, random_layer
+except KeyboardInterrupt:
+    if not _COMMAND:
+        raise
+    sys.stderr.write("badapple-jax: interrupted\n")
+    raise SystemExit(130) from None
 
 __all__ = [
     "BadInputError", "ChunkResult", "Clip", "Full", "HeadSpace", "HeadWeights", "Interrupted", "Job", "LayerWeights",

@@ -121,8 +121,8 @@ def check_backend() -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         if args.command != "plots":
             check_backend()
         if args.command == "plots":

@@ -303,3 +303,17 @@ def test_after_the_interrupted_line_a_late_signal_cannot_change_the_exit_status(
         for s, handler in previous.items():
             signal.signal(s, handler)
     assert capsys.readouterr().err.startswith("badapple-jax: interrupted: 2 of 4 frames")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.2, 0.8])  # while JAX loads, and (on a fast machine) just after
+def test_ctrl_c_while_the_command_starts_is_one_line_exit_130(delay, tmp_path):
+    import signal
+
+    process = subprocess.Popen([sys.executable, "-m", "badapple_jax", "render", "demo", "-o", str(tmp_path / "x.mp4"),
+                                "--model", "random:gpt2", *FAST], stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    err = process.communicate(timeout=120)[1]
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("badapple-jax: interrupted")
