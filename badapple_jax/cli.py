@@ -1,6 +1,7 @@
 """Command line: `badapple-jax render INPUT -o OUT.mp4`, `badapple-jax plots WORKDIR`, `badapple-jax survey INPUT`."""
 import argparse
 import dataclasses
+import importlib.metadata
 import os
 import signal
 import sys
@@ -44,6 +45,7 @@ def chunk_size(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="badapple-jax", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('badapple-jax')}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = commands.add_parser(
         "render",

@@ -105,9 +105,12 @@ def pick_heads(w: LayerWeights, heads) -> HeadWeights:
     return jax.tree.map(lambda *a: jnp.stack(a), *[pick_head(w, h) for h in heads])
 
 
-def load_layer(model: str, layer: int = 0, *, cache_dir: str | os.PathLike | None = None
+def load_layer(model: str | os.PathLike, layer: int = 0, *, cache_dir: str | os.PathLike | None = None
                ) -> tuple[LayerWeights, ModelInfo]:
-    """Weights of `layer` from `random:NAME`, a local directory or a hub repo id."""
+    """Weights of `layer` from `random:NAME`, a local directory (a str or a Path) or a hub repo id."""
+    model = os.fspath(model)
+    if not model.strip():  # Path("") would be the current directory
+        raise BadInputError("model is empty: give a hub id, a local directory or random:NAME.")
     if model.startswith("random:"):
         config = RANDOM_CONFIGS.get(model.removeprefix("random:"))
         if config is None:

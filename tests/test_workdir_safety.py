@@ -317,3 +317,17 @@ def test_ctrl_c_while_the_command_starts_is_one_line_exit_130(delay, tmp_path):
     err = process.communicate(timeout=120)[1]
     assert process.returncode == 130 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1].startswith("badapple-jax: interrupted")
+
+
+def test_an_empty_model_is_refused_and_a_path_object_is_a_model(tiny_ckpt, tmp_path, capsys):
+    from badapple_jax.weights import load_layer
+
+    assert_refused(*render(["demo", "-o", str(tmp_path / "x.mp4"), "--model", ""], capsys, tiny_ckpt),
+                   "model is empty")
+    assert load_layer(Path(tiny_ckpt))[1].config.n_embd == 64
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("badapple-jax 0.")
