@@ -149,10 +149,10 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
     with one_writer(job.work):
         try:
             return _locked(job, log, progress)
-        except OSError as err:  # our writes: a full disk, a work directory removed or made read-only meanwhile
+        except OSError as err:  # a full disk, a work directory removed or made read-only meanwhile, a file unreadable
             where = f" ({err.filename})" if err.filename else ""
             advice = ("free some space" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that")
-            raise BadInputError(f"Cannot write the render{where}: {err.strerror or err}; {advice} and run the same "
+            raise BadInputError(f"The render stopped{where}: {err.strerror or err}; {advice} and run the same "
                                 "command again to resume.") from err
 
 
