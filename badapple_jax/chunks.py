@@ -221,6 +221,7 @@ def optimize_frames(
     the program from `compile_chunk` for that chunk size. `starts` (default: every chunk) are the chunks
     to compute, e.g. those a resumed render still lacks; once `stop.asked` is true no further chunk starts."""
     mesh = mesh or frame_mesh()
+    frames = checked_frames(frames, w)
     N, T = len(frames), frames.shape[-1]
     if chunk_size is None:
         chunk_size = compiled.chunk_size if compiled else auto_chunk_size(w, T, N, settings, mesh)
@@ -255,6 +256,27 @@ def optimize_frames(
                 yield start, result
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def checked_frames(frames, w: HeadWeights) -> np.ndarray:
+    """Frames as `optimize_frames` takes them: float32 [N, T, T] in [0, 1] ([N, H, T, T] for a group of H heads);
+    uint8 frames are scaled by 1/255. Anything else is a BadInputError in the API's terms, before compiling."""
+    frames = np.asarray(frames)
+    group = w.w_q.shape[0] if w.w_q.ndim == 3 else None
+    want = f"[N, {group}, T, T] (one channel per head)" if group else "[N, T, T]"
+    if frames.ndim != (4 if group else 3) or (group and frames.shape[1] != group) or frames.shape[-1] != frames.shape[-2]:
+        hint = " (one frame: frames[None])" if frames.ndim == (3 if group else 2) else ""
+        raise BadInputError(f"frames must be {want} with square T x T frames, got shape {frames.shape}{hint}.")
+    if len(frames) == 0:
+        raise BadInputError("frames is empty: give at least one frame.")
+    if frames.dtype == np.uint8:
+        return frames.astype(np.float32) / 255
+    if not np.issubdtype(frames.dtype, np.floating):
+        raise BadInputError(f"frames must be floats in [0, 1] or uint8, got {frames.dtype}.")
+    if not (np.isfinite(frames).all() and frames.min() >= 0 and frames.max() <= 1):
+        raise BadInputError(f"frames must lie in [0, 1], got values in [{np.nanmin(frames):g}, {np.nanmax(frames):g}]"
+                            " (uint8 frames are scaled by 1/255).")
+    return frames.astype(np.float32)
 
 
 def frames_in(starts, chunk_size: int, n_frames: int) -> int:

@@ -46,7 +46,19 @@ def transformer_block(x, ln_1, attn, ln_2, mlp, *, n_head, eps):  # [T, E] -> [T
     return x + h @ mlp["c_proj"]["w"] + mlp["c_proj"]["b"]
 
 
+def check_embedding(x, w: HeadWeights) -> None:
+    """Refuse, by shape alone (so also under jit and vmap), an x that is not one [T, n_embd] sequence the model
+    has positions for: batches go through jax.vmap."""
+    E, P = w.config.n_embd, w.config.n_positions
+    if x.ndim != 2 or x.shape[1] != E:
+        raise ValueError(f"x must be one sequence of embeddings [T, n_embd={E}], got shape {tuple(x.shape)}; "
+                         "batch with jax.vmap.")
+    if not 1 <= x.shape[0] <= P:
+        raise ValueError(f"x has {x.shape[0]} tokens, the model has positions for 1..{P}.")
+
+
 def residual(x, w: HeadWeights):  # [T, E] -> [T, E]: the stream entering the target layer's ln_1
+    check_embedding(x, w)
     u = x + w.wpe[: x.shape[0]]
     for block in w.blocks:
         u = transformer_block(u, **block, n_head=w.config.n_head, eps=w.config.eps)

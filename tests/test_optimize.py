@@ -92,3 +92,36 @@ def test_precision_flags_reach_the_compiled_matmuls(head):
         seen[precision] = set(re.findall(r"operand_precision=\{(\w+),", program.compiled.as_text()))
     # fp32 asks for full float32 passes, tf32 for one reduced pass; bf16 is XLA's default (one bf16 pass on GPUs)
     assert seen == {"fp32": {"highest"}, "tf32": {"high"}, "bf16": set()}
+
+
+@pytest.mark.parametrize("frames, expected", [
+    (np.zeros((16, 16), np.float32), r"got shape \(16, 16\) \(one frame: frames\[None\]\)"),
+    (np.zeros((2, 16, 12), np.float32), "square T x T frames"),
+    (np.full((1, 16, 16), 255.0, np.float32), r"frames must lie in \[0, 1\], got values in \[255, 255\]"),
+    (np.zeros((1, 16, 16), np.int32), "floats in \\[0, 1\\] or uint8, got int32"),
+    (np.zeros((0, 16, 16), np.float32), "frames is empty"),
+], ids=["one frame without N", "not square", "0..255 floats", "int32", "none"])
+def test_frames_are_checked_in_the_apis_terms_before_compiling(head, frames, expected):
+    from badapple_jax.errors import BadInputError
+
+    with pytest.raises(BadInputError, match=expected):
+        next(optimize_frames(head, frames, Settings(steps=8, seeds=1)))
+
+
+def test_uint8_frames_are_scaled(head, frames):
+    settings = Settings(steps=8, seeds=1)
+    as_bytes = (frames[:2] * 255).round().astype(np.uint8)
+    a = run(head, as_bytes, settings, chunk_size=2)
+    b = run(head, as_bytes.astype(np.float32) / 255, settings, chunk_size=2)
+    np.testing.assert_array_equal(a.loss, b.loss)
+
+
+@pytest.mark.parametrize("shape, expected", [((2, 16, 64), r"one sequence of embeddings \[T, n_embd=64\]"),
+                                             ((16, 32), r"\[T, n_embd=64\], got shape \(16, 32\)"),
+                                             ((65, 64), "the model has positions for 1..64")])
+def test_the_kernel_names_a_misshapen_x(head, shape, expected):
+    from badapple_jax.kernel import attention, head_logits
+
+    for f in (attention, head_logits):
+        with pytest.raises(ValueError, match=expected):
+            f(np.zeros(shape, np.float32), head)
