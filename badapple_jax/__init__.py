@@ -5,8 +5,11 @@
     a = bj.attention(x, w)                                          # x [L, n_embd] -> [L, L] attention map
     v = bj.Sink().picture(a)                                        # -> [L-1, L-1] the frame token 0's sink shows
 """
+import contextlib
 import os
 import sys
+
+from badapple_jax.interrupt import deferred_interrupt
 
 # XLA's YNNPACK fusions run this optimiser's [B*T, 2 d_head] x [2 d_head, n_embd] backward matmul at
 # under half the speed of its Eigen path on x86 CPUs (benchmarks/RESULTS.md). The flag is CPU-only,
@@ -14,11 +17,12 @@ import sys
 if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type=").strip()
 
-# Ctrl-C while JAX loads (seconds) would print a KeyboardInterrupt traceback before the command line has a
-# chance to say one line: as the `badapple-jax` command (or `python -m badapple_jax`, whose package is imported
-# while argv[0] is still "-m"), exit as the command does on any interrupt. Importers get the exception as usual.
-_COMMAND = os.path.basename(sys.argv[0]) in ("badapple-jax", "-m") if sys.argv else False
-try:
+# Ctrl-C while JAX loads (seconds) would crash or print a traceback before the command line can say one line: as
+# the `badapple-jax` command (or `python -m badapple_jax`, whose package is imported while argv[0] is still "-m"),
+# SIGINT waits until the imports are done and then ends the command (interrupt.deferred_interrupt). Importers
+# get Python's usual KeyboardInterrupt.
+_COMMAND = bool(sys.argv) and os.path.basename(sys.argv[0]) in ("badapple-jax", "-m")
+with deferred_interrupt() if _COMMAND else contextlib.nullcontext():
     from badapple_jax.display import colourise, gray_of, normalise_display, stitch_full, to_rgb
     from badapple_jax.encoding import Full, Sink, ZScore, make_encoding
     from badapple_jax.errors import BadInputError, Interrupted
@@ -32,11 +36,6 @@ try:
     from badapple_jax.targets import centred_log, row_normalise, sink_target
     from badapple_jax.video import Clip, demo_clip, read_clip, write_video
     from badapple_jax.weights import HeadWeights, LayerWeights, ModelConfig, ModelInfo, load_layer, pick_head, pick_heads, random_layer
-except KeyboardInterrupt:
-    if not _COMMAND:
-        raise
-    sys.stderr.write("badapple-jax: interrupted\n")
-    raise SystemExit(130) from None
 
 __all__ = [
     "BadInputError", "ChunkResult", "Clip", "Full", "HeadSpace", "HeadWeights", "Interrupted", "Job", "LayerWeights",

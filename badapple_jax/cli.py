@@ -8,6 +8,7 @@ import sys
 
 from badapple_jax import survey
 from badapple_jax.errors import BadInputError, Interrupted
+from badapple_jax.interrupt import deferred_interrupt
 from badapple_jax.encoding import DISPLAYS, MODES
 from badapple_jax.optimize import PRECISIONS, PRESETS, SOLVERS, Settings
 from badapple_jax.plots import make_plots
@@ -126,7 +127,8 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command != "plots":
-            check_backend()
+            with deferred_interrupt():  # JAX starts its backend here
+                check_backend()
         if args.command == "plots":
             for path in make_plots(args.workdir):
                 print(path)

@@ -1,6 +1,8 @@
 """Ctrl-C and SIGTERM during a render: the first asks to stop after the chunk in hand, the second stops at once."""
 import contextlib
+import os
 import signal
+import sys
 import threading
 
 
@@ -32,3 +34,23 @@ def stop_on_signal(log):
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Hold SIGINT back while native code initialises (JAX's import, its backend): a KeyboardInterrupt raised in
+    the middle of that can crash the process with SIGSEGV and no word. A Ctrl-C that came meanwhile ends the
+    command on leaving, with one line and exit status 130."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if came:
+        sys.stderr.write("badapple-jax: interrupted\n")
+        sys.stderr.flush()
+        os._exit(130)  # no interpreter teardown: JAX's threads may be half started
