@@ -172,13 +172,17 @@ def run_chunk(program: Program, frames: np.ndarray, index: np.ndarray, seed: int
         result = jax.tree.map(lambda a, b: _scatter(a, b, retried), result, again)
     if program.space is not None:
         check_lift(result, index)
-    attention = np.where(np.isfinite(result.attention), result.attention, 0.0)  # never display a NaN
-    encoding = program.settings.encoding
+    attention, picture, psnr, ssim = shown(result.attention, frames[index], program.settings.encoding)
+    return result.replace(attention=attention, retried=retried, failed=failed, picture=picture, psnr=psnr, ssim=ssim)
+
+
+def shown(attention, targets, encoding):  # [B, (V, H,) L, L], [B, (H,) T, T] -> attention, picture, psnr [B], ssim [B]
+    """What the display shows of attention maps and how close it is to the targets: NaNs are pictured as 0
+    (never displayed), the picture is the encoding's, fidelity is taken over its region."""
+    attention = np.where(np.isfinite(attention), attention, 0.0)
     picture = encoding.picture(attention)  # [B, (H,) T, T]
     region = encoding.region(picture.shape[-1])
-    target = frames[index]
-    return result.replace(attention=attention, retried=retried, failed=failed, picture=picture,
-                          psnr=fidelity.psnr(picture, target, region), ssim=fidelity.ssim(picture, target, region))
+    return attention, picture, fidelity.psnr(picture, targets, region), fidelity.ssim(picture, targets, region)
 
 
 def _run(program: Program, frames: np.ndarray, index: np.ndarray, seed: int, mesh: Mesh, offset: int):

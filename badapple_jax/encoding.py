@@ -59,7 +59,7 @@ class ZScore:
         return centred_log(self.target(f), self.mask(f.shape[-1]))
 
     def picture(self, a) -> np.ndarray:
-        return normalise_display(a) if self.causal else normalise_display(a, self.region(a.shape[-1]))
+        return normalise_display(a, self.region(a.shape[-1]))
 
     def constants(self, T: int) -> dict:
         return {}

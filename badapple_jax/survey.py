@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from badapple_jax import fidelity
+from badapple_jax.chunks import shown
 from badapple_jax.encoding import DISPLAYS
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import head_space
@@ -76,14 +76,11 @@ def layer_results(layer_weights, frames, settings: Settings, seed: int):  # -> f
 
 
 def head_fidelity(attention, frames, encoding):  # [H, F, (2,) L, L], [F, T, T] -> psnr [H, F], ssim [H, F]
-    """What each head shows: its pictures against the frames over the encoding's region, as `run_chunk` does."""
+    """What each head shows: its pictures against the frames, as `run_chunk` measures them (`chunks.shown`)."""
     H, F = attention.shape[:2]
-    attention = np.where(np.isfinite(attention), attention, 0.0)  # never picture a NaN
-    picture = encoding.picture(attention.reshape(H * F, *attention.shape[2:]))  # [H F, T, T], head-major
-    target = np.tile(np.asarray(frames, np.float32), (H, 1, 1))
-    region = encoding.region(frames.shape[-1])
-    return (fidelity.psnr(picture, target, region).reshape(H, F),
-            fidelity.ssim(picture, target, region).reshape(H, F))
+    targets = np.tile(np.asarray(frames, np.float32), (H, 1, 1))  # head-major, as the reshaped maps
+    _, _, psnr, ssim = shown(attention.reshape(H * F, *attention.shape[2:]), targets, encoding)
+    return psnr.reshape(H, F), ssim.reshape(H, F)
 
 
 def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings, seed: int = 0) -> list[dict]:
