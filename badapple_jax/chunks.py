@@ -31,7 +31,7 @@ from badapple_jax import fidelity
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import HeadSpace, head_space
 from badapple_jax.optimize import PRECISIONS, RETRY, ChunkResult, Settings, optimize_chunk_jit
-from badapple_jax.weights import HeadWeights
+from badapple_jax.model import HeadWeights
 
 MEMORY_MARGIN = 0.7  # use at most this share of the free device memory
 MAX_AUTO_CHUNK = {"cpu": 16, "gpu": 1024}  # CPU: caches favour small chunks (benchmarks/RESULTS.md)
@@ -61,7 +61,7 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
 
     `chunk_size` must be a multiple of the mesh's device count."""
     settings.check()
-    L = settings.encoding.tokens(T)
+    L = settings.encoding(w.config.causal).tokens(T)
     if not 2 <= T or L > w.config.n_positions:
         raise BadInputError(f"--size {T} must be in 2..{w.config.n_positions - (L - T)}: the {settings.display} display "
                             f"reads {L} tokens and the model has {w.config.n_positions} positions.")
@@ -172,7 +172,8 @@ def run_chunk(program: Program, frames: np.ndarray, index: np.ndarray, seed: int
         result = jax.tree.map(lambda a, b: _scatter(a, b, retried), result, again)
     if program.space is not None:
         check_lift(result, index)
-    attention, picture, psnr, ssim = shown(result.attention, frames[index], program.settings.encoding)
+    attention, picture, psnr, ssim = shown(result.attention, frames[index],
+                                       program.settings.encoding(program.w.config.causal))
     return result.replace(attention=attention, retried=retried, failed=failed, picture=picture, psnr=psnr, ssim=ssim)
 
 

@@ -22,6 +22,8 @@ import dataclasses
 import numpy as np
 
 from badapple_jax.display import normalise_display, stitch_full
+from badapple_jax.errors import BadInputError
+from badapple_jax.layers import visible
 from badapple_jax.targets import centred_log, row_normalise, sink_target
 
 DISPLAYS = ("sink", "zscore")
@@ -30,10 +32,6 @@ MODES = ("causal", "full")
 # black level b of 0.2-0.5 gives +9 dB at 1200 steps over b = 0 (black pixels then need no extreme logit).
 SINK_Z = 2.0  # Z / T: a white pixel gets 1 / Z of its row's attention; Z > (1 + b) T keeps the sink's share positive
 SINK_BLACK = 0.3  # black level b, in display units: pixels get (f + b) / Z; the picture subtracts it again
-
-
-def visible(T: int, causal: bool) -> np.ndarray:  # -> [T, T] bool: the columns each row of a head may see
-    return np.tri(T, dtype=bool) if causal else np.ones((T, T), bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,5 +141,8 @@ class Full:
 def make_encoding(display: str = "sink", mode: str = "causal", causal: bool = True, z: float = SINK_Z,
                   black: float = SINK_BLACK) -> ZScore | Sink | Full:
     """The encoding named by the `display` and `mode` settings, for a causal or an encoder head."""
+    if mode == "full" and not causal:
+        raise BadInputError("mode full is for causal models: an encoder's head already shows the whole frame "
+                            "with one embedding.")
     inner = Sink(causal, z, black) if display == "sink" else ZScore(causal)
     return Full(inner) if mode == "full" else inner

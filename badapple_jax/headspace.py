@@ -1,6 +1,6 @@
 """Head space (SPEC section 9): optimise what the head sees, 2 d_head numbers per row, then lift to X.
 
-With u = X + wpe, LayerNorm gives h = g * n + b where n has zero mean and |n|^2 < n_embd. So
+With u = X + pos (GPT-2: wpe; BERT: pos + type[0]), LayerNorm gives h = g * n + b where n has zero mean and |n|^2 < n_embd. So
 [q k] = n M + c with M = diag(g) [W_q W_k] and c = b [W_q W_k] + [b_q b_k], and since n sums to
 zero only the column-centred Mc = M - mean_rows(M) matters. Take the thin SVD Mc = U S V^T and
 z = n U (n's coordinates in the column space of Mc): then y = [q k] - c = z S V^T, |z| <= |n|,
@@ -10,8 +10,8 @@ instead of the Cholesky factor: the same ball, rotated; no inverse, so a degener
 Rows are kept in the ball by a radial clip z = w min(1, R / |w|), R = sqrt(n_embd), which measured
 better than a smooth squash (solutions sit near the boundary) and is the projection onto the ball.
 LIFT: n = z U^T has |n| = |z|; a unit vector orthogonal to 1 and to U tops |n|^2 up to n_embd, a
-large scale makes LayerNorm's eps negligible, and X = scale * n - wpe. Only layer 0 has this
-structure: above it, ln_1 sees the residual stream after whole blocks, not X + wpe.
+large scale makes LayerNorm's eps negligible, and X = scale * n - pos. Only layer 0 has this
+structure: above it, the LayerNorm sees the stream after whole blocks, not X + pos.
 """
 import flax.struct
 import jax
@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from badapple_jax.errors import BadInputError
-from badapple_jax.weights import HeadWeights, ModelConfig
+from badapple_jax.model import HeadWeights, ModelConfig
 
-LAYER0_ONLY = ("--solver headspace works at layer 0 only (above it ln_1 reads the residual stream after whole "
-               "blocks, not X + wpe); use --solver embedding for --layer > 0.")
+LAYER0_ONLY = ("--solver headspace works at layer 0 only (above it the heads read the stream after whole "
+               "blocks, not X + pos); use --solver embedding for --layer > 0.")
 LIFT_SCALE = 100.0  # |u| per coordinate after the lift: LayerNorm's eps then changes n by ~eps / scale^2 / 2
 
 
@@ -32,7 +32,7 @@ class HeadSpace:
     SVt: jax.Array  # [2 d_head H, 2 d_head H] S V^T: z -> y = [q k] - c
     c: jax.Array  # [2 d_head H]
     e_perp: jax.Array  # [n_embd] unit vector orthogonal to 1 and to the columns of U
-    wpe: jax.Array  # [n_positions, n_embd]
+    pos: jax.Array  # [n_positions, n_embd]
     config: ModelConfig = flax.struct.field(pytree_node=False)
     heads: int = flax.struct.field(pytree_node=False, default=0)  # 0: one head; H: a group sharing z (colour)
 
@@ -49,7 +49,7 @@ def head_space(w: HeadWeights) -> HeadSpace:
     if W.shape[1] >= E:
         raise BadInputError(f"head space needs fewer than n_embd = {E} q/k columns, these heads have {W.shape[1]}; "
                             "use --solver embedding")
-    first = (lambda a: np.asarray(a[0])) if group else np.asarray  # LayerNorm and wpe: shared by the group
+    first = (lambda a: np.asarray(a[0])) if group else np.asarray  # LayerNorm and pos: shared by the group
     M = first(w.ln_g).astype(np.float64)[:, None] * W
     Mc = M - M.mean(axis=0)
     U, S, Vt = np.linalg.svd(Mc, full_matrices=False)  # [E, 2DH], [2DH], [2DH, 2DH]
@@ -64,8 +64,8 @@ def head_space(w: HeadWeights) -> HeadSpace:
     e = r - basis @ (basis.T @ r)
     e = e - basis @ (basis.T @ e)  # second pass: orthogonality to float64 rounding
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
-    wpe = w.wpe[0] if group else w.wpe
-    return HeadSpace(f32(U), f32(S[:, None] * Vt), f32(c), f32(e / np.linalg.norm(e)), wpe, w.config,
+    pos = w.pos[0] if group else w.pos
+    return HeadSpace(f32(U), f32(S[:, None] * Vt), f32(c), f32(e / np.linalg.norm(e)), pos, w.config,
                      w.w_q.shape[0] if group else 0)
 
 
@@ -89,11 +89,11 @@ def lift(p, hs: HeadSpace, scale: float = LIFT_SCALE):  # [T, 2D] -> X [T, n_emb
     n = ball(p, hs.config.n_embd) @ hs.U.T  # [T, E]; |n| = |z| but for directions a degenerate head ignores
     top_up = jnp.sqrt(jnp.maximum(hs.config.n_embd - jnp.sum(n * n, axis=-1, keepdims=True), 0.0))
     n = n + top_up * hs.e_perp  # zero mean, |n|^2 = n_embd, so LayerNorm(scale n) = n
-    return scale * n - hs.wpe[: p.shape[0]]
+    return scale * n - hs.pos[: p.shape[0]]
 
 
 def to_head_space(x, hs: HeadSpace):  # [T, n_embd] -> [T, 2D]: the z an embedding shows the head
-    u = x + hs.wpe[: x.shape[0]]
+    u = x + hs.pos[: x.shape[0]]
     u = u - jnp.mean(u, axis=-1, keepdims=True)
     n = u * jax.lax.rsqrt(jnp.mean(u * u, axis=-1, keepdims=True) + hs.config.eps)
     return n @ hs.U

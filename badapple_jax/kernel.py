@@ -1,49 +1,19 @@
-"""The display: one attention head of a frozen GPT-2 as pure JAX functions (SPEC section 3).
+"""The display: one attention head of a frozen transformer as pure JAX functions (SPEC sections 3, 13).
 
-    h = LayerNorm(u)  with  u = X + wpe[:T]  (layer 0)  or the residual stream after blocks 0..L-1
+    h = LayerNorm(u)  with  u = X + pos[:T]  (layer 0)  or the stream after blocks 0..L-1 (the family's)
     A = (h W_q + b_q)(h W_k + b_k)^T / sqrt(d_head)           # [T, T] logits
-    attention = softmax(A with -inf above the diagonal)
+    attention = softmax(A over the visible columns)           # causal: -inf above the diagonal
 
-References: picoGPT's `gpt2.py` and Hugging Face transformers' `modeling_gpt2.py` (eager attention).
-Every function takes one sequence; batch dimensions come from `jax.vmap`.
+For GPT-2, pos is wpe and the LayerNorm ln_1; for BERT, pos + type[0] and the embedding LayerNorm
+(families.py). References: picoGPT's `gpt2.py`, transformers' `modeling_gpt2.py` and `modeling_bert.py`
+(eager attention). Every function takes one sequence; batch dimensions come from `jax.vmap`.
 """
 import jax
 import jax.numpy as jnp
 
-from badapple_jax.weights import HeadWeights
-
-
-def layer_norm(x, g, b, eps):  # [..., E] -> [..., E]
-    mu = jnp.mean(x, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x - mu), axis=-1, keepdims=True)
-    return (x - mu) * jax.lax.rsqrt(var + eps) * g + b
-
-
-def gelu(x):  # GPT-2's "gelu_new": the tanh approximation
-    return 0.5 * x * (1.0 + jnp.tanh(jnp.sqrt(2.0 / jnp.pi) * (x + 0.044715 * x**3)))
-
-
-def causal_mask(T):  # -> [T, T] bool, True where j <= i
-    return jnp.tril(jnp.ones((T, T), dtype=bool))
-
-
-def causal_softmax(A):  # [..., T, T] logits -> [..., T, T] rows summing to 1 over j <= i
-    A = jnp.where(causal_mask(A.shape[-1]), A, -jnp.inf)
-    return jax.nn.softmax(A, axis=-1)
-
-
-def mha(x, c_attn, c_proj, n_head):  # [T, E] -> [T, E]: all heads of one block, as GPT-2 runs them
-    T, E = x.shape
-    q, k, v = jnp.split(x @ c_attn["w"] + c_attn["b"], 3, axis=-1)  # [T, E] each
-    q, k, v = (a.reshape(T, n_head, E // n_head).transpose(1, 0, 2) for a in (q, k, v))  # [H, T, D]
-    a = causal_softmax(q @ k.transpose(0, 2, 1) / jnp.sqrt(E // n_head))  # [H, T, T]
-    return (a @ v).transpose(1, 0, 2).reshape(T, E) @ c_proj["w"] + c_proj["b"]
-
-
-def transformer_block(x, ln_1, attn, ln_2, mlp, *, n_head, eps):  # [T, E] -> [T, E]
-    x = x + mha(layer_norm(x, ln_1["g"], ln_1["b"], eps), **attn, n_head=n_head)
-    h = gelu(layer_norm(x, ln_2["g"], ln_2["b"], eps) @ mlp["c_fc"]["w"] + mlp["c_fc"]["b"])
-    return x + h @ mlp["c_proj"]["w"] + mlp["c_proj"]["b"]
+from badapple_jax.families import FAMILIES
+from badapple_jax.layers import masked_softmax
+from badapple_jax.model import HeadWeights
 
 
 def check_embedding(x, w: HeadWeights) -> None:
@@ -57,11 +27,12 @@ def check_embedding(x, w: HeadWeights) -> None:
         raise ValueError(f"x has {x.shape[0]} tokens, the model has positions for 1..{P}.")
 
 
-def residual(x, w: HeadWeights):  # [T, E] -> [T, E]: the stream entering the target layer's ln_1
+def residual(x, w: HeadWeights):  # [T, E] -> [T, E]: the stream the target layer's LayerNorm reads
     check_embedding(x, w)
-    u = x + w.wpe[: x.shape[0]]
-    for block in w.blocks:
-        u = transformer_block(u, **block, n_head=w.config.n_head, eps=w.config.eps)
+    u = x + w.pos[: x.shape[0]]
+    block = FAMILIES[w.config.family].block
+    for params in w.blocks:
+        u = block(u, params, w.config)
     return u
 
 
@@ -90,6 +61,6 @@ def head_logits(x, w: HeadWeights):  # [T, E] -> [T, T] raw attention scores (pr
 
 
 @jax.jit
-def attention(x, w: HeadWeights):  # [T, E] -> [T, T] attention map, zero above the diagonal
-    """The head's causal attention map softmax(A masked above the diagonal) for the input `x`."""
-    return causal_softmax(head_logits(x, w))
+def attention(x, w: HeadWeights):  # [T, E] -> [T, T] attention map; a causal model's is zero above the diagonal
+    """The head's attention map softmax(A over the columns each row sees) for the input `x`."""
+    return masked_softmax(head_logits(x, w), w.config.causal)

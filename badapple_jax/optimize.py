@@ -21,9 +21,10 @@ import optax
 from badapple_jax.encoding import DISPLAYS, MODES, SINK_BLACK, SINK_Z, make_encoding
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import HeadSpace, headspace_logits, lift, to_head_space
-from badapple_jax.kernel import causal_softmax, head_logits
+from badapple_jax.kernel import head_logits
+from badapple_jax.layers import masked_softmax
 from badapple_jax.loss import frame_loss
-from badapple_jax.weights import HeadWeights
+from badapple_jax.model import HeadWeights
 
 SOLVERS = ("embedding", "headspace")
 TRANSPOSED = 1 << 30  # frame-index offset that keys the starts of a frame's transposed copy
@@ -81,10 +82,10 @@ class Settings:
             if not ok:
                 raise BadInputError(message + ".")
 
-    @property
-    def encoding(self):
-        """The encoding of frames into targets and of maps into pictures (`encoding.py`) these settings name."""
-        return make_encoding(self.display, self.mode, z=self.sink_z, black=self.sink_black)
+    def encoding(self, causal: bool):
+        """The encoding of frames into targets and of maps into pictures (`encoding.py`) these settings name,
+        for a causal model or an encoder (`ModelConfig.causal`)."""
+        return make_encoding(self.display, self.mode, causal, z=self.sink_z, black=self.sink_black)
 
     @property
     def explore(self) -> int:
@@ -224,7 +225,7 @@ def multi_start(w: HeadWeights, space: HeadSpace | None, d, mask, p0, valid, set
     per_head = head_losses(x, w, d, mask)
     space_loss = frame_losses(p, head, d, mask)
     return ChunkResult(
-        x, causal_softmax(A), space_loss if keep_best else refine_trace[-1], per_head.mean(axis=-1), per_head,
+        x, masked_softmax(A, w.config.causal), space_loss if keep_best else refine_trace[-1], per_head.mean(axis=-1), per_head,
         space_loss, seed, explore_loss.T, explore_trace.transpose(2, 0, 1), refine_trace.T,
     )
 
@@ -253,12 +254,13 @@ def initial_embeddings(seed: int, frame_index, n_seeds: int, L: int, E: int, sca
 def optimize_chunk(w: HeadWeights, space: HeadSpace | None, frames, frame_index, valid, seed,
                    settings: Settings, keep_best: bool = False) -> ChunkResult:
     """Frames [B, T, T] in [0, 1] (or [B, H, T, T]: one channel per head of a group) -> optimised
-    embeddings and attention maps (jit with static settings), encoded as `settings.encoding` says.
+    embeddings and attention maps (jit with static settings), encoded as `settings.encoding` says
+    for the head's model.
 
     An encoding with two views per frame (full mode) optimises every frame's transpose alongside it, in
     the same vmapped batch, and each field of the result gains a view axis after the frame axis: [B, 2, ...].
     `keep_best` ends every phase at its best finite parameters (the non-finite guard's retry)."""
-    encoding = settings.encoding
+    encoding = settings.encoding(w.config.causal)
     B, T, V = frames.shape[0], frames.shape[-1], encoding.views
     frames = jnp.concatenate([frames, jnp.swapaxes(frames, -1, -2)][:V])  # [V B, ...]: view-major
     frame_index = jnp.concatenate([frame_index + v * TRANSPOSED for v in range(V)])

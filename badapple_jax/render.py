@@ -23,7 +23,8 @@ from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.interrupt import stop_on_signal
 from badapple_jax.optimize import Settings
 from badapple_jax.video import BUILT_IN, FPS_RANGE, VIDEO_SUFFIXES, check_source, has_audio, read_clip, write_video
-from badapple_jax.weights import load_layer, pick_head, pick_heads
+from badapple_jax.model import pick_head, pick_heads
+from badapple_jax.weights import load_layer
 from badapple_jax.workdir import (OURS, RECORD_FIELDS, embeddings_store, finish_embeddings, finished, identity, job_key,
                                   load_chunk, one_writer, open_workdir, record_path, remove_leftovers, save_chunk)
 
@@ -163,8 +164,9 @@ def _locked(job: Job, log, progress) -> dict:
         w = pick_heads(layer_weights, job.heads)
     else:
         w = pick_head(layer_weights, job.head)
-    if job.settings.encoding.tokens(job.size) > info.config.n_positions:
-        raise BadInputError(f"--size {job.size} needs {job.settings.encoding.tokens(job.size)} positions with the "
+    encoding = job.settings.encoding(info.config.causal)
+    if encoding.tokens(job.size) > info.config.n_positions:
+        raise BadInputError(f"--size {job.size} needs {encoding.tokens(job.size)} positions with the "
                             f"{job.settings.display} display; the model has {info.config.n_positions}.")
     clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames, colour=job.color)
     frames = np.moveaxis(clip.frames, -1, 1) if job.color else clip.frames  # [N, (3,) T, T]
@@ -180,7 +182,7 @@ def _locked(job: Job, log, progress) -> dict:
 
 def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progress) -> dict:
     work, N, T, E = job.work, len(frames), job.size, info.config.n_embd
-    encoding = job.settings.encoding
+    encoding = job.settings.encoding(info.config.causal)
     full = encoding.views == 2
     mesh = frame_mesh()
     device = mesh.devices.flat[0]

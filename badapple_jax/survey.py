@@ -2,7 +2,7 @@
 
 All heads of a layer and all sample frames are optimised in ONE compiled program: `optimize_chunk`
 vmapped over the head axis. Heads are ranked by what a viewer sees: the mean PSNR of their pictures
-(`settings.encoding.picture`) against the frames over the shown region (SPEC 12), with SSIM beside it.
+(the settings' encoding's `picture`) against the frames over the shown region (SPEC 12), with SSIM beside it.
 The loss of the final embeddings through the ordinary kernel (`final_loss`) stands next to them: it
 lives in logit space and says little about the picture, but compares head-space and embedding runs.
 `badapple-jax survey INPUT` writes PREFIX.json, PREFIX.md (the ranking) and PREFIX.png (a heatmap).
@@ -29,14 +29,15 @@ from badapple_jax.headspace import head_space
 from badapple_jax.optimize import PRECISIONS, SOLVERS, Settings, optimize_chunk
 from badapple_jax.render import check_clip_options
 from badapple_jax.video import read_clip
-from badapple_jax.weights import load_layer, pick_head
+from badapple_jax.model import pick_head
+from badapple_jax.weights import load_layer
 
 TOP = 10  # rows printed
 MAX_FRAMES = 256  # sample frames: every head optimises all of them in one program
 
 
 def stack_heads(trees: list):  # H pytrees -> (one pytree, per-leaf vmap axes as a flat tuple)
-    """Stack the per-head leaves on a new axis 0. Leaves every head shares (wpe, ln_1, the blocks below)
+    """Stack the per-head leaves on a new axis 0. Leaves every head shares (pos, the LayerNorm, the blocks below)
     stay single and unbatched: stacking them would copy the blocks below a deep layer once per head."""
     def shared(*a):
         return len(a) > 1 and all(x is a[0] for x in a)
@@ -94,7 +95,7 @@ def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings
         s = settings if layer == 0 or settings.solver == "embedding" else dataclasses.replace(
             settings, solver="embedding", warm_start=False)
         loss, attention = layer_results(layer_weights, frames, s, seed)
-        psnr, ssim = head_fidelity(attention, frames, s.encoding)
+        psnr, ssim = head_fidelity(attention, frames, s.encoding(layer_weights.config.causal))
         rows += [{"layer": layer, "head": h, "solver": s.solver,
                   "mean_psnr": float(np.mean(p)), "median_psnr": float(np.median(p)), "mean_ssim": float(np.mean(q)),
                   "mean_loss": float(np.mean(l)), "median_loss": float(np.median(l)), "max_loss": float(np.max(l))}
@@ -197,7 +198,8 @@ def run(args) -> int:
         raise BadInputError(f"Output directory {prefix.parent} does not exist or is not writable.")
     _, info = load_layer(args.model, 0)  # the config: layer count and positions, before any work
     layers = parse_layers(args.layers, info.config.n_layer)
-    tokens, positions = settings.encoding.tokens(args.size), info.config.n_positions
+    encoding = settings.encoding(info.config.causal)  # refuses --mode full for an encoder
+    tokens, positions = encoding.tokens(args.size), info.config.n_positions
     if tokens > positions:
         raise BadInputError(f"--size {args.size} needs {tokens} positions with --display {args.display} but the model "
                             f"has {positions}: use --size {positions - (tokens - args.size)} or less.")
@@ -214,7 +216,7 @@ def run(args) -> int:
                f"seeds {args.seeds}, solver {solver}, display {args.display}")
     summary = {"input": clip.label, "model": info.as_dict(), "layers": layers, "frames": index.tolist(),
                "size": args.size, "fps": clip.fps, "seed": args.seed, "settings": dataclasses.asdict(settings),
-               **settings.encoding.constants(args.size),
+               **encoding.constants(args.size),
                "seconds": seconds, "rows": rows}
     paths = [prefix.with_name(prefix.name + ext) for ext in (".json", ".md", ".png")]
     write_atomic(paths[0], lambda p: p.write_text(json.dumps(summary, indent=1)))

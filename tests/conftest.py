@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny GPT-2 checkpoints written by transformers itself, never downloaded."""
+"""Shared fixtures: tiny GPT-2 and BERT checkpoints written by transformers itself, never downloaded."""
 import numpy as np
 import pytest
 
@@ -32,3 +32,33 @@ def tiny_ckpt(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+# A tiny encoder: an MLP width other than 4 n_embd and erf GELU, so the BERT block's layout is really tested.
+TINY_BERT = dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=64, intermediate_size=96,
+                 max_position_embeddings=64, initializer_range=0.2, hidden_act="gelu")
+
+
+def save_tiny_encoder(path, family="bert", seed=0):
+    """Write a random BertModel (or RobertaModel) with `save_pretrained`, biases and LayerNorms randomised."""
+    import torch
+    from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
+
+    torch.manual_seed(seed)
+    if family == "roberta":  # positions count from pad_token_id + 1 = 2: two more rows than positions
+        model = RobertaModel(RobertaConfig(**{**TINY_BERT, "max_position_embeddings": 66}, vocab_size=97,
+                                           type_vocab_size=1, pad_token_id=1), add_pooling_layer=False)
+    else:
+        model = BertModel(BertConfig(**TINY_BERT, vocab_size=97), add_pooling_layer=False)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "LayerNorm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """Directory of a tiny random BertModel (2 layers, 4 heads, hidden 64, 64 positions)."""
+    return save_tiny_encoder(tmp_path_factory.mktemp("tiny_bert"))

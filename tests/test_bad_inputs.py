@@ -242,7 +242,7 @@ def broken_checkpoint(tiny_ckpt, dst, case):
 def test_broken_local_checkpoint(case, tiny_ckpt, tmp_path, capsys):
     ckpt = broken_checkpoint(tiny_ckpt, tmp_path / "ckpt", case)
     expected = {"config.json missing": f"{ckpt} has no config.json",
-                "config.json garbage": f"{ckpt}/config.json is not a readable GPT-2 config.json."}.get(case)
+                "config.json garbage": f"{ckpt}/config.json is not a readable model config.json."}.get(case)
     before = set(os.listdir(tmp_path))
     code, err = run(["demo", "-o", str(tmp_path / "out.mp4"), "--model", str(ckpt)], capsys)
     assert_refused(code, err, expected or SAFETENSORS_EDITS[case][1])
@@ -254,7 +254,7 @@ def test_broken_local_checkpoint(case, tiny_ckpt, tmp_path, capsys):
 def test_broken_hub_checkpoint(case, tiny_ckpt, tmp_path, hub, capsys):  # noqa: F811
     hub.repos["bad/ckpt"] = broken_checkpoint(tiny_ckpt, tmp_path / "ckpt", case)
     expected = {"config.json missing": "model 'bad/ckpt' has no config.json on the hub.",
-                "config.json garbage": f"snapshots/{SHA}/config.json is not a readable GPT-2 config.json."}.get(case)
+                "config.json garbage": f"snapshots/{SHA}/config.json is not a readable model config.json."}.get(case)
     before = set(os.listdir(tmp_path))
     code, err = run(["demo", "-o", str(tmp_path / "out.mp4"), "--model", "bad/ckpt"], capsys)
     assert_refused(code, err, expected or SAFETENSORS_EDITS[case][1])
@@ -272,7 +272,7 @@ def test_broken_hub_checkpoint(case, tiny_ckpt, tmp_path, hub, capsys):  # noqa:
 
 BAD_MODELS = {
     "random:gpt9": "unknown random model 'random:gpt9': use one of random:gpt2, random:gpt2-medium, "
-                   "random:gpt2-large, random:gpt2-xl.",
+                   "random:gpt2-large, random:gpt2-xl, random:minilm, random:bert-base.",
     "bad id!/x y": "unknown model 'bad id!/x y': not a local directory and not a valid hub repo id.",
     "a/b/c": "unknown model 'a/b/c': not a local directory and not a valid hub repo id.",
     "./no/such/dir": "model './no/such/dir' is not a directory holding config.json and *.safetensors.",

@@ -96,7 +96,7 @@ CASES = {
     "n_embd not a multiple of n_head": (set_config(n_embd=66), 0,
                                         "{ckpt}/config.json: n_embd 66 is not a multiple of n_head 4."),
     "config.json a list": (replace_file("config.json", lambda p: p.write_text("[2, 4, 64]")), 0,
-                           "{ckpt}/config.json is not a readable GPT-2 config.json."),
+                           "{ckpt}/config.json is not a readable model config.json."),
     "config.json a dangling symlink": (replace_file("config.json", lambda p: p.symlink_to(p.parent / "nowhere")), 0,
                                        "{ckpt}/config.json is a dangling symlink (to {ckpt}/nowhere)."),
     "config.json a directory": (replace_file("config.json", Path.mkdir), 0, "{ckpt}/config.json is a directory."),
@@ -141,7 +141,7 @@ def test_usable_edge_cases_load(tiny_ckpt, tmp_path):
     linked = replace_file("model.safetensors", lambda p: p.symlink_to(tiny_ckpt / "model.safetensors"))
     assert load_layer(str(linked(tiny_ckpt, tmp_path / "linked")))[1].config.n_layer == 2
     w, _ = load_layer(str(set_value("h.0.attn.c_attn.weight", -MAX_WEIGHT)(tiny_ckpt, tmp_path / "big")))
-    assert float(w.c_attn_w[0, 0]) == -MAX_WEIGHT
+    assert float(w.w_qk[0, 0]) == -MAX_WEIGHT
     assert load_layer(str(set_config(layer_norm_epsilon=1)(tiny_ckpt, tmp_path / "eps1")))[1].config.eps == 1.0
     bare = set_config()(tiny_ckpt, tmp_path / "bare")
     config = json.loads((bare / "config.json").read_text())

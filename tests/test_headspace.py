@@ -9,7 +9,8 @@ from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import ball, head_space, headspace_logits, lift, to_head_space
 from badapple_jax.kernel import head_logits
 from badapple_jax.optimize import Settings
-from badapple_jax.weights import load_layer, pick_head, pick_heads
+from badapple_jax.model import pick_head, pick_heads
+from badapple_jax.weights import load_layer
 
 logits = jax.vmap(head_logits, in_axes=(0, None))
 hs_logits = jax.vmap(headspace_logits, in_axes=(0, None))

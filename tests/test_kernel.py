@@ -3,8 +3,10 @@ import jax
 import numpy as np
 import pytest
 
-from badapple_jax.kernel import attention, causal_softmax, head_logits
-from badapple_jax.weights import load_layer, pick_head
+from badapple_jax.kernel import attention, head_logits
+from badapple_jax.layers import masked_softmax
+from badapple_jax.model import pick_head
+from badapple_jax.weights import load_layer
 
 
 def hf_attentions(ckpt, x):  # [T, E] -> list over layers of [H, T, T]
@@ -33,7 +35,7 @@ def test_logits_are_the_attention_before_softmax(tiny_ckpt, rng):
     x = rng.normal(0.0, 1.0, (16, 64)).astype(np.float32)
     A = head_logits(x, w)
     assert A.shape == (16, 16)
-    np.testing.assert_allclose(causal_softmax(A), attention(x, w), atol=1e-7)
+    np.testing.assert_allclose(masked_softmax(A, True), attention(x, w), atol=1e-7)
     assert np.all(np.triu(np.asarray(attention(x, w)), 1) == 0)
 
 

@@ -5,7 +5,8 @@ import pytest
 
 from badapple_jax.chunks import compile_chunk, optimize_frames
 from badapple_jax.optimize import Settings, warm_restart_cosine
-from badapple_jax.weights import load_layer, pick_head
+from badapple_jax.model import pick_head
+from badapple_jax.weights import load_layer
 
 
 @pytest.mark.parametrize("n_steps", [375, 1125, 37])  # explore and refine phases of the default 1500 steps; a short one

@@ -7,7 +7,7 @@ from hypothesis.extra.numpy import arrays
 
 from badapple_jax.display import normalise_display
 from badapple_jax.encoding import Sink, ZScore
-from badapple_jax.kernel import causal_softmax
+from badapple_jax.layers import masked_softmax
 from badapple_jax.loss import frame_loss
 
 T = 10
@@ -26,7 +26,7 @@ def test_loss_is_invariant_to_a_per_row_constant(A, shift, frame):
 @settings(max_examples=40, deadline=None)
 @given(arrays(np.float32, (2, T, T), elements=finite))
 def test_display_frames_are_in_range_and_causal(A):
-    v = normalise_display(np.asarray(causal_softmax(A)))
+    v = normalise_display(np.asarray(masked_softmax(A, True)))
     assert np.all(np.isfinite(v)) and v.min() >= 0.0 and v.max() <= 1.0
     assert np.all(v[:, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0.0)
 
@@ -34,6 +34,6 @@ def test_display_frames_are_in_range_and_causal(A):
 @settings(max_examples=40, deadline=None)
 @given(arrays(np.float32, (2, T + 1, T + 1), elements=finite))
 def test_sink_pictures_are_in_range_and_causal(A):
-    v = Sink().picture(np.asarray(causal_softmax(A)))
+    v = Sink().picture(np.asarray(masked_softmax(A, True)))
     assert v.shape == (2, T, T) and np.all(np.isfinite(v)) and v.min() >= 0.0 and v.max() <= 1.0
     assert np.all(v[:, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0.0)

@@ -17,7 +17,8 @@ from badapple_jax.cli import main
 from badapple_jax.errors import BadInputError
 from badapple_jax.optimize import LIMITS, Settings
 from badapple_jax.render import Job, render
-from badapple_jax.weights import load_layer, pick_head
+from badapple_jax.model import pick_head
+from badapple_jax.weights import load_layer
 from badapple_jax.workdir import FORMAT, LOCK, differences
 
 # Six chunks of two frames, each about half a second on the tiny model: a signal sent when the first

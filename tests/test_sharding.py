@@ -10,14 +10,16 @@ import pytest
 
 from badapple_jax.chunks import auto_chunk_size, fit_chunk_size, frame_mesh, optimize_frames
 from badapple_jax.optimize import Settings
-from badapple_jax.weights import load_layer, pick_head
+from badapple_jax.model import pick_head
+from badapple_jax.weights import load_layer
 
 RUN = """
 import json, sys
 import jax, numpy as np
 from badapple_jax.chunks import optimize_frames
 from badapple_jax.optimize import Settings
-from badapple_jax.weights import load_layer, pick_head
+from badapple_jax.model import pick_head
+from badapple_jax.weights import load_layer
 w = pick_head(load_layer(sys.argv[1], 0)[0], 1)
 frames = np.random.default_rng(5).random((6, 16, 16)).astype(np.float32) ** 3
 out = {"devices": jax.device_count()}

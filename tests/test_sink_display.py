@@ -102,4 +102,4 @@ def test_the_readme_lines_on_the_sink(tiny_ckpt, rng):
     a = np.asarray(bj.attention(x, w))
     np.testing.assert_allclose(v, np.clip(enc.Z(T) * a[1:, 1:] - enc.black, 0, 1) * np.tri(T), atol=1e-6)
     assert np.isfinite(bj.frame_loss(bj.head_logits(x, w), d, mask))
-    assert bj.Settings().encoding == enc and bj.Settings(display="zscore").encoding == bj.ZScore()
+    assert bj.Settings().encoding(True) == enc and bj.Settings(display="zscore").encoding(True) == bj.ZScore()

@@ -13,7 +13,8 @@ from badapple_jax.loss import frame_loss
 from badapple_jax.optimize import Settings
 from badapple_jax.survey import add_parser, parse_layers, sample_frames, survey
 from badapple_jax.video import read_clip
-from badapple_jax.weights import load_layer, pick_head
+from badapple_jax.model import pick_head
+from badapple_jax.weights import load_layer
 
 from conftest import TINY
 from test_weights import rewrite
@@ -60,7 +61,7 @@ def test_dead_head_ranks_last(surveys, frames, name):
     layer0 = [r for r in surveys[name] if r["layer"] == 0]
     dead, others = layer0[-1], layer0[:-1]
     assert dead["head"] == DEAD
-    encoding = settings.encoding
+    encoding = settings.encoding(True)
     d = encoding.desired(frames)
     zero_loss = frame_loss(np.zeros_like(d), d, encoding.mask(frames.shape[-1]))
     np.testing.assert_allclose(dead["mean_loss"], np.mean(zero_loss), rtol=1e-5)
@@ -132,7 +133,7 @@ def test_cli(tiny_ckpt, tmp_path, capsys):
     table = (tmp_path / "s.md").read_text().splitlines()
     assert table[2] == ("| rank | layer | head | mean PSNR | median PSNR | mean SSIM | mean loss | median loss | "
                         "max loss |") and len(table) == 4 + TINY["n_head"]
-    assert summary["settings"]["display"] == "sink" and summary["sink_z"] == Settings().encoding.constants(16)["sink_z"]
+    assert summary["settings"]["display"] == "sink" and summary["sink_z"] == Settings().encoding(True).constants(16)["sink_z"]
     psnr = [float(line.split("|")[4]) for line in table[4:]]
     assert psnr == sorted(psnr, reverse=True)
     png = iio.imread(tmp_path / "s.png")

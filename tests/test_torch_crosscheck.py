@@ -5,7 +5,8 @@ import pytest
 
 from badapple_jax.encoding import ZScore
 from badapple_jax.optimize import Settings, multi_start
-from badapple_jax.weights import load_layer, pick_head
+from badapple_jax.model import pick_head
+from badapple_jax.weights import load_layer
 
 torch = pytest.importorskip("torch")
 from benchmarks import torch_baseline  # noqa: E402

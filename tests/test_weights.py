@@ -18,7 +18,9 @@ from safetensors.numpy import load_file, save_file
 
 from badapple_jax.errors import BadInputError
 from badapple_jax.safetensors_range import file_reader, read_header, read_tensor
-from badapple_jax.weights import RANDOM_CONFIGS, load_layer, pick_head, random_layer
+from badapple_jax.families import RANDOM
+from badapple_jax.model import pick_head
+from badapple_jax.weights import load_layer, random_layer
 
 from conftest import TINY
 
@@ -53,11 +55,11 @@ def rewrite(src, dst, edit=lambda t: t, shards=1, dtype=None):
 def assert_layer_equal(w, ref):
     """LayerWeights `w` against a dict of checkpoint tensors `ref` (HF names)."""
     L = len(w.blocks)
-    np.testing.assert_array_equal(w.wpe, ref["wpe.weight"])
+    np.testing.assert_array_equal(w.pos, ref["wpe.weight"])
     np.testing.assert_array_equal(w.ln_g, ref[f"h.{L}.ln_1.weight"])
     np.testing.assert_array_equal(w.ln_b, ref[f"h.{L}.ln_1.bias"])
-    np.testing.assert_array_equal(w.c_attn_w, ref[f"h.{L}.attn.c_attn.weight"])
-    np.testing.assert_array_equal(w.c_attn_b, ref[f"h.{L}.attn.c_attn.bias"])
+    np.testing.assert_array_equal(w.w_qk, ref[f"h.{L}.attn.c_attn.weight"][:, :2 * E])  # Q and K, not V
+    np.testing.assert_array_equal(w.b_qk, ref[f"h.{L}.attn.c_attn.bias"][:2 * E])
     for i, block in enumerate(w.blocks):
         for path, x in jax.tree_util.tree_leaves_with_path(block):
             names = [p.key for p in path]
@@ -159,28 +161,27 @@ def test_directory_errors(tiny_ckpt, tmp_path):
 
 def test_random_gpt2_xl_layer0():
     w, info = load_layer("random:gpt2-xl")
-    assert info.is_random and "RANDOM" in info.source and info.config == RANDOM_CONFIGS["gpt2-xl"]
-    assert (w.wpe.shape, w.ln_g.shape, w.c_attn_w.shape, w.c_attn_b.shape) == ((1024, 1600), (1600,), (1600, 4800),
-                                                                               (4800,))
+    assert info.is_random and "RANDOM" in info.source and info.config == RANDOM["gpt2-xl"]
+    assert (w.pos.shape, w.ln_g.shape, w.w_qk.shape, w.b_qk.shape) == ((1024, 1600), (1600,), (1600, 3200), (3200,))
     assert all(x.dtype == np.float32 for x in jax.tree_util.tree_leaves(w)) and w.blocks == ()
     assert pick_head(w, 24).w_k.shape == (1600, 64)
     again, _ = load_layer("random:gpt2-xl")
     for a, b in zip(jax.tree_util.tree_leaves(w), jax.tree_util.tree_leaves(again)):
         np.testing.assert_array_equal(a, b)
-    assert 0.01 < float(w.wpe.std()) < 0.03 and 0.05 < float(w.ln_g.std()) < 0.2 and float(w.ln_b.std()) > 0
+    assert 0.01 < float(w.pos.std()) < 0.03 and 0.05 < float(w.ln_g.std()) < 0.2 and float(w.ln_b.std()) > 0
 
 
 def test_random_gpt2_deeper_layer_shares_tensors():
-    w2 = random_layer(RANDOM_CONFIGS["gpt2"], 2)
+    w2 = random_layer(RANDOM["gpt2"], 2)
     assert len(w2.blocks) == 2 and w2.blocks[1]["mlp"]["c_fc"]["w"].shape == (768, 3072)
-    w0 = random_layer(RANDOM_CONFIGS["gpt2"], 0)
-    np.testing.assert_array_equal(w0.wpe, w2.wpe)
-    np.testing.assert_array_equal(w0.c_attn_w, w2.blocks[0]["attn"]["c_attn"]["w"])
-    assert not np.array_equal(random_layer(RANDOM_CONFIGS["gpt2"], 0, seed=1).wpe, w0.wpe)
+    w0 = random_layer(RANDOM["gpt2"], 0)
+    np.testing.assert_array_equal(w0.pos, w2.pos)
+    np.testing.assert_array_equal(w0.w_qk, w2.blocks[0]["attn"]["c_attn"]["w"][:, :1536])
+    assert not np.array_equal(random_layer(RANDOM["gpt2"], 0, seed=1).pos, w0.pos)
 
 
 def test_random_errors():
-    with pytest.raises(BadInputError, match="random:gpt2, random:gpt2-medium, random:gpt2-large, random:gpt2-xl"):
+    with pytest.raises(BadInputError, match="random:gpt2, random:gpt2-medium, random:gpt2-large, random:gpt2-xl, random:minilm, random:bert-base"):
         load_layer("random:gpt3")
     with pytest.raises(BadInputError, match="layer 48 is out of range.*n_layer 48"):
         load_layer("random:gpt2-xl", 48)

@@ -14,7 +14,7 @@ import pytest
 
 from badapple_jax import Settings, demo_clip, optimize_frames, pick_head, pick_heads, random_layer
 from badapple_jax.display import to_rgb
-from badapple_jax.weights import ModelConfig
+from badapple_jax.model import ModelConfig
 
 GOLDEN = Path(__file__).parent / "data" / "zscore_golden.npz"
 MADE_ON = "AMD EPYC, jax 0.10.2"
@@ -39,7 +39,7 @@ def run_case(name: str) -> dict:
     frames = np.moveaxis(frames, -1, 1) if colour else frames
     results = [r for _, r in optimize_frames(w, frames, settings, seed=5, chunk_size=4, progress=False)]
     r = jax.tree.map(lambda *a: np.concatenate(a), *results)
-    rgb = to_rgb(settings.encoding.picture(r.attention), colour)
+    rgb = to_rgb(settings.encoding(True).picture(r.attention), colour)
     return {"rgb": rgb, "loss": r.loss, "final_loss": r.final_loss}
 
 

@@ -1,0 +1,151 @@
+"""A model as the pipeline sees it: its configuration, one layer's attention inputs, one head.
+
+A model family (`families.py`: GPT-2, BERT) turns its checkpoint into these plain arrays; the kernel,
+head space, encodings and the render read only them, so none of them knows which family it runs.
+"""
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from badapple_jax.errors import BadInputError
+from badapple_jax.layers import ACTIVATIONS
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    n_layer: int
+    n_head: int
+    n_embd: int
+    n_positions: int  # rows of the position embedding
+    eps: float  # LayerNorm epsilon
+    family: str = "gpt2"  # config.json's model_type: the module that knows the keys and the block (families.py)
+    causal: bool = True  # a decoder's row i sees columns j <= i; an encoder's every column
+    n_inner: int = 0  # MLP width of a block; 0 means 4 n_embd
+    act: str = "gelu_new"  # the MLP's activation, as config.json names it (layers.ACTIVATIONS)
+    n_types: int = 0  # rows of BERT's token-type embedding (type 0 is added to every position); 0 for GPT-2
+
+    @property
+    def d_head(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def d_mlp(self) -> int:
+        return self.n_inner or 4 * self.n_embd
+
+
+@flax.struct.dataclass
+class LayerWeights:
+    pos: jax.Array  # [n_positions, n_embd] added to X before the first LayerNorm (GPT-2: wpe; BERT: pos + type 0)
+    ln_g: jax.Array  # [n_embd]  the LayerNorm the target layer's attention reads through
+    ln_b: jax.Array  # [n_embd]
+    w_qk: jax.Array  # [n_embd, 2 n_embd]  every head's query columns, then every head's key columns: x @ W
+    b_qk: jax.Array  # [2 n_embd]
+    blocks: tuple  # the blocks below the target layer, as the family's `block` takes them
+    config: ModelConfig = flax.struct.field(pytree_node=False)
+
+
+@flax.struct.dataclass
+class HeadWeights:
+    pos: jax.Array  # [n_positions, n_embd]
+    ln_g: jax.Array  # [n_embd]
+    ln_b: jax.Array  # [n_embd]
+    w_q: jax.Array  # [n_embd, d_head]
+    b_q: jax.Array  # [d_head]
+    w_k: jax.Array  # [n_embd, d_head]
+    b_k: jax.Array  # [d_head]
+    blocks: tuple
+    config: ModelConfig = flax.struct.field(pytree_node=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    name: str  # as the model was named (--model)
+    source: str  # one readable line: where the weights came from
+    is_random: bool
+    config: ModelConfig
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """What loading and running one model family takes; `families.py` lists them by config.json's model_type."""
+
+    config: Callable[[dict, Path], ModelConfig]  # config.json's fields -> ModelConfig, each checked
+    shapes: Callable[[ModelConfig, int], dict]  # checkpoint key -> shape, for all that layer L's heads read
+    layer: Callable[[dict, ModelConfig, int], LayerWeights]  # those arrays -> LayerWeights of layer L
+    block: Callable  # (u [T, E], params, config) -> u [T, E]: one block below the target layer
+    init: Callable  # (key, x ~ N(0, 1), config) -> a random weight of that key, for `random:` models
+    prefixes: tuple = ()  # key prefixes a file may add ("transformer.", "bert.")
+    random: dict = dataclasses.field(default_factory=dict)  # random:NAME -> ModelConfig
+
+
+def pick_head(w: LayerWeights, head: int) -> HeadWeights:
+    """Head `head`'s query and key columns of the layer's w_qk."""
+    c = w.config
+    if not 0 <= head < c.n_head:
+        raise BadInputError(f"head {head} is out of range: the model has n_head {c.n_head} (valid 0..{c.n_head - 1}).")
+    d, E = c.d_head, c.n_embd
+    q, k = slice(head * d, (head + 1) * d), slice(E + head * d, E + (head + 1) * d)
+    return HeadWeights(pos=w.pos, ln_g=w.ln_g, ln_b=w.ln_b, w_q=w.w_qk[:, q], b_q=w.b_qk[q],
+                       w_k=w.w_qk[:, k], b_k=w.b_qk[k], blocks=w.blocks, config=c)
+
+
+def pick_heads(w: LayerWeights, heads) -> HeadWeights:
+    """Several heads stacked on a leading axis of every array: a group one embedding drives (colour)."""
+    return jax.tree.map(lambda *a: jnp.stack(a), *[pick_head(w, h) for h in heads])
+
+
+# Bounds far beyond any real model (gpt2-xl: 48 layers, n_embd 1600, 1024 positions) yet small enough that a
+# corrupt config.json is refused here rather than by an out-of-memory error or a loop over a billion layers.
+LIMITS = {"n_layer": 1000, "n_head": 65536, "n_embd": 65536, "n_positions": 1 << 20, "n_inner": 1 << 20,
+          "n_types": 1 << 16}
+
+
+def shown(value) -> str:
+    """A config value as JSON on one short line (json.dumps escapes newlines)."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def read_config(raw: dict, path: Path, names: dict, *, eps: tuple, act: tuple, optional=(), **fixed) -> ModelConfig:
+    """A ModelConfig from config.json's fields, each checked: `names` maps a JSON name to a ModelConfig field,
+    those in `optional` may be absent or null (the field's default); `eps` and `act` are (JSON name, default).
+    A float or a string where an integer belongs is a corrupt file, not something to round."""
+    ints = {}
+    for name, field in names.items():
+        if name in optional and raw.get(name) is None:
+            continue
+        if name not in raw:
+            raise BadInputError(f"{path} lacks {name}: it is not a {fixed['family']} config.json.")
+        value = raw[name]
+        if not isinstance(value, int) or isinstance(value, bool):  # JSON true is a Python int
+            raise BadInputError(f"{path}: {name} is {shown(value)}, expected an integer.")
+        if not 1 <= value <= LIMITS[field]:
+            raise BadInputError(f"{path}: {name} is {shown(value)}, expected an integer from 1 to {LIMITS[field]}.")
+        ints[field] = value
+    eps_value = raw.get(eps[0], eps[1])
+    # Positive, or LayerNorm divides by zero on a constant row; at most 1 (GPT-2 uses 1e-5), since an epsilon the
+    # size of the activations' variance no longer normalises them. json reads NaN and Infinity: hence isfinite.
+    if (not isinstance(eps_value, (int, float)) or isinstance(eps_value, bool)
+            or not (math.isfinite(eps_value) and 0 < eps_value <= 1)):
+        raise BadInputError(f"{path}: {eps[0]} is {shown(eps_value)}, expected a number in (0, 1].")
+    act_value = raw.get(act[0], act[1])
+    if act_value not in ACTIVATIONS:
+        raise BadInputError(f"{path}: {act[0]} is {shown(act_value)}; supported: {', '.join(ACTIVATIONS)}.")
+    config = ModelConfig(**ints, eps=float(eps_value), act=act_value, **fixed)
+    if config.n_embd % config.n_head:
+        raise BadInputError(f"{path}: {_name(names, 'n_embd')} {config.n_embd} is not a multiple of "
+                            f"{_name(names, 'n_head')} {config.n_head}.")
+    return config
+
+
+def _name(names: dict, field: str) -> str:  # the JSON name of a ModelConfig field
+    return next(k for k, v in names.items() if v == field)
