@@ -14,10 +14,16 @@ def save_tiny_gpt2(path, seed=0, **overrides):
 
     torch.manual_seed(seed)
     config = GPT2Config(**{**TINY, **overrides}, vocab_size=97, bos_token_id=0, eos_token_id=0)
-    model = GPT2Model(config)
-    with torch.no_grad():  # HF zero-inits biases and unit-inits LayerNorms: randomise so every term is tested
+    return save_randomised(GPT2Model(config), path, lambda name: ".ln_" in name or name.startswith("ln_f"))
+
+
+def save_randomised(model, path, is_norm):
+    """HF zero-inits biases and unit-inits LayerNorms: randomise them so every term is tested, then save."""
+    import torch
+
+    with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("bias") or ".ln_" in name or name.startswith("ln_f"):
+            if name.endswith("bias") or is_norm(name):
                 p.add_(0.1 * torch.randn_like(p))
     model.save_pretrained(path, safe_serialization=True)
     return path
@@ -50,12 +56,7 @@ def save_tiny_encoder(path, family="bert", seed=0):
                                            type_vocab_size=1, pad_token_id=1), add_pooling_layer=False)
     else:
         model = BertModel(BertConfig(**TINY_BERT, vocab_size=97), add_pooling_layer=False)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "LayerNorm" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    model.save_pretrained(path, safe_serialization=True)
-    return path
+    return save_randomised(model, path, lambda name: "LayerNorm" in name)
 
 
 @pytest.fixture(scope="session")
