@@ -26,7 +26,7 @@ with deferred_interrupt() if _COMMAND else contextlib.nullcontext():
     from badapple_jax.display import colourise, gray_of, normalise_display, stitch_full, to_rgb
     from badapple_jax.encoding import Full, Sink, ZScore, make_encoding
     from badapple_jax.errors import BadInputError, Interrupted
-    from badapple_jax.kernel import attention, head_logits
+    from badapple_jax.kernel import attention, head_logits, layer_attention
     from badapple_jax.layers import layer_norm, masked_softmax
     from badapple_jax.loss import frame_loss, row_centred
     from badapple_jax.chunks import auto_chunk_size, compile_chunk, frame_mesh, optimize_frames
@@ -37,14 +37,16 @@ with deferred_interrupt() if _COMMAND else contextlib.nullcontext():
     from badapple_jax.targets import centred_log, row_normalise, sink_target
     from badapple_jax.video import Clip, demo_clip, read_clip, write_video
     from badapple_jax.model import HeadWeights, LayerWeights, ModelConfig, ModelInfo, pick_head, pick_heads
-    from badapple_jax.weights import load_layer, random_layer
+    from badapple_jax.weights import (export_checkpoint, layer_from_state_dict, layer_from_transformers, load_layer,
+                                      random_layer)
 
 __all__ = [
-    "BadInputError", "ChunkResult", "Clip", "Full", "HeadSpace", "HeadWeights", "Interrupted", "Job", "LayerWeights",
-    "ModelConfig", "ModelInfo", "Settings", "Sink", "ZScore", "attention", "auto_chunk_size", 
-    "centred_log", "colourise", "compile_chunk", "demo_clip", "flicker", "frame_loss", "frame_mesh", "gray_of",
-    "head_logits", "head_space", "headspace_logits", "layer_norm", "lift", "load_layer", "make_encoding", "masked_softmax",
-    "multi_start", "normalise_display", "optimize_chunk", "optimize_frames", "pick_head", "pick_heads", "psnr",
-    "random_layer", "read_clip", "render", "row_centred", "row_normalise", "sink_target", "ssim", "stitch_full",
-    "to_head_space", "to_rgb", "warm_restart_cosine", "write_video"
+    "BadInputError", "ChunkResult", "Clip", "Full", "HeadSpace", "HeadWeights", "Interrupted", "Job",
+    "LayerWeights", "ModelConfig", "ModelInfo", "Settings", "Sink", "ZScore", "attention", "auto_chunk_size",
+    "centred_log", "colourise", "compile_chunk", "demo_clip", "export_checkpoint", "flicker", "frame_loss",
+    "frame_mesh", "gray_of", "head_logits", "head_space", "headspace_logits", "layer_attention",
+    "layer_from_state_dict", "layer_from_transformers", "layer_norm", "lift", "load_layer", "make_encoding",
+    "masked_softmax", "multi_start", "normalise_display", "optimize_chunk", "optimize_frames", "pick_head",
+    "pick_heads", "psnr", "random_layer", "read_clip", "render", "row_centred", "row_normalise", "sink_target",
+    "ssim", "stitch_full", "to_head_space", "to_rgb", "warm_restart_cosine", "write_video"
 ]

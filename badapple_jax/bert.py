@@ -67,6 +67,20 @@ def shapes(c: ModelConfig, layer: int) -> dict[str, tuple[int, ...]]:
     return out | {p + "query.weight": (E, E), p + "query.bias": (E,), p + "key.weight": (E, E), p + "key.bias": (E,)}
 
 
+def checkpoint(c: ModelConfig, n_layer: int) -> tuple[dict, dict]:
+    """Every key of a BertModel (RobertaModel) with `n_layer` layers, pooler included, and its config.json. The
+    vocabulary holds only the padding token: the display feeds embeddings (inputs_embeds), never token ids."""
+    E, I, pad = c.n_embd, c.d_mlp, offset(c) // 2  # RoBERTa pads with token 1, BERT with 0
+    keys = {k: v for k, v in shapes(c, n_layer).items() if not k.startswith(f"encoder.layer.{n_layer}.")}
+    keys |= {"embeddings.word_embeddings.weight": (pad + 1, E), "pooler.dense.weight": (E, E), "pooler.dense.bias": (E,)}
+    config = {"model_type": c.family, "architectures": ["RobertaModel" if c.family == "roberta" else "BertModel"],
+              "num_hidden_layers": n_layer, "num_attention_heads": c.n_head, "hidden_size": E,
+              "intermediate_size": I, "max_position_embeddings": offset(c) + c.n_positions,
+              "type_vocab_size": c.n_types, "layer_norm_eps": c.eps, "hidden_act": c.act,
+              "position_embedding_type": "absolute", "vocab_size": pad + 1, "pad_token_id": pad}
+    return keys, config
+
+
 def layer(a: dict, c: ModelConfig, L: int) -> LayerWeights:
     ln = lambda name: {"g": a[name + ".weight"], "b": a[name + ".bias"]}  # noqa: E731
     lin = lambda name: {"w": a[name + ".weight"].T, "b": a[name + ".bias"]}  # noqa: E731
@@ -101,8 +115,8 @@ def init(key: str, x, c: ModelConfig):
 
 
 FAMILIES = {
-    "bert": Family(config=config_of("bert"), shapes=shapes, layer=layer, block=block, init=init, prefixes=("bert.",),
-                   random=RANDOM),
+    "bert": Family(config=config_of("bert"), shapes=shapes, layer=layer, block=block, init=init,
+                   checkpoint=checkpoint, prefixes=("bert.",), random=RANDOM),
     "roberta": Family(config=config_of("roberta"), shapes=shapes, layer=layer, block=block, init=init,
-                      prefixes=("roberta.",)),
+                      checkpoint=checkpoint, prefixes=("roberta.",)),
 }

@@ -1,4 +1,4 @@
-"""Command line: `badapple-jax render INPUT -o OUT.mp4`, `badapple-jax plots WORKDIR`, `badapple-jax survey INPUT`."""
+"""Command line: `badapple-jax render INPUT -o OUT.mp4`, `plots WORKDIR`, `survey INPUT`, `export random:NAME -o DIR`."""
 import argparse
 import dataclasses
 import importlib.metadata
@@ -13,6 +13,7 @@ from badapple_jax.encoding import DISPLAYS, MODES
 from badapple_jax.optimize import PRECISIONS, PRESETS, SOLVERS, Settings
 from badapple_jax.plots import make_plots
 from badapple_jax.render import Job, render
+from badapple_jax.weights import export_checkpoint
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -106,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
                                               "frames of a finished render, as PNGs in its work directory")
     plots.add_argument("workdir", help="the work directory of a finished render")
     survey.add_parser(commands)
+    export = commands.add_parser("export", help="write random:NAME weights as a transformers checkpoint (config.json "
+                                                "+ model.safetensors), to check a render with another implementation")
+    export.add_argument("model", help="random:NAME, e.g. random:gpt2-xl")
+    export.add_argument("-o", "--output", required=True, help="a new directory")
+    export.add_argument("--layer", type=int, default=0, help="the render's --layer: blocks 0..LAYER are written")
     return parser
 
 
@@ -135,6 +141,9 @@ def main(argv=None) -> int:
             return 0
         if args.command == "survey":
             return args.func(args)
+        if args.command == "export":
+            print(export_checkpoint(args.model, args.output, args.layer))
+            return 0
         return run_render(args)
     except BadInputError as err:
         print(f"badapple-jax: error: {err}", file=sys.stderr)

@@ -41,6 +41,19 @@ def shapes(c: ModelConfig, layer: int) -> dict[str, tuple[int, ...]]:
                   f"h.{layer}.attn.c_attn.weight": (E, 3 * E), f"h.{layer}.attn.c_attn.bias": (3 * E,)}
 
 
+def checkpoint(c: ModelConfig, n_layer: int) -> tuple[dict, dict]:
+    """Every key of a GPT2Model with `n_layer` blocks, and its config.json. The vocabulary is one token:
+    the display feeds embeddings (inputs_embeds), never token ids."""
+    E, I = c.n_embd, c.d_mlp
+    keys = shapes(c, n_layer) | {"wte.weight": (1, E), "ln_f.weight": (E,), "ln_f.bias": (E,)}
+    for name in ("h.{L}.ln_1.weight", "h.{L}.ln_1.bias", "h.{L}.attn.c_attn.weight", "h.{L}.attn.c_attn.bias"):
+        del keys[name.format(L=n_layer)]  # shapes(c, n_layer) ends with block n_layer's attention inputs
+    config = {"model_type": "gpt2", "architectures": ["GPT2Model"], "n_layer": n_layer, "n_head": c.n_head,
+              "n_embd": E, "n_positions": c.n_positions, "n_inner": I, "layer_norm_epsilon": c.eps,
+              "activation_function": c.act, "vocab_size": 1, "bos_token_id": 0, "eos_token_id": 0}
+    return keys, config
+
+
 def layer(a: dict, c: ModelConfig, L: int) -> LayerWeights:
     """c_attn holds Q, K and V blocks of n_embd columns: the heads need the first two."""
     E = c.n_embd
@@ -73,5 +86,5 @@ def init(key: str, x, c: ModelConfig):
     return 0.02 * x
 
 
-FAMILY = Family(config=config, shapes=shapes, layer=layer, block=block, init=init, prefixes=("transformer.",),
-                random=RANDOM)
+FAMILY = Family(config=config, shapes=shapes, layer=layer, block=block, init=init, checkpoint=checkpoint,
+                prefixes=("transformer.",), random=RANDOM)

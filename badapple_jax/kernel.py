@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 
 from badapple_jax.families import FAMILIES
-from badapple_jax.layers import masked_softmax
-from badapple_jax.model import HeadWeights
+from badapple_jax.layers import layer_norm, masked_softmax
+from badapple_jax.model import HeadWeights, LayerWeights
 
 
-def check_embedding(x, w: HeadWeights) -> None:
+def check_embedding(x, w: HeadWeights | LayerWeights) -> None:
     """Refuse, by shape alone (so also under jit and vmap), an x that is not one [T, n_embd] sequence the model
     has positions for: batches go through jax.vmap."""
     E, P = w.config.n_embd, w.config.n_positions
@@ -27,7 +27,7 @@ def check_embedding(x, w: HeadWeights) -> None:
         raise ValueError(f"x has {x.shape[0]} tokens, the model has positions for 1..{P}.")
 
 
-def residual(x, w: HeadWeights):  # [T, E] -> [T, E]: the stream the target layer's LayerNorm reads
+def residual(x, w: HeadWeights | LayerWeights):  # [T, E] -> [T, E]: the stream the target layer's LayerNorm reads
     check_embedding(x, w)
     u = x + w.pos[: x.shape[0]]
     block = FAMILIES[w.config.family].block
@@ -64,3 +64,13 @@ def head_logits(x, w: HeadWeights):  # [T, E] -> [T, T] raw attention scores (pr
 def attention(x, w: HeadWeights):  # [T, E] -> [T, T] attention map; a causal model's is zero above the diagonal
     """The head's attention map softmax(A over the columns each row sees) for the input `x`."""
     return masked_softmax(head_logits(x, w), w.config.causal)
+
+
+@jax.jit
+def layer_attention(x, w: LayerWeights):  # [T, E] -> [H, T, T]: every head of the layer, as output_attentions
+    """All heads' attention maps at once, from one pass through the blocks below (transformers' layout)."""
+    c = w.config
+    h = layer_norm(residual(x, w), w.ln_g, w.ln_b, c.eps)  # [T, E]
+    q, k = jnp.split(h @ w.w_qk + w.b_qk, 2, axis=-1)  # [T, E] each: head-major columns
+    q, k = (a.reshape(a.shape[0], c.n_head, c.d_head).transpose(1, 0, 2) for a in (q, k))  # [H, T, D]
+    return masked_softmax(q @ k.transpose(0, 2, 1) / jnp.sqrt(c.d_head), c.causal)

@@ -83,6 +83,7 @@ class Family:
     layer: Callable[[dict, ModelConfig, int], LayerWeights]  # those arrays -> LayerWeights of layer L
     block: Callable  # (u [T, E], params, config) -> u [T, E]: one block below the target layer
     init: Callable  # (key, x ~ N(0, 1), config) -> a random weight of that key, for `random:` models
+    checkpoint: Callable  # (config, n_layer) -> (key -> shape of a whole n_layer model, its config.json) for export
     prefixes: tuple = ()  # key prefixes a file may add ("transformer.", "bert.")
     random: dict = dataclasses.field(default_factory=dict)  # random:NAME -> ModelConfig
 

@@ -75,14 +75,69 @@ def minilm_dir() -> Path:
 def random_layer(config: ModelConfig, layer: int = 0, seed: int = 0) -> LayerWeights:
     """Random weights of the family's shape and initialisation."""
     _check_layer(config, layer, "the random model")
-    family = FAMILIES[config.family]
-
-    def tensor(key, shape):  # own stream per (seed, key): a tensor does not depend on which layer is asked
-        x = np.random.default_rng([seed, zlib.crc32(key.encode())]).standard_normal(shape, dtype=np.float32)
-        return family.init(key, x, config).astype(np.float32)
-
-    arrays = {k: tensor(k, s) for k, s in family.shapes(config, layer).items()}
+    arrays = {k: _random_tensor(config, k, s, seed) for k, s in FAMILIES[config.family].shapes(config, layer).items()}
     return _layer_weights(arrays, config, layer, "the random model")
+
+
+def _random_tensor(config: ModelConfig, key: str, shape: tuple, seed: int) -> np.ndarray:
+    """Own stream per (seed, key): a tensor does not depend on which layer is asked, nor on an export."""
+    x = np.random.default_rng([seed, zlib.crc32(key.encode())]).standard_normal(shape, dtype=np.float32)
+    return FAMILIES[config.family].init(key, x, config).astype(np.float32)
+
+
+def export_checkpoint(model: str, out: str | os.PathLike, layer: int = 0) -> Path:
+    """Write `random:NAME` as a transformers checkpoint (config.json + model.safetensors) of blocks 0..`layer`:
+    `AutoModel.from_pretrained(out)` then computes the same attention at `layer` as `load_layer(model, layer)`.
+    Trained models are checkpoints already: load their directory or hub id with transformers."""
+    from safetensors.numpy import save
+
+    if not str(model).startswith("random:"):
+        where = minilm_dir() if model == MINILM else model
+        raise BadInputError(f"model '{model}' is a transformers checkpoint already: load {where} with "
+                            "AutoModel.from_pretrained; export writes random:NAME models.")
+    _, info = load_layer(model, 0)
+    _check_layer(info.config, layer, "the random model")
+    out = Path(out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInputError(f"{out} exists and is not an empty directory; export writes a new checkpoint directory.")
+    shapes, config = FAMILIES[info.config.family].checkpoint(info.config, layer + 1)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: _random_tensor(info.config, k, s, 0) for k, s in shapes.items()}
+    write_atomic(out / SAFETENSORS, save(tensors, metadata={"format": "pt"}))
+    write_atomic(out / "config.json", json.dumps(config, indent=1).encode())
+    return out
+
+
+def layer_from_state_dict(state, config: dict, layer: int = 0, name: str = "state dict"
+                          ) -> tuple[LayerWeights, ModelInfo]:
+    """Weights of `layer` from a checkpoint already in memory: `state` maps its keys (with or without the family's
+    prefix) to arrays or torch tensors, `config` is its config.json as a dict (`model.config.to_dict()`)."""
+    raw = dict(config)
+    c = family_of(raw, name).config(raw, name)
+    _check_layer(c, layer, name)
+    family = FAMILIES[c.family]
+    index = {}
+    for key, value in state.items():
+        for prefix in family.prefixes:
+            key = key.removeprefix(prefix)
+        index.setdefault(key, value)
+    arrays = {}
+    for key, shape in family.shapes(c, layer).items():
+        if key not in index:
+            raise BadInputError(f"{name} lacks {key}.")
+        value = index[key]
+        x = np.asarray(value.detach().cpu().float() if hasattr(value, "detach") else value, np.float32)
+        if x.shape != shape:
+            raise BadInputError(f"{name} does not fit its config: {key} has shape {x.shape}, expected {shape}.")
+        arrays[key] = x
+    return _layer_weights(arrays, c, layer, name), ModelInfo(name, f"in memory ({name})", False, c)
+
+
+def layer_from_transformers(model, layer: int = 0) -> tuple[LayerWeights, ModelInfo]:
+    """Weights of `layer` from a transformers model object (GPT2Model, BertModel, RobertaModel or one with such a
+    base model), without writing it to disk."""
+    base = getattr(model, "base_model", model)
+    return layer_from_state_dict(base.state_dict(), base.config.to_dict(), layer, type(base).__name__)
 
 
 def _check_layer(config: ModelConfig, layer: int, what: str):

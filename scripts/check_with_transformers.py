@@ -4,13 +4,15 @@ transformers' own model (eager attention) computes from the saved embeddings, pi
     python scripts/check_with_transformers.py WORKDIR
 
 The render must have used --save-embeddings, one head (no --color) and --mode causal, with a model transformers
-can load offline: `minilm` or a local directory (random:NAME weights exist only in badapple-jax). Prints the
+can load offline: `minilm`, a local directory, or random:NAME weights (exported as a checkpoint first, as
+`badapple-jax export` does). Prints the
 largest difference per frame in gray levels (a PNG holds 256 magma bins: within 1/256 is equal) and exits 1 if
 any frame differs by more than one bin.
 """
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -18,7 +20,7 @@ import numpy as np
 
 from badapple_jax.display import gray_of
 from badapple_jax.encoding import make_encoding
-from badapple_jax.weights import MINILM, minilm_dir
+from badapple_jax.weights import MINILM, export_checkpoint, minilm_dir
 
 TOLERANCE = 1 / 256 + 1e-4  # one magma bin, and float rounding
 
@@ -41,15 +43,18 @@ def main(argv=None) -> int:
     job, config = metrics["settings"], metrics["model"]["config"]
     s = job["settings"]
     problems = [(job["save_embeddings"], "it was rendered without --save-embeddings"),
-                (not job["color"] and s["mode"] == "causal", "only one-head renders in causal mode are checked"),
-                (not metrics["model"]["is_random"], "random weights exist only in badapple-jax")]
+                (not job["color"] and s["mode"] == "causal", "only one-head renders in causal mode are checked")]
     for ok, why in problems:
         if not ok:
             print(f"check_with_transformers: cannot check {args.workdir}: {why}.", file=sys.stderr)
             return 2
-    model_dir = minilm_dir() if job["model"] == MINILM else Path(job["model"]).expanduser()
     x = np.load(args.workdir / "embeddings.npy")  # [N, L, E]
-    a = attentions(model_dir, x, job["layer"], job["head"])
+    with tempfile.TemporaryDirectory() as tmp:
+        if metrics["model"]["is_random"]:
+            model_dir = export_checkpoint(job["model"], Path(tmp) / "model", job["layer"])
+        else:
+            model_dir = minilm_dir() if job["model"] == MINILM else Path(job["model"]).expanduser()
+        a = attentions(model_dir, x, job["layer"], job["head"])
     encoding = make_encoding(s["display"], s["mode"], config["causal"], s["sink_z"], s["sink_black"])
     expected = encoding.picture(a)  # [N, T, T]
     pngs = sorted((args.workdir / "frames").glob("frame_*.png"))

@@ -1,0 +1,94 @@
+"""Interop with transformers (issue 15): random weights exported as checkpoints, weights taken from model objects
+and state dicts, every head of a layer at once, and the README's "check it yourself" snippet, run as written."""
+import json
+import os
+import re
+from pathlib import Path
+
+import imageio.v3 as iio
+import jax
+import numpy as np
+import pytest
+
+import badapple_jax as bj
+from badapple_jax.cli import main
+from badapple_jax.display import gray_of
+
+from test_bert import hf_attentions
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+@pytest.mark.parametrize("model, layer", [("random:gpt2", 1), ("random:minilm", 2)])
+def test_exported_random_model_is_what_transformers_loads_and_computes(model, layer, tmp_path, rng):
+    from transformers import AutoModel
+
+    out = bj.export_checkpoint(model, tmp_path / "ckpt", layer)
+    _, info = AutoModel.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info  # no key missing, unexpected or mismatched: a whole checkpoint
+    w, config = bj.load_layer(model, layer)
+    x = rng.normal(0.0, 1.0, (10, config.config.n_embd)).astype(np.float32)
+    expected = hf_attentions(out, x)
+    assert len(expected) == layer + 1  # blocks 0..layer
+    np.testing.assert_allclose(bj.layer_attention(x, w), expected[layer], atol=2e-6)
+    loaded, _ = bj.load_layer(out, layer)  # and back through our own loader: the very same arrays
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(w)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_export_refusals_and_command_line(tmp_path, capsys):
+    with pytest.raises(bj.BadInputError, match="is a transformers checkpoint already"):
+        bj.export_checkpoint("gpt2-xl", tmp_path / "x")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    assert main(["export", "random:minilm", "-o", str(tmp_path / "full")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not an empty directory" in err
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine" and len(list((tmp_path / "full").iterdir())) == 1
+    assert main(["export", "random:minilm", "-o", str(tmp_path / "new"), "--layer", "6"]) == 2
+    assert "layer 6 is out of range" in capsys.readouterr().err
+    assert main(["export", "random:minilm", "-o", str(tmp_path / "new"), "--layer", "1"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "new")
+    config = json.loads((tmp_path / "new" / "config.json").read_text())
+    assert config["model_type"] == "bert" and config["num_hidden_layers"] == 2
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bert"])
+def test_weights_from_a_model_object_and_a_state_dict(tiny_ckpt, tiny_bert, family, rng):
+    from transformers import AutoModel
+
+    ckpt = tiny_ckpt if family == "gpt2" else tiny_bert
+    model = AutoModel.from_pretrained(ckpt)
+    for layer in (0, 1):
+        from_object, info = bj.layer_from_transformers(model, layer)
+        from_disk, _ = bj.load_layer(ckpt, layer)
+        for a, b in zip(jax.tree.leaves(from_object), jax.tree.leaves(from_disk)):
+            np.testing.assert_array_equal(a, b)
+        assert info.config == bj.load_layer(ckpt, layer)[1].config
+    x = rng.normal(0.0, 1.0, (12, 64)).astype(np.float32)
+    np.testing.assert_allclose(bj.layer_attention(x, from_object), hf_attentions(ckpt, x)[1], atol=2e-5)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    key = next(k for k in state if k.endswith("ln_1.weight") or k.endswith("embeddings.LayerNorm.weight"))
+    with pytest.raises(bj.BadInputError, match=f"{re.escape(key)} has shape \\(3,\\), expected \\(64,\\)"):
+        bj.layer_from_state_dict({**state, key: np.ones(3)}, model.config.to_dict(), 0)
+    with pytest.raises(bj.BadInputError, match="lacks"):
+        bj.layer_from_state_dict({k: v for k, v in state.items() if k != key}, model.config.to_dict(), 0)
+
+
+def snippet(heading: str) -> str:
+    """The first python block of the README after `heading`."""
+    text = README.read_text()
+    return re.search(r"```python\n(.*?)```", text[text.index(heading):], re.S)[1]
+
+
+def test_readme_check_it_yourself_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the snippet's relative paths: demo.work, gpt2-random
+    command = re.search(r"after\n`badapple-jax (render demo [^`]+)`", README.read_text())[1].split()
+    assert command[:3] == ["render", "demo", "-o"] and "--save-embeddings" in command
+    # the README's command, made small: 2 frames at 16x16 (the shapes, not the size, are what the snippet reads)
+    assert main(command + ["--size", "16", "--max-frames", "2", "--steps", "100", "-q"]) == 0
+    scope = {}
+    exec(snippet("### Check it yourself"), scope)
+    shown = gray_of(iio.imread(tmp_path / "demo.work" / "frames" / "frame_000000.png"), False)
+    np.testing.assert_allclose(scope["v"], shown, atol=1 / 256 + 1e-4)
+    assert os.path.isdir("gpt2-random")
