@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from badapple_jax import fidelity
-from badapple_jax.errors import BadInputError
+from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.headspace import HeadSpace, head_space
 from badapple_jax.optimize import PRECISIONS, RETRY, ChunkResult, Settings, optimize_chunk_jit
 from badapple_jax.model import HeadWeights
@@ -63,7 +63,7 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     settings.check()
     L = settings.encoding(w.config.causal).tokens(T)
     if not 2 <= T or L > w.config.n_positions:
-        raise BadInputError(f"--size {T} must be in 2..{w.config.n_positions - (L - T)}: the {settings.display} display "
+        raise OptionError(f"`size` {T} must be in 2..{w.config.n_positions - (L - T)}: the {settings.display} display "
                             f"reads {L} tokens and the model has {w.config.n_positions} positions.")
     mesh = mesh or frame_mesh()
     t0 = time.perf_counter()
@@ -92,8 +92,8 @@ def check_fits(program: Program, mesh: Mesh) -> None:
     """Refuse, in one line, a program that cannot fit the free memory of a device."""
     needed, free = needed_bytes(program), free_bytes_per_device(mesh)
     if needed > free:
-        raise BadInputError(f"One chunk needs {needed / 2**30:.1f} GiB per device but {free / 2**30:.1f} GiB are free: "
-                            "lower --chunk-size, --seeds, --steps or --size.")
+        raise OptionError(f"One chunk needs {needed / 2**30:.1f} GiB per device but {free / 2**30:.1f} GiB are free: "
+                          "lower `chunk_size`, `seeds`, `steps` or `size`.")
 
 
 def free_bytes_per_device(mesh: Mesh) -> int:

@@ -7,7 +7,7 @@ import signal
 import sys
 
 from badapple_jax import survey
-from badapple_jax.errors import BadInputError, Interrupted
+from badapple_jax.errors import BadInputError, Interrupted, OptionError
 from badapple_jax.interrupt import deferred_interrupt
 from badapple_jax.encoding import DISPLAYS, MODES
 from badapple_jax.optimize import PRECISIONS, PRESETS, SOLVERS, Settings
@@ -145,8 +145,8 @@ def main(argv=None) -> int:
             print(export_checkpoint(args.model, args.output, args.layer))
             return 0
         return run_render(args)
-    except BadInputError as err:
-        print(f"badapple-jax: error: {err}", file=sys.stderr)
+    except BadInputError as err:  # an OptionError names options as their flags here
+        print(f"badapple-jax: error: {err.flags() if isinstance(err, OptionError) else err}", file=sys.stderr)
         return 2
     except Interrupted as stop:
         for s in (signal.SIGINT, signal.SIGTERM):  # a late signal must not turn the exit status into 143
@@ -164,6 +164,11 @@ def main(argv=None) -> int:
 def run_render(args) -> int:
     chosen = {k: getattr(args, k) for k in ("steps", "seeds", "solver", "display") if getattr(args, k) is not None}
     preset = PRESETS[args.preset] if args.preset else {}
+    if preset.get("solver") == "headspace" and args.layer > 0 and "solver" not in chosen:
+        preset = {**preset, "solver": "embedding"}  # head space works at layer 0 only; the rest of the preset holds
+        if not args.quiet:
+            print(f"note: --preset {args.preset} uses --solver embedding at --layer {args.layer} (head space works "
+                  "at layer 0 only)", file=sys.stderr)
     settings = Settings(**{**preset, **chosen}, lr=args.lr, lr_min=args.lr_min,
                         init_scale=args.init_scale, seed_select=args.seed_select, precision=args.precision,
                         warm_start=args.warm_start, mode=args.mode)

@@ -18,11 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from badapple_jax.errors import BadInputError
+from badapple_jax.errors import OptionError
 from badapple_jax.model import HeadWeights, ModelConfig
 
-LAYER0_ONLY = ("--solver headspace works at layer 0 only (above it the heads read the stream after whole "
-               "blocks, not X + pos); use --solver embedding for --layer > 0.")
+LAYER0_ONLY = ("`solver` headspace works at layer 0 only (above it the heads read the stream after whole "
+               "blocks, not X + pos); use `solver` embedding for `layer` > 0.")
 LIFT_SCALE = 100.0  # |u| per coordinate after the lift: LayerNorm's eps then changes n by ~eps / scale^2 / 2
 
 
@@ -41,14 +41,14 @@ def head_space(w: HeadWeights) -> HeadSpace:
     """The head-space form of a layer-0 head, or of a group of heads stacked on a leading axis (their
     [q k] side by side: M is n_embd x 2 d_head H), computed once in float64 on the host."""
     if w.blocks:
-        raise BadInputError(LAYER0_ONLY)
+        raise OptionError(LAYER0_ONLY)
     group = w.w_q.ndim == 3
     qk = np.concatenate([w.w_q, w.w_k], axis=-1).astype(np.float64)  # [(H,) E, 2D]
     W = qk.transpose(1, 0, 2).reshape(qk.shape[1], -1) if group else qk  # [E, 2D H]: q1 k1 q2 k2 ...
     E = W.shape[0]
     if W.shape[1] >= E:
-        raise BadInputError(f"head space needs fewer than n_embd = {E} q/k columns, these heads have {W.shape[1]}; "
-                            "use --solver embedding")
+        raise OptionError(f"head space needs fewer than n_embd = {E} q/k columns, these heads have {W.shape[1]}; "
+                          "use `solver` embedding.")
     first = (lambda a: np.asarray(a[0])) if group else np.asarray  # LayerNorm and pos: shared by the group
     M = first(w.ln_g).astype(np.float64)[:, None] * W
     Mc = M - M.mean(axis=0)

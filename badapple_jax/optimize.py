@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from badapple_jax.encoding import DISPLAYS, MODES, SINK_BLACK, SINK_Z, make_encoding
-from badapple_jax.errors import BadInputError
+from badapple_jax.errors import OptionError
 from badapple_jax.headspace import HeadSpace, headspace_logits, lift, to_head_space
 from badapple_jax.kernel import head_logits
 from badapple_jax.layers import masked_softmax
@@ -56,31 +56,30 @@ class Settings:
     def check(self) -> None:
         """Refuse settings the optimiser cannot run, with one line naming the option."""
         rules = [
-            (self.steps >= 4, f"--steps must be at least 4 (explore is steps // 4), got {self.steps}"),
-            (self.seeds >= 1, f"--seeds must be at least 1, got {self.seeds}"),
-            (math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}"),
-            (math.isfinite(self.lr_min) and self.lr_min >= 0, f"--lr-min must be a number >= 0, got {self.lr_min}"),
-            (self.lr_min <= self.lr, f"--lr {self.lr} is below --lr-min {self.lr_min}, the floor of its schedule: "
-                                     "raise --lr or lower --lr-min"),
+            (self.steps >= 4, f"`steps` must be at least 4 (explore is steps // 4), got {self.steps}"),
+            (self.seeds >= 1, f"`seeds` must be at least 1, got {self.seeds}"),
+            (math.isfinite(self.lr) and self.lr > 0, f"`lr` must be a positive number, got {self.lr}"),
+            (math.isfinite(self.lr_min) and self.lr_min >= 0, f"`lr_min` must be a number >= 0, got {self.lr_min}"),
+            (self.lr_min <= self.lr, f"`lr` {self.lr} is below `lr_min` {self.lr_min}, the floor of its schedule: "
+                                     "raise `lr` or lower `lr_min`"),
             (math.isfinite(self.init_scale) and self.init_scale > 0,
-             f"--init-scale must be positive, got {self.init_scale}"),
-            (self.seed_select in ("frame", "chunk"), f"--seed-select must be frame or chunk, got {self.seed_select}"),
-            (self.mode in MODES, f"--mode must be one of {', '.join(MODES)}, got {self.mode}"),
-            (self.display in DISPLAYS, f"--display must be one of {', '.join(DISPLAYS)}, got {self.display}"),
+             f"`init_scale` must be positive, got {self.init_scale}"),
+            (self.seed_select in ("frame", "chunk"), f"`seed_select` must be frame or chunk, got {self.seed_select}"),
+            (self.mode in MODES, f"`mode` must be one of {', '.join(MODES)}, got {self.mode}"),
+            (self.display in DISPLAYS, f"`display` must be one of {', '.join(DISPLAYS)}, got {self.display}"),
             (math.isfinite(self.sink_black) and 0 <= self.sink_black <= 1,
-             f"sink_black must be in [0, 1], got {self.sink_black}"),
+             f"`sink_black` must be in [0, 1], got {self.sink_black}"),
             (math.isfinite(self.sink_z) and 1 + self.sink_black < self.sink_z <= 1e3,
-             f"sink_z must exceed 1 + sink_black (the sink keeps a share of every row) and be at most 1000, "
+             f"`sink_z` must exceed 1 + `sink_black` (the sink keeps a share of every row) and be at most 1000, "
              f"got {self.sink_z}"),
-            (self.solver in SOLVERS, f"--solver must be one of {', '.join(SOLVERS)}, got {self.solver}"),
-            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision}"),
-            (not self.warm_start or self.solver == "headspace", "--warm-start needs --solver headspace"),
-            *((getattr(self, k) <= v, f"--{k.replace('_', '-')} must be at most {v}, got {getattr(self, k)}")
-              for k, v in LIMITS.items()),
+            (self.solver in SOLVERS, f"`solver` must be one of {', '.join(SOLVERS)}, got {self.solver}"),
+            (self.precision in PRECISIONS, f"`precision` must be one of {', '.join(PRECISIONS)}, got {self.precision}"),
+            (not self.warm_start or self.solver == "headspace", "`warm_start` needs `solver` headspace"),
+            *((getattr(self, k) <= v, f"`{k}` must be at most {v}, got {getattr(self, k)}") for k, v in LIMITS.items()),
         ]
         for ok, message in rules:
             if not ok:
-                raise BadInputError(message + ".")
+                raise OptionError(message + ".")
 
     def encoding(self, causal: bool):
         """The encoding of frames into targets and of maps into pictures (`encoding.py`) these settings name,

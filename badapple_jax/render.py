@@ -17,7 +17,7 @@ from badapple_jax import fidelity
 from badapple_jax.chunks import (auto_chunk_size, check_fits, compile_chunk, fit_chunk_size, frame_mesh, frames_in,
                                  optimize_frames)
 from badapple_jax.display import gray_of, to_rgb
-from badapple_jax.errors import BadInputError, Interrupted
+from badapple_jax.errors import BadInputError, OptionError, Interrupted
 from badapple_jax.files import write_atomic
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.interrupt import stop_on_signal
@@ -68,25 +68,25 @@ def check(job: Job) -> None:
     rules = [
         (job.settings.solver != "headspace" or job.layer == 0, LAYER0_ONLY.rstrip(".")),
         (not job.color or (job.heads is not None and len(job.heads) == 3),
-         "--color needs --heads with three heads, e.g. --heads 0,1,2 (R, G, B)"),
-        (job.color or job.heads is None, "--heads drives several heads with one embedding: add --color"),
-        (not (job.color and job.settings.warm_start), "--warm-start works with one head, not with --color"),
-        (job.chunk_size is None or job.chunk_size >= 1, f"--chunk-size must be at least 1, got {job.chunk_size}"),
-        (job.max_frames is None or job.max_frames >= 1, f"--max-frames must be at least 1, got {job.max_frames}"),
-        (job.layer >= 0, f"--layer must be >= 0, got {job.layer}"),
-        (job.head >= 0, f"--head must be >= 0, got {job.head}"),
+         "`color` needs `heads` with three heads, e.g. `heads` 0,1,2 (R, G, B)"),
+        (job.color or job.heads is None, "`heads` drives several heads with one embedding: add `color`"),
+        (not (job.color and job.settings.warm_start), "`warm_start` works with one head, not with `color`"),
+        (job.chunk_size is None or job.chunk_size >= 1, f"`chunk_size` must be at least 1, got {job.chunk_size}"),
+        (job.max_frames is None or job.max_frames >= 1, f"`max_frames` must be at least 1, got {job.max_frames}"),
+        (job.layer >= 0, f"`layer` must be >= 0, got {job.layer}"),
+        (job.head >= 0, f"`head` must be >= 0, got {job.head}"),
     ]
     for ok, message in rules:
         if not ok:
-            raise BadInputError(message + ".")
+            raise OptionError(message + ".")
     check_clip_options(job.size, job.fps, job.seed)
     check_source(job.input)
     if job.audio is not None and Path(job.audio).is_dir():
-        raise BadInputError(f"--audio {job.audio} is a directory, not a file with a sound track.")
+        raise OptionError(f"`audio` {job.audio} is a directory, not a file with a sound track.")
     if job.audio is not None and not Path(job.audio).is_file():
-        raise BadInputError(f"--audio {job.audio} does not exist.")
+        raise OptionError(f"`audio` {job.audio} does not exist.")
     if job.audio is not None and not has_audio(job.audio):
-        raise BadInputError(f"--audio {job.audio} has no audio track.")
+        raise OptionError(f"`audio` {job.audio} has no audio track.")
     out = Path(job.output)
     if out.suffix.lower() not in VIDEO_SUFFIXES:
         raise BadInputError(f"Output {out} must end in one of {', '.join(sorted(VIDEO_SUFFIXES))}.")
@@ -105,14 +105,14 @@ def check(job: Job) -> None:
 def check_clip_options(size: int, fps: float, seed: int) -> None:
     """The options every command that reads and optimises a clip shares (render, survey)."""
     rules = [
-        (size >= 2, f"--size must be at least 2, got {size}"),
+        (size >= 2, f"`size` must be at least 2, got {size}"),
         (FPS_RANGE[0] <= fps <= FPS_RANGE[1],
-         f"--fps must be in [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}] frames per second, got {fps:g}"),
-        (0 <= seed <= LIMITS["seed"], f"--seed must be in 0..{LIMITS['seed']}, got {seed}"),
+         f"`fps` must be in [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}] frames per second, got {fps:g}"),
+        (0 <= seed <= LIMITS["seed"], f"`seed` must be in 0..{LIMITS['seed']}, got {seed}"),
     ]
     for ok, message in rules:
         if not ok:
-            raise BadInputError(message + ".")
+            raise OptionError(message + ".")
 
 
 def check_not_an_input(job: Job) -> None:
@@ -166,7 +166,7 @@ def _locked(job: Job, log, progress) -> dict:
         w = pick_head(layer_weights, job.head)
     encoding = job.settings.encoding(info.config.causal)
     if encoding.tokens(job.size) > info.config.n_positions:
-        raise BadInputError(f"--size {job.size} needs {encoding.tokens(job.size)} positions with the "
+        raise OptionError(f"`size` {job.size} needs {encoding.tokens(job.size)} positions with the "
                             f"{job.settings.display} display; the model has {info.config.n_positions}.")
     clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames, colour=job.color)
     frames = np.moveaxis(clip.frames, -1, 1) if job.color else clip.frames  # [N, (3,) T, T]

@@ -39,7 +39,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import BadInputError
+from .errors import BadInputError, OptionError
 from .files import ordinary_mode
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -88,11 +88,11 @@ def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: in
     even where a file of that name exists.
     """
     if size < 1:
-        raise BadInputError(f"--size must be at least 1, got {size}.")
+        raise OptionError(f"`size` must be at least 1, got {size}.")
     if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:
-        raise BadInputError(f"--fps must be in [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}] frames per second, got {fps:g}.")
+        raise OptionError(f"`fps` must be in [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}] frames per second, got {fps:g}.")
     if max_frames is not None and max_frames <= 0:
-        raise BadInputError(f"--max-frames must be at least 1, got {max_frames}.")
+        raise OptionError(f"`max_frames` must be at least 1, got {max_frames}.")
     if str(source) == "demo":
         clip = demo_clip(size=size, fps=fps, colour=colour)
         return dataclasses.replace(clip, frames=clip.frames[:max_frames])
@@ -372,7 +372,7 @@ def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None) 
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise BadInputError(f"Output {path} must end in one of {', '.join(sorted(VIDEO_SUFFIXES))}.")
     if not fps > 0:
-        raise BadInputError(f"--fps must be positive, got {fps}.")
+        raise OptionError(f"`fps` must be positive, got {fps}.")
     if audio is not None and not Path(audio).is_file():
         raise BadInputError(f"Audio source {audio} does not exist.")
     if audio is not None and not has_audio(audio):

