@@ -140,7 +140,7 @@ def chunk_inputs(frames: np.ndarray, index: np.ndarray, chunk_size: int):  # -> 
 def finite_frames(result: ChunkResult) -> np.ndarray:  # -> [B] bool
     """Frames whose losses and attention maps are all finite (both halves in full mode, all heads)."""
     B = len(result.loss)
-    return (np.isfinite(result.loss.reshape(B, -1)).all(1) & np.isfinite(result.final_loss.reshape(B, -1)).all(1)
+    return (np.isfinite(result.last_step_loss.reshape(B, -1)).all(1) & np.isfinite(result.loss.reshape(B, -1)).all(1)
             & np.isfinite(result.attention.reshape(B, -1)).all(1))
 
 
@@ -149,11 +149,11 @@ LIFT_RTOL, LIFT_ATOL = 1e-4, 1e-6  # the floor: float32 logits of O(10) leave ~1
 
 def check_lift(result: ChunkResult, index: np.ndarray) -> None:
     """The lifted X must show the head what z did: the same loss through the ordinary kernel."""
-    bad = np.abs(result.final_loss - result.space_loss) > LIFT_RTOL * result.space_loss + LIFT_ATOL
+    bad = np.abs(result.loss - result.space_loss) > LIFT_RTOL * result.space_loss + LIFT_ATOL
     if np.any(bad):
         where = tuple(np.argwhere(bad)[0])  # (frame,) or (frame, view)
         raise RuntimeError(f"head-space lift failed at frame {index[where[0]]}: loss {result.space_loss[where]:.6g} "
-                           f"in head space but {result.final_loss[where]:.6g} through the kernel (please report this)")
+                           f"in head space but {result.loss[where]:.6g} through the kernel (please report this)")
 
 
 def run_chunk(program: Program, frames: np.ndarray, index: np.ndarray, seed: int, mesh: Mesh,
@@ -222,16 +222,18 @@ def optimize_frames(
     through one compiled program, with the non-finite guard, the lift check and fidelity.
 
     Yields (start, result) per chunk, padding removed, arrays on the host; the next chunk computes
-    while the caller handles this one. `chunk_size` None picks it from the free memory; `compiled` is
-    the program from `compile_chunk` for that chunk size. `starts` (default: every chunk) are the chunks
+    while the caller handles this one. `chunk_size` None picks it from the free memory; `compiled` (from
+    `compile_chunk`) is reused for any number of frames: fewer than its chunk size are padded to it. `starts` (default: every chunk) are the chunks
     to compute, e.g. those a resumed render still lacks; once `stop.asked` is true no further chunk starts."""
     mesh = mesh or frame_mesh()
     frames = checked_frames(frames, w)
     N, T = len(frames), frames.shape[-1]
-    if chunk_size is None:
-        chunk_size = compiled.chunk_size if compiled else auto_chunk_size(w, T, N, settings, mesh)
-    chunk_size = fit_chunk_size(chunk_size, N, mesh)
-    if compiled is None:
+    if compiled is not None:  # its shape serves any number of frames: a short clip is padded, never recompiled
+        if chunk_size not in (None, compiled.chunk_size):
+            raise BadInputError(f"chunk_size {chunk_size} differs from the compiled program's {compiled.chunk_size}.")
+        chunk_size = compiled.chunk_size
+    else:
+        chunk_size = fit_chunk_size(chunk_size or auto_chunk_size(w, T, N, settings, mesh), N, mesh)
         compiled, _ = compile_chunk(w, T, chunk_size, settings, mesh)
     retry = retry_program(w, T, chunk_size, settings, mesh)
     starts = list(range(0, N, chunk_size)) if starts is None else list(starts)
@@ -254,7 +256,7 @@ def optimize_frames(
                 start, future = pending
                 result = future.result()  # waits in Python: a signal's handler runs at once
                 pending = submit()
-                losses.extend(np.ravel(result.final_loss).tolist())
+                losses.extend(np.ravel(result.loss).tolist())
                 psnrs.extend(result.psnr.tolist())
                 bar.set_postfix(loss=f"{np.mean(losses):.3g}", psnr=f"{np.median(psnrs):.1f} dB")
                 bar.update(len(result.loss))

@@ -111,13 +111,17 @@ PRESETS = {
 
 @flax.struct.dataclass
 class ChunkResult:
+    """What `optimize_chunk` returns for B frames (full mode adds a view axis after B, colour a head axis H).
+    `loss` is the one to quote: the loss of the saved embedding, which anyone recomputes from `x` (SPEC 5);
+    `last_step_loss` is the value the reference reports, taken inside its last Adam step."""
+
     x: jax.Array  # [B, L, E] final embeddings (lifted from head space by that solver); L = encoding.tokens(T)
     attention: jax.Array  # [B, (H,) L, L] attention maps of the final embeddings, through the ordinary kernel
-    loss: jax.Array  # [B] loss computed in the last refine step (as the reference reports it)
-    final_loss: jax.Array  # [B] loss of the final embeddings through the ordinary kernel
-    head_loss: jax.Array  # [B, H] the same per head (H = 1 but for colour: R, G, B)
-    space_loss: jax.Array  # [B] loss of the final parameters in the solver's own space (= final_loss for X)
-    seed: jax.Array  # [B] int, the start kept for refinement
+    loss: jax.Array  # [B] loss of the final embeddings `x` through the ordinary kernel: what x shows
+    last_step_loss: jax.Array  # [B] loss computed in the last refine step, before its update (the reference's)
+    head_loss: jax.Array  # [B, H] `loss` per head (H = 1 but for colour: R, G, B)
+    space_loss: jax.Array  # [B] loss of the final parameters in the solver's own space (= loss for X)
+    start: jax.Array  # [B] int, the index of the start kept for refinement
     explore_loss: jax.Array  # [B, S] loss of each start in its last explore step
     explore_trace: jax.Array  # [B, explore, S] loss at every explore step
     refine_trace: jax.Array  # [B, refine] loss at every refine step
@@ -195,7 +199,7 @@ def adam_phase(p, head, d, mask, settings: Settings, n_steps: int, keep_best: bo
     return p, trace
 
 
-def select_seed(explore_loss, valid, how: str):  # [S, B], [B] bool -> [B] int
+def select_start(explore_loss, valid, how: str):  # [S, B], [B] bool -> [B] int
     """Best start per frame, or the reference's single start per chunk by its frames' mean loss;
     a start whose loss went non-finite counts as the worst."""
     explore_loss = jnp.where(jnp.isfinite(explore_loss), explore_loss, jnp.inf)
@@ -216,16 +220,16 @@ def multi_start(w: HeadWeights, space: HeadSpace | None, d, mask, p0, valid, set
     S, B = p0.shape[:2]
     p, explore_trace = adam_phase(p0, head, d, mask, settings, settings.explore, keep_best)  # trace [explore, S, B]
     explore_loss = frame_losses(p, head, d, mask) if keep_best else explore_trace[-1]  # [S, B]
-    seed = select_seed(explore_loss, valid, settings.seed_select)
-    p = p[seed, jnp.arange(B)]
+    start = select_start(explore_loss, valid, settings.seed_select)
+    p = p[start, jnp.arange(B)]
     p, refine_trace = adam_phase(p, head, d, mask, settings, settings.refine, keep_best)
     x = p if space is None else jax.vmap(lift, in_axes=(0, None))(p, space)
     A = jax.vmap(head_or_group_logits, in_axes=(0, None))(x, w)  # the ordinary kernel, whatever the solver
     per_head = head_losses(x, w, d, mask)
     space_loss = frame_losses(p, head, d, mask)
     return ChunkResult(
-        x, masked_softmax(A, w.config.causal), space_loss if keep_best else refine_trace[-1], per_head.mean(axis=-1), per_head,
-        space_loss, seed, explore_loss.T, explore_trace.transpose(2, 0, 1), refine_trace.T,
+        x, masked_softmax(A, w.config.causal), per_head.mean(axis=-1), space_loss if keep_best else refine_trace[-1],
+        per_head, space_loss, start, explore_loss.T, explore_trace.transpose(2, 0, 1), refine_trace.T,
     )
 
 

@@ -237,7 +237,7 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
     for start, result in chunks:
         save_chunk(work, start, to_rgb(result.picture, job.color), {k: getattr(result, k) for k in RECORD_FIELDS},
                    key, store, None if store is None else result.x)
-        finite = np.isfinite(result.final_loss.reshape(len(result.failed), -1)).all(axis=1)
+        finite = np.isfinite(result.loss.reshape(len(result.failed), -1)).all(axis=1)
         for name, which in (("redone at half the learning rate", result.retried),
                             ("non-finite again, shown from its best finite state", result.failed & finite),
                             ("non-finite in every state tried, shown black", result.failed & ~finite)):
@@ -263,12 +263,12 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
         "settings": dataclasses.asdict(job),
         "frames": N,
         "fps": clip.fps,
-        "per_frame_loss": loss.tolist(),  # in full mode the mean of the two halves
+        "per_frame_loss": loss.tolist(),  # of the saved embedding (full mode: the mean of the two halves)
         **({"per_frame_loss_lower": kept["loss"][:, 0].tolist(), "per_frame_loss_upper": kept["loss"][:, 1].tolist()}
            if full else {}),
-        "per_frame_seed": kept["seed"].tolist(),
+        "per_frame_last_step_loss": kept["last_step_loss"].tolist(),  # inside the last Adam step: the reference's
+        "per_frame_start": kept["start"].tolist(),  # which random start was kept and refined
         "per_frame_explore_loss": kept["explore_loss"].tolist(),
-        "per_frame_final_loss": kept["final_loss"].tolist(),
         **({"heads": list(job.heads), "per_frame_head_loss": kept["head_loss"].tolist()} if job.color else {}),
         **({"per_frame_headspace_loss": kept["space_loss"].tolist()} if job.settings.solver == "headspace" else {}),
         "mean_loss": float(loss.mean()),

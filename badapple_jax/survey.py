@@ -3,7 +3,7 @@
 All heads of a layer and all sample frames are optimised in ONE compiled program: `optimize_chunk`
 vmapped over the head axis. Heads are ranked by what a viewer sees: the mean PSNR of their pictures
 (the settings' encoding's `picture`) against the frames over the shown region (SPEC 12), with SSIM beside it.
-The loss of the final embeddings through the ordinary kernel (`final_loss`) stands next to them: it
+The loss of the final embeddings through the ordinary kernel (`loss`) stands next to them: it
 lives in logit space and says little about the picture, but compares head-space and embedding runs.
 `badapple-jax survey INPUT` writes PREFIX.json, PREFIX.md (the ranking) and PREFIX.png (a heatmap).
 """
@@ -59,7 +59,7 @@ def optimize_heads(heads, spaces, frames, seed, axes, settings: Settings):  # [F
     return jax.vmap(one, in_axes=in_axes)(heads, spaces)
 
 
-def layer_results(layer_weights, frames, settings: Settings, seed: int):  # -> final_loss [H, F], attention [H, F, ...]
+def layer_results(layer_weights, frames, settings: Settings, seed: int):  # -> loss [H, F], attention [H, F, ...]
     """Every head of one layer against frames [F, T, T], in one call of `optimize_heads`: each head's loss per
     frame (full mode: the mean of the two views, as render reports it) and its attention maps
     [H, F, (2,) L, L] on the host."""
@@ -72,7 +72,7 @@ def layer_results(layer_weights, frames, settings: Settings, seed: int):  # -> f
     with jax.default_matmul_precision(PRECISIONS[settings.precision]):
         result = optimize_heads(heads, spaces, jnp.asarray(frames, jnp.float32), seed, head_axes + space_axes,
                                 settings)
-    loss = np.asarray(result.final_loss).reshape(H, F, -1).mean(axis=-1)
+    loss = np.asarray(result.loss).reshape(H, F, -1).mean(axis=-1)
     return loss, np.asarray(result.attention)
 
 

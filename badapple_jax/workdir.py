@@ -34,8 +34,8 @@ from badapple_jax.files import TMP, ordinary_mode, sync_dir, write_atomic
 from badapple_jax.plots import FIGURES
 from badapple_jax.video import BUILT_IN
 
-FORMAT = 2  # bump when the layout changes: an older work directory is then refused, not misread
-RECORD_FIELDS = ("loss", "final_loss", "head_loss", "space_loss", "seed", "explore_loss", "retried", "failed",
+FORMAT = 3  # bump when the layout changes: an older work directory is then refused, not misread
+RECORD_FIELDS = ("loss", "last_step_loss", "head_loss", "space_loss", "start", "explore_loss", "retried", "failed",
                  "psnr", "ssim")
 LOCK = ".lock"
 RESTART = "add --restart to start this work directory over, or choose another --workdir"

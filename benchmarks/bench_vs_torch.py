@@ -40,7 +40,7 @@ def run_jax(args, frames):
     chunk = min(args.chunk_size, len(frames))
     compiled, compile_seconds = compile_chunk(w, frames.shape[-1], chunk, settings)
     t0 = time.perf_counter()
-    losses = np.concatenate([r.loss for _, r in optimize_frames(
+    losses = np.concatenate([r.last_step_loss for _, r in optimize_frames(
         w, frames, settings, seed=args.seed, chunk_size=chunk, progress=False, compiled=compiled)])
     seconds = time.perf_counter() - t0
     device = jax.devices()[0]

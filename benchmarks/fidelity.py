@@ -40,7 +40,7 @@ def measure(w, frames, settings):  # -> dict of seconds, losses, fidelity and th
     t0 = time.perf_counter()
     (_, r), = optimize_frames(w, frames, settings, chunk_size=len(frames), compiled=compiled)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "mean_loss": float(r.final_loss.mean()), "median_loss": float(np.median(r.final_loss)),
+    return {"seconds": seconds, "mean_loss": float(r.loss.mean()), "median_loss": float(np.median(r.loss)),
             "mean_psnr": float(r.psnr.mean()), "median_psnr": float(np.median(r.psnr)),
             "min_psnr": float(r.psnr.min()), "mean_ssim": float(r.ssim.mean()),
             "median_ssim": float(np.median(r.ssim)), "per_frame_psnr": r.psnr.tolist(),

@@ -76,7 +76,7 @@ def main():
     print(info.source)
     print(f"heads {n_head}")
     others = np.delete(np.asarray(losses), args.head)
-    print(f"loss {result.final_loss[0]:.6g} (head {args.head}); other heads: median {np.median(others):.4f}")
+    print(f"loss {result.loss[0]:.6g} (head {args.head}); other heads: median {np.median(others):.4f}")
     print(f"wrote {args.output}")
     return 0
 

@@ -52,11 +52,11 @@ def main():
         ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
-    fig.suptitle(f"{result.psnr[0]:.1f} dB PSNR, SSIM {result.ssim[0]:.3f}, loss {result.final_loss[0]:.3g}  "
+    fig.suptitle(f"{result.psnr[0]:.1f} dB PSNR, SSIM {result.ssim[0]:.3f}, loss {result.loss[0]:.3g}  "
                  f"({settings.display} display, {args.solver}, {args.steps} steps)")
     fig.savefig(args.output, dpi=100, bbox_inches="tight")
     print(info.source)
-    print(f"loss {result.final_loss[0]:.6g}")
+    print(f"loss {result.loss[0]:.6g}")
     print(f"psnr {result.psnr[0]:.2f} dB, ssim {result.ssim[0]:.4f}")
     print(f"wrote {args.output}")
     return 0

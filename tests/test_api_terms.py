@@ -1,5 +1,9 @@
-"""Errors speak the caller's language (issue 15, item 2): the API names its parameters, the command line its
-flags, from one message; a preset never blames the user for an option it chose itself."""
+"""The API as researchers use it (issue 15): errors in the caller's terms (the API names its parameters, the
+command line its flags, from one message), a preset that never blames the user for an option it chose, and
+the loss quoted being the one anyone recomputes from the saved embeddings."""
+import inspect
+import json
+
 import numpy as np
 import pytest
 
@@ -49,3 +53,42 @@ def test_api_frames_errors_are_in_api_terms(tiny_ckpt):
     w = bj.pick_head(bj.load_layer(tiny_ckpt)[0], 0)
     with pytest.raises(bj.BadInputError, match=r"frames must be .* square T x T frames, got shape \(2, 8, 6\)"):
         next(bj.optimize_frames(w, np.zeros((2, 8, 6), np.float32), bj.Settings(steps=8, seeds=1)))
+
+
+def test_the_loss_quoted_is_the_one_recomputed_from_the_saved_embeddings(tiny_ckpt, tmp_path):
+    """Item 3: per_frame_loss (and the closing line's mean) is the loss of embeddings.npy against the targets."""
+    out = tmp_path / "l.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--size", "12", "--max-frames", "3",
+                 "--steps", "40", "--seeds", "2", "--save-embeddings", "-q"]) == 0
+    work = tmp_path / "l.work"
+    metrics = json.loads((work / "metrics.json").read_text())
+    x = np.load(work / "embeddings.npy")
+    frames = bj.read_clip("demo", size=12, max_frames=3).frames  # the exact targets
+    with np.load(work / "targets.npz") as t:  # the same, rounded to uint8
+        np.testing.assert_allclose(t["frames"] / 255.0, frames, atol=1 / 510 + 1e-7)
+    w = bj.pick_head(bj.load_layer(tiny_ckpt)[0], 0)
+    enc = bj.Settings().encoding(w.config.causal)
+    recomputed = [float(bj.frame_loss(bj.head_logits(xi, w), enc.desired(f), enc.mask(12))) for xi, f in zip(x, frames)]
+    np.testing.assert_allclose(metrics["per_frame_loss"], recomputed, rtol=1e-4, atol=1e-7)
+    assert metrics["mean_loss"] == pytest.approx(np.mean(recomputed), rel=1e-4)
+    assert len(metrics["per_frame_last_step_loss"]) == 3 and set(metrics["per_frame_start"]) <= {0, 1}
+
+
+def test_chunk_result_and_loss_document_themselves():
+    assert "the loss of the saved embedding" in bj.ChunkResult.__doc__
+    assert "LOGITS" in bj.frame_loss.__doc__ and "logits" in inspect.signature(bj.frame_loss).parameters
+
+
+def test_a_compiled_program_serves_any_number_of_frames(tiny_ckpt, monkeypatch, rng):
+    """Item 6: fewer frames than the compiled chunk are padded to it, never recompiled (nor refused by XLA)."""
+    from badapple_jax import chunks
+
+    w = bj.pick_head(bj.load_layer(tiny_ckpt)[0], 0)
+    settings = bj.Settings(steps=8, seeds=1)
+    program, _ = bj.compile_chunk(w, 8, 4, settings)
+    monkeypatch.setattr(chunks, "compile_chunk", lambda *a, **k: pytest.fail("recompiled"))
+    for n in (1, 3, 6):
+        results = list(bj.optimize_frames(w, rng.random((n, 8, 8)).astype(np.float32), settings, compiled=program))
+        assert sum(len(r.loss) for _, r in results) == n
+    with pytest.raises(bj.BadInputError, match="chunk_size 2 differs from the compiled program's 4"):
+        next(bj.optimize_frames(w, rng.random((3, 8, 8)).astype(np.float32), settings, compiled=program, chunk_size=2))

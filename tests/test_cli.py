@@ -31,7 +31,7 @@ def test_render_demo_end_to_end(tiny_ckpt, tmp_path):
     assert [p.name for p in pngs] == [f"frame_{i:06d}.png" for i in range(8)]
     assert np.asarray(Image.open(pngs[0])).shape == (32, 32, 3)
     metrics = json.loads((work / "metrics.json").read_text())
-    assert len(metrics["per_frame_loss"]) == 8 and len(metrics["per_frame_seed"]) == 8
+    assert len(metrics["per_frame_loss"]) == 8 and len(metrics["per_frame_start"]) == 8
     assert all(np.isfinite(metrics["per_frame_loss"]))
     assert metrics["settings"]["settings"]["steps"] == 40 and metrics["model"]["is_random"] is False
     assert metrics["optimize_seconds"] > 0 and metrics["compile_seconds"] > 0
@@ -52,7 +52,7 @@ def test_headspace_render_records_both_losses(tiny_ckpt, tmp_path):
     assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--solver", "headspace", "--warm-start",
                  "--chunk-size", "auto", "-q", *FAST]) == 0
     metrics = json.loads((tmp_path / "hs.work" / "metrics.json").read_text())
-    lifted, space = np.asarray(metrics["per_frame_final_loss"]), np.asarray(metrics["per_frame_headspace_loss"])
+    lifted, space = np.asarray(metrics["per_frame_loss"]), np.asarray(metrics["per_frame_headspace_loss"])
     np.testing.assert_allclose(lifted, space, rtol=1e-4, atol=1e-6)
     assert metrics["settings"]["settings"]["solver"] == "headspace" and 1 <= metrics["chunk_size"] <= 3
 

@@ -86,7 +86,7 @@ def test_headspace_solver_optimises_and_its_lift_is_exact(head, frames):
     r = solve(head, frames)
     assert r.x.shape == (4, 17, 64)  # T + 1 tokens: the sink display
     assert np.all(r.loss < 0.05 * r.explore_trace[:, 0, :].min(axis=1))
-    np.testing.assert_allclose(r.final_loss, r.space_loss, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(r.loss, r.space_loss, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(r.attention.sum(-1), 1.0, rtol=1e-5)
 
 
@@ -153,6 +153,6 @@ def test_three_heads_share_one_embedding(rng):
     settings = Settings(steps=40, seeds=1, solver="headspace")
     r = [r for _, r in optimize_frames(group, rgb[None].astype(np.float32), settings, progress=False)][0]
     assert r.head_loss.shape == (1, 3) and np.all(np.isfinite(r.head_loss))
-    np.testing.assert_allclose(r.final_loss, r.head_loss.mean(axis=1), rtol=1e-6)
-    np.testing.assert_allclose(r.final_loss, r.space_loss, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(r.loss, r.head_loss.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(r.loss, r.space_loss, rtol=1e-4, atol=1e-6)
     assert r.loss[0] < 0.5 * r.explore_trace[0, 0, 0]

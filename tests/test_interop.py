@@ -92,3 +92,14 @@ def test_readme_check_it_yourself_runs_as_written(tmp_path, monkeypatch):
     shown = gray_of(iio.imread(tmp_path / "demo.work" / "frames" / "frame_000000.png"), False)
     np.testing.assert_allclose(scope["v"], shown, atol=1 / 256 + 1e-4)
     assert os.path.isdir("gpt2-random")
+
+
+def test_readme_python_walkthrough_runs_as_written(capsys):
+    scope = {}
+    exec(snippet("## Python API"), scope)
+    T, v, r = scope["T"], scope["v"], scope["r"]
+    assert v.shape == (T, T) and scope["loss"] == pytest.approx(float(r.loss[0]), rel=1e-4)
+    assert r.x.shape == (4, T + 1, 768) and np.all(np.isfinite(r.loss)) and np.median(r.psnr) > 20
+    assert scope["maps"].shape == (12, T + 1, T + 1)
+    np.testing.assert_allclose(scope["maps"][0], bj.attention(r.x[0], scope["w"]), atol=1e-6)
+    assert len(capsys.readouterr().out.splitlines()) == 1  # one chunk of 4 frames

@@ -59,7 +59,7 @@ def test_frame_results_do_not_depend_on_the_chunk(head, frames):
     settings = Settings(steps=20, seeds=2)
     a, b = run(head, frames, settings, chunk_size=2), run(head, frames, settings, chunk_size=5)
     np.testing.assert_allclose(a.loss, b.loss, rtol=1e-5)
-    np.testing.assert_array_equal(a.seed, b.seed)
+    np.testing.assert_array_equal(a.start, b.start)
     np.testing.assert_allclose(a.x, b.x, rtol=1e-4, atol=1e-5)
 
 
@@ -67,11 +67,11 @@ def test_best_seed_per_frame_is_never_worse_than_one_per_chunk(head, frames):
     per_frame = run(head, frames, Settings(steps=20, seeds=3), chunk_size=5)
     per_chunk = run(head, frames, Settings(steps=20, seeds=3, seed_select="chunk"), chunk_size=5)
     np.testing.assert_allclose(per_frame.explore_loss, per_chunk.explore_loss, rtol=1e-6)  # same starts
-    assert len(set(per_chunk.seed)) == 1
+    assert len(set(per_chunk.start)) == 1
     rows = np.arange(5)
-    assert np.all(per_frame.explore_loss[rows, per_frame.seed] <= per_chunk.explore_loss[rows, per_chunk.seed])
-    assert np.all(per_frame.explore_loss[rows, per_frame.seed] == per_frame.explore_loss.min(axis=1))
-    same = per_frame.seed == per_chunk.seed  # where both keep the same start, refinement is identical
+    assert np.all(per_frame.explore_loss[rows, per_frame.start] <= per_chunk.explore_loss[rows, per_chunk.start])
+    assert np.all(per_frame.explore_loss[rows, per_frame.start] == per_frame.explore_loss.min(axis=1))
+    same = per_frame.start == per_chunk.start  # where both keep the same start, refinement is identical
     np.testing.assert_allclose(per_frame.loss[same], per_chunk.loss[same], rtol=1e-6)
 
 

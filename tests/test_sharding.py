@@ -27,7 +27,7 @@ for solver, select in (("embedding", "chunk"), ("headspace", "frame")):
     s = Settings(steps=12, seeds=2, solver=solver, seed_select=select)
     rs = [r for _, r in optimize_frames(w, frames, s, seed=1, chunk_size=4, progress=False)]
     out[solver] = {"loss": np.concatenate([r.loss for r in rs]).tolist(),
-                   "seed": np.concatenate([r.seed for r in rs]).tolist(),
+                   "start": np.concatenate([r.start for r in rs]).tolist(),
                    "x": np.concatenate([r.x for r in rs]).sum(axis=(1, 2)).tolist()}
 print(json.dumps(out))
 """
@@ -45,7 +45,7 @@ def test_two_devices_give_the_single_device_results(tiny_ckpt):
     one, two = run(tiny_ckpt, 1), run(tiny_ckpt, 2)
     assert (one["devices"], two["devices"]) == (1, 2)
     for solver in ("embedding", "headspace"):
-        assert one[solver]["seed"] == two[solver]["seed"]
+        assert one[solver]["start"] == two[solver]["start"]
         np.testing.assert_allclose(two[solver]["loss"], one[solver]["loss"], rtol=1e-5)
         np.testing.assert_allclose(two[solver]["x"], one[solver]["x"], rtol=1e-4, atol=1e-3)
 

@@ -79,7 +79,7 @@ def test_vmap_over_heads_equals_one_head(surveys, dead_ckpt, frames, solver, lay
     row, = [r for r in surveys["headspace-sink"] if (r["layer"], r["head"]) == (layer, head)]
     assert row["solver"] == solver
     np.testing.assert_allclose([row["mean_loss"], row["median_loss"], row["max_loss"]],
-                               [result.final_loss.mean(), np.median(result.final_loss), result.final_loss.max()],
+                               [result.loss.mean(), np.median(result.loss), result.loss.max()],
                                rtol=1e-5)
     np.testing.assert_allclose([row["mean_psnr"], row["median_psnr"]], [result.psnr.mean(), np.median(result.psnr)],
                                rtol=1e-4)

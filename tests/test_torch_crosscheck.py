@@ -38,6 +38,6 @@ def test_same_choice_and_close_trajectories_for_a_chunk(tiny_ckpt, tmp_path):
     # The baseline differentiates the chunk's MEAN loss, we each frame's own: Adam cancels the 1/B
     # scale except through eps (1e-8), so trajectories agree closely but not to the last digit.
     ours, theirs = both_sides(tiny_ckpt, tmp_path, B=3, S=2, steps=40, seed_select="chunk")
-    assert set(ours.seed) == {theirs["seed"]}
+    assert set(ours.start) == {theirs["seed"]}
     np.testing.assert_allclose(ours.explore_trace.transpose(2, 1, 0), theirs["explore_trace"], rtol=1e-3)
-    np.testing.assert_allclose(ours.loss, theirs["loss"], rtol=1e-3)
+    np.testing.assert_allclose(ours.last_step_loss, theirs["loss"], rtol=1e-3)
