@@ -37,8 +37,9 @@ with deferred_interrupt() if _COMMAND else contextlib.nullcontext():
     from badapple_jax.targets import centred_log, row_normalise, sink_target
     from badapple_jax.video import Clip, demo_clip, read_clip, write_video
     from badapple_jax.model import HeadWeights, LayerWeights, ModelConfig, ModelInfo, pick_head, pick_heads
+    from badapple_jax.readout import nearest_tokens
     from badapple_jax.weights import (export_checkpoint, layer_from_state_dict, layer_from_transformers, load_layer,
-                                      random_layer)
+                                      random_layer, token_embedding)
 
 __all__ = [
     "BadInputError", "ChunkResult", "Clip", "Full", "HeadSpace", "HeadWeights", "Interrupted", "Job",
@@ -46,7 +47,7 @@ __all__ = [
     "centred_log", "colourise", "compile_chunk", "demo_clip", "export_checkpoint", "flicker", "frame_loss",
     "frame_mesh", "gray_of", "head_logits", "head_space", "headspace_logits", "layer_attention",
     "layer_from_state_dict", "layer_from_transformers", "layer_norm", "lift", "load_layer", "make_encoding",
-    "masked_softmax", "multi_start", "normalise_display", "optimize_chunk", "optimize_frames", "pick_head",
+    "masked_softmax", "multi_start", "nearest_tokens", "normalise_display", "optimize_chunk", "optimize_frames", "pick_head",
     "pick_heads", "psnr", "random_layer", "read_clip", "render", "row_centred", "row_normalise", "sink_target",
-    "ssim", "stitch_full", "to_head_space", "to_rgb", "warm_restart_cosine", "write_video"
+    "ssim", "stitch_full", "to_head_space", "to_rgb", "token_embedding", "warm_restart_cosine", "write_video"
 ]

@@ -19,13 +19,16 @@ from badapple_jax.model import Family, LayerWeights, ModelConfig, read_config, s
 
 NAMES = {"num_hidden_layers": "n_layer", "num_attention_heads": "n_head", "hidden_size": "n_embd",
          "max_position_embeddings": "n_positions", "intermediate_size": "n_inner",
-         "type_vocab_size": "n_types"}  # config.json name -> ModelConfig field
+         "type_vocab_size": "n_types", "vocab_size": "n_vocab"}  # config.json name -> ModelConfig field
 RANDOM = {  # the shapes of real encoders (SPEC 13), for offline runs without the packaged weights
     "minilm": ModelConfig(n_layer=6, n_head=12, n_embd=384, n_positions=512, eps=1e-12, family="bert",
                           causal=False, n_inner=1536, act="gelu", n_types=2),
     "bert-base": ModelConfig(n_layer=12, n_head=12, n_embd=768, n_positions=512, eps=1e-12, family="bert",
                              causal=False, n_inner=3072, act="gelu", n_types=2),
 }
+
+
+VOCABULARY = "embeddings.word_embeddings.weight"
 
 
 def offset(c: ModelConfig) -> int:  # the embedding row of position 0
@@ -38,8 +41,8 @@ def config_of(family: str):
         if kind != "absolute":
             raise BadInputError(f"{path}: position_embedding_type is {shown(kind)}; only absolute positions are "
                                 "supported.")
-        c = read_config(raw, path, NAMES, eps=("layer_norm_eps", 1e-12), act=("hidden_act", "gelu"),
-                        family=family, causal=False)
+        c = read_config(raw, path, NAMES, optional=("vocab_size",), eps=("layer_norm_eps", 1e-12),
+                        act=("hidden_act", "gelu"), family=family, causal=False)
         if family == "roberta":  # rows 0 and 1 of the position embedding are no position of a sequence
             if raw.get("pad_token_id", 1) != 1 or c.n_positions <= 2:
                 raise BadInputError(f"{path}: expected a RoBERTa config with pad_token_id 1 and more than 2 "
@@ -72,7 +75,7 @@ def checkpoint(c: ModelConfig, n_layer: int) -> tuple[dict, dict]:
     vocabulary holds only the padding token: the display feeds embeddings (inputs_embeds), never token ids."""
     E, I, pad = c.n_embd, c.d_mlp, offset(c) // 2  # RoBERTa pads with token 1, BERT with 0
     keys = {k: v for k, v in shapes(c, n_layer).items() if not k.startswith(f"encoder.layer.{n_layer}.")}
-    keys |= {"embeddings.word_embeddings.weight": (pad + 1, E), "pooler.dense.weight": (E, E), "pooler.dense.bias": (E,)}
+    keys |= {VOCABULARY: (pad + 1, E), "pooler.dense.weight": (E, E), "pooler.dense.bias": (E,)}
     config = {"model_type": c.family, "architectures": ["RobertaModel" if c.family == "roberta" else "BertModel"],
               "num_hidden_layers": n_layer, "num_attention_heads": c.n_head, "hidden_size": E,
               "intermediate_size": I, "max_position_embeddings": offset(c) + c.n_positions,
@@ -116,7 +119,7 @@ def init(key: str, x, c: ModelConfig):
 
 FAMILIES = {
     "bert": Family(config=config_of("bert"), shapes=shapes, layer=layer, block=block, init=init,
-                   checkpoint=checkpoint, prefixes=("bert.",), random=RANDOM),
+                   checkpoint=checkpoint, vocabulary=VOCABULARY, prefixes=("bert.",), random=RANDOM),
     "roberta": Family(config=config_of("roberta"), shapes=shapes, layer=layer, block=block, init=init,
-                      checkpoint=checkpoint, prefixes=("roberta.",)),
+                      checkpoint=checkpoint, vocabulary=VOCABULARY, prefixes=("roberta.",)),
 }

@@ -12,7 +12,7 @@ from badapple_jax.layers import ACTIVATIONS, attend, layer_norm, linear
 from badapple_jax.model import Family, LayerWeights, ModelConfig, read_config
 
 NAMES = {"n_layer": "n_layer", "n_head": "n_head", "n_embd": "n_embd", "n_positions": "n_positions",
-         "n_inner": "n_inner"}  # config.json name -> ModelConfig field
+         "n_inner": "n_inner", "vocab_size": "n_vocab"}  # config.json name -> ModelConfig field
 RANDOM = {  # SPEC section 2
     "gpt2": ModelConfig(n_layer=12, n_head=12, n_embd=768, n_positions=1024, eps=1e-5),
     "gpt2-medium": ModelConfig(n_layer=24, n_head=16, n_embd=1024, n_positions=1024, eps=1e-5),
@@ -22,7 +22,7 @@ RANDOM = {  # SPEC section 2
 
 
 def config(raw: dict, path) -> ModelConfig:
-    return read_config(raw, path, NAMES, optional=("n_inner",), eps=("layer_norm_epsilon", 1e-5),
+    return read_config(raw, path, NAMES, optional=("n_inner", "vocab_size"), eps=("layer_norm_epsilon", 1e-5),
                        act=("activation_function", "gelu_new"), family="gpt2", causal=True)
 
 
@@ -87,4 +87,4 @@ def init(key: str, x, c: ModelConfig):
 
 
 FAMILY = Family(config=config, shapes=shapes, layer=layer, block=block, init=init, checkpoint=checkpoint,
-                prefixes=("transformer.",), random=RANDOM)
+                vocabulary="wte.weight", prefixes=("transformer.",), random=RANDOM)

@@ -29,6 +29,7 @@ class ModelConfig:
     n_inner: int = 0  # MLP width of a block; 0 means 4 n_embd
     act: str = "gelu_new"  # the MLP's activation, as config.json names it (layers.ACTIVATIONS)
     n_types: int = 0  # rows of BERT's token-type embedding (type 0 is added to every position); 0 for GPT-2
+    n_vocab: int = 0  # rows of the token embedding (config vocab_size); 0: not given
 
     @property
     def d_head(self) -> int:
@@ -84,6 +85,7 @@ class Family:
     block: Callable  # (u [T, E], params, config) -> u [T, E]: one block below the target layer
     init: Callable  # (key, x ~ N(0, 1), config) -> a random weight of that key, for `random:` models
     checkpoint: Callable  # (config, n_layer) -> (key -> shape of a whole n_layer model, its config.json) for export
+    vocabulary: str  # the key of the token embedding [n_vocab, n_embd], which the display itself never reads
     prefixes: tuple = ()  # key prefixes a file may add ("transformer.", "bert.")
     random: dict = dataclasses.field(default_factory=dict)  # random:NAME -> ModelConfig
 
@@ -107,7 +109,7 @@ def pick_heads(w: LayerWeights, heads) -> HeadWeights:
 # Bounds far beyond any real model (gpt2-xl: 48 layers, n_embd 1600, 1024 positions) yet small enough that a
 # corrupt config.json is refused here rather than by an out-of-memory error or a loop over a billion layers.
 LIMITS = {"n_layer": 1000, "n_head": 65536, "n_embd": 65536, "n_positions": 1 << 20, "n_inner": 1 << 20,
-          "n_types": 1 << 16}
+          "n_types": 1 << 16, "n_vocab": 1 << 24}
 
 
 def shown(value) -> str:

