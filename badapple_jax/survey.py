@@ -166,7 +166,7 @@ def add_parser(commands) -> None:
     p = commands.add_parser("survey", help="rank every head of the chosen layers by how well it displays a few "
                                            "sample frames: writes PREFIX.json, PREFIX.md and PREFIX.png")
     p.add_argument("input", help="video file, directory of images, 'demo' or 'badapple'")
-    p.add_argument("--model", default="gpt2-xl", help="hub id, local dir or random:NAME (default: gpt2-xl)")
+    p.add_argument("--model", default="gpt2-xl", help="hub id, local dir, minilm or random:NAME (default: gpt2-xl)")
     p.add_argument("--layers", default="0", help="a layer, a comma-separated list (0,5,10) or 'all' (default: 0)")
     p.add_argument("--frames", type=int, default=8, help="sample frames, spread evenly over the clip (default: 8)")
     p.add_argument("--size", type=int, default=64, help="display size T, small for a quick scan (default: 64)")
