@@ -11,6 +11,6 @@ RANDOM: dict[str, ModelConfig] = {name: c for f in FAMILIES.values() for name, c
 def family_of(raw: dict, path) -> Family:
     """The family config.json names. GPT-2 configs written before model_type existed lack it."""
     name = raw.get("model_type", "gpt2")
-    if name not in FAMILIES:
+    if not isinstance(name, str) or name not in FAMILIES:  # a list or a dict would be unhashable
         raise BadInputError(f"{path}: model_type {shown(name)} is not supported; supported: {', '.join(FAMILIES)}.")
     return FAMILIES[name]

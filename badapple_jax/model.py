@@ -141,7 +141,7 @@ def read_config(raw: dict, path: Path, names: dict, *, eps: tuple, act: tuple, o
             or not (math.isfinite(eps_value) and 0 < eps_value <= 1)):
         raise BadInputError(f"{path}: {eps[0]} is {shown(eps_value)}, expected a number in (0, 1].")
     act_value = raw.get(act[0], act[1])
-    if act_value not in ACTIVATIONS:
+    if not isinstance(act_value, str) or act_value not in ACTIVATIONS:  # a list would be unhashable
         raise BadInputError(f"{path}: {act[0]} is {shown(act_value)}; supported: {', '.join(ACTIVATIONS)}.")
     config = ModelConfig(**ints, eps=float(eps_value), act=act_value, **fixed)
     if config.n_embd % config.n_head:

