@@ -26,7 +26,8 @@ from badapple_jax.video import BUILT_IN, FPS_RANGE, VIDEO_SUFFIXES, check_source
 from badapple_jax.model import pick_head, pick_heads
 from badapple_jax.weights import load_layer
 from badapple_jax.workdir import (OURS, RECORD_FIELDS, embeddings_store, finish_embeddings, finished, identity, job_key,
-                                  load_chunk, one_writer, open_workdir, record_path, remove_leftovers, save_chunk)
+                                  load_chunk, one_writer, open_workdir, record_path, remove_leftovers, save_chunk,
+                                  sha256_of)
 
 # Bounds of the options every command that reads a clip shares (the optimiser's own are in optimize.LIMITS,
 # the sampling rate's in video.FPS_RANGE): a seed is a non-negative int32.
@@ -171,7 +172,7 @@ def _locked(job: Job, log, progress) -> dict:
     clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames, colour=job.color)
     frames = np.moveaxis(clip.frames, -1, 1) if job.color else clip.frames  # [N, (3,) T, T]
     wanted = identity(job, clip, frames, w, info.source)
-    recorded = open_workdir(job.work, wanted, job.restart)
+    recorded = open_workdir(job.work, wanted, job.restart, lambda n: sha256_of(frames[:n]), log)
     with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
         try:
             return _render(job, w, info, clip, frames, wanted, recorded, stop, log, progress)

@@ -94,11 +94,13 @@ def record_path(work: Path, start: int) -> Path:
     return work / "chunks" / f"chunk_{start:06d}.npz"
 
 
-def open_workdir(work: Path, wanted: dict, restart: bool) -> dict | None:
+def open_workdir(work: Path, wanted: dict, restart: bool, prefix_sha=None, log=lambda _: None) -> dict | None:
     """Make `work` usable and return the manifest recorded there (None for a fresh start).
 
     A work directory of another job is refused, naming the differences, unless `restart`, which
-    deletes our files in it (and nothing else). Temporary files of a killed run are removed."""
+    deletes our files in it (and nothing else), or unless the job only asks for more frames of the same
+    input (`prefix_sha(n)`: the hash of the first n targets), which extends it. Temporary files of a
+    killed run are removed."""
     manifest = work / "manifest.json"
     try:
         recorded = json.loads(manifest.read_text()) if manifest.is_file() else None
@@ -119,6 +121,8 @@ def open_workdir(work: Path, wanted: dict, restart: bool) -> dict | None:
     elif stale:
         raise BadInputError(f"Work directory {work} holds a render without a manifest.json (from an older version?): "
                             "add --restart to replace it, or choose another --workdir.")
+    elif recorded is not None and prefix_sha is not None and grows(recorded, wanted, prefix_sha):
+        recorded = extend(work, recorded, wanted, log)
     elif recorded is not None and (found := differences(recorded, wanted)):
         raise BadInputError(f"Work directory {work} belongs to another render: {'; '.join(found)}. Rerun with the "
                             "same options to resume it, add --restart to discard it, or choose another --workdir.")
@@ -131,6 +135,76 @@ def open_workdir(work: Path, wanted: dict, restart: bool) -> dict | None:
     except OSError as err:
         raise BadInputError(f"Cannot use work directory {work}: {err.strerror or err}.") from err
     return recorded
+
+
+def grows(recorded: dict, wanted: dict, prefix_sha) -> bool:
+    """Whether `wanted` is `recorded` with more frames of the same input: every other option and the weights
+    equal, and the recorded frames the first frames of the wanted ones (the same decoded bytes)."""
+    n = recorded["input"].get("frames")  # checked: an edited manifest is refused as damaged, not grown
+    if (recorded.get("format") != FORMAT or recorded["model"]["sha256"] != wanted["model"]["sha256"]
+            or not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        return False
+    others = lambda m: {k: v for k, v in m["options"].items() if k != "max_frames"}  # noqa: E731
+    return (others(recorded) == others(wanted) and wanted["input"]["frames"] > n
+            and recorded["input"]["sha256"] == prefix_sha(n))
+
+
+def extend(work: Path, recorded: dict, wanted: dict, log) -> dict:
+    """Make a work directory of the first n frames one of all the wanted frames: complete chunks are kept (their
+    frames' results depend on nothing else) and re-keyed, the last partial chunk (computed with padding where new
+    frames now stand) is dropped, saved embeddings grow; the manifest, written last, names the new job. Each
+    step can be redone, so a run killed half-way extends again on the next."""
+    n, N, chunk = recorded["input"]["frames"], wanted["input"]["frames"], recorded["chunk_size"]
+    grown = {**recorded, "options": wanted["options"], "input": wanted["input"]}
+    keys = {job_key(recorded), job_key(grown)}
+    for path in (work / "embeddings.partial.npy", work / "embeddings.npy"):
+        if path.is_file():
+            grow_embeddings(work, path, N)
+            break
+    kept = 0
+    for start in range(0, n, chunk):
+        path = record_path(work, start)
+        if not path.is_file():
+            continue
+        if start + chunk > n:  # the partial chunk: padded where new frames now stand
+            path.unlink()
+            continue
+        try:
+            with np.load(path) as z:
+                record = {k: z[k] for k in ("job", *RECORD_FIELDS)}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise BadInputError(f"Work directory {work} is damaged: {path} cannot be read ({_short(err)}); "
+                                f"{RESTART}.") from None
+        if str(record.pop("job")) not in keys:
+            raise BadInputError(f"Work directory {work} holds {path} of another job; {RESTART}.")
+        buffer = io.BytesIO()
+        np.savez(buffer, job=np.asarray(job_key(grown)), **record)
+        write_atomic(path, buffer.getvalue())
+        kept += chunk
+    sync_dir(work / "chunks")
+    write_atomic(work / "manifest.json", json.dumps(grown, indent=1).encode())
+    log(f"extending {work} from {n} to {N} frames: the first {kept} are kept")
+    return grown
+
+
+def grow_embeddings(work: Path, path: Path, N: int) -> None:
+    """embeddings(.partial).npy of n rows -> embeddings.partial.npy of N rows, the first n copied, the rest
+    allocated (a full disk fails here, not with SIGBUS later)."""
+    old = np.load(path, mmap_mode="r")
+    if len(old) >= N:
+        return
+    tmp = work / f".embeddings.partial.npy{TMP}"
+    new = np.lib.format.open_memmap(tmp, "w+", np.float32, (N, *old.shape[1:]))
+    with open(tmp, "rb+") as f:
+        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    new[:len(old)] = old
+    new.flush()
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, work / "embeddings.partial.npy")
+    if path.name == "embeddings.npy":
+        path.unlink()
+    sync_dir(work)
 
 
 def check_manifest(m) -> None:

@@ -265,3 +265,45 @@ def test_a_corrupt_manifest_is_refused_and_restart_recovers(text, tiny_ckpt, tmp
     err = capsys.readouterr().err
     assert "Cannot read" in err and "--restart" in err and err.count("\n") == 1, err
     assert render_fast(tiny_ckpt, out, "--restart") == 0
+
+
+@pytest.mark.parametrize("embeddings", [False, True])
+def test_more_frames_extend_a_work_directory(tiny_ckpt, tmp_path, embeddings, capsys):
+    """--max-frames raised (or dropped) keeps the complete chunks, recomputes the padded last one, and ends with
+    the bytes a fresh render of all the frames writes."""
+    extra = ["--save-embeddings"] if embeddings else []
+    common = ["demo", "--model", str(tiny_ckpt), "--size", "8", "--steps", "24", "--seeds", "1", "--chunk-size", "2",
+              "-q", *extra]
+    grown, fresh = tmp_path / "grown.mp4", tmp_path / "fresh.mp4"
+    assert main(["render", *common, "-o", str(grown), "--max-frames", "5"]) == 0  # chunks 0, 2 and a partial 4
+    first = [p.read_bytes() for p in sorted((tmp_path / "grown.work" / "frames").glob("*.png"))[:4]]
+    assert main(["render", *common, "-o", str(grown), "--max-frames", "9"]) == 0
+    metrics = json.loads((tmp_path / "grown.work" / "metrics.json").read_text())
+    assert metrics["frames"] == 9 and metrics["resumed_frames"] == 4  # chunk 4 computed again, with frame 5 in it
+    assert [p.read_bytes() for p in sorted((tmp_path / "grown.work" / "frames").glob("*.png"))[:4]] == first
+    assert main(["render", *common, "-o", str(fresh), "--max-frames", "9"]) == 0
+    for name in ["frames/" + p.name for p in sorted((tmp_path / "fresh.work" / "frames").glob("*.png"))]:
+        assert (tmp_path / "grown.work" / name).read_bytes() == (tmp_path / "fresh.work" / name).read_bytes(), name
+    if embeddings:
+        np.testing.assert_array_equal(np.load(tmp_path / "grown.work" / "embeddings.npy"),
+                                      np.load(tmp_path / "fresh.work" / "embeddings.npy"))
+    capsys.readouterr()
+    assert main(["render", *common, "-o", str(grown), "--max-frames", "9", "--steps", "32"]) == 2  # more AND other
+    assert "--steps 24 there, 32 here" in capsys.readouterr().err
+
+
+def test_only_more_frames_of_the_same_input_and_weights_grow_a_work_directory():
+    from badapple_jax.workdir import FORMAT, grows
+
+    def manifest(frames, sha, steps=8, model="m", max_frames=None):
+        return {"format": FORMAT, "options": {"steps": steps, "max_frames": max_frames},
+                "input": {"frames": frames, "sha256": sha}, "model": {"sha256": model}}
+
+    old = manifest(5, "first5", max_frames=5)
+    prefix = {5: "first5"}.get
+    assert grows(old, manifest(9, "all9", max_frames=9), prefix)
+    assert grows(old, manifest(9, "all9"), prefix)  # --max-frames dropped: all the frames
+    assert not grows(old, manifest(9, "all9", max_frames=9), {5: "other"}.get)  # another input
+    assert not grows(old, manifest(4, "first4", max_frames=4), prefix)  # fewer frames
+    assert not grows(old, manifest(9, "all9", steps=9, max_frames=9), prefix)  # another option too
+    assert not grows(old, manifest(9, "all9", model="n", max_frames=9), prefix)  # other weights
