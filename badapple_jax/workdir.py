@@ -169,14 +169,7 @@ def extend(work: Path, recorded: dict, wanted: dict, log) -> dict:
         if start + chunk > n:  # the partial chunk: padded where new frames now stand
             path.unlink()
             continue
-        try:
-            with np.load(path) as z:
-                record = {k: z[k] for k in ("job", *RECORD_FIELDS)}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            raise BadInputError(f"Work directory {work} is damaged: {path} cannot be read ({_short(err)}); "
-                                f"{RESTART}.") from None
-        if str(record.pop("job")) not in keys:
-            raise BadInputError(f"Work directory {work} holds {path} of another job; {RESTART}.")
+        record = read_record(work, path, keys)
         buffer = io.BytesIO()
         np.savez(buffer, job=np.asarray(job_key(grown)), **record)
         write_atomic(path, buffer.getvalue())
@@ -311,15 +304,7 @@ def load_chunk(work: Path, start: int, n: int, key: str, shape: tuple) -> tuple[
     that is unreadable, lacks a field, holds another count of frames or belongs to another job, or a frame
     that is missing, undecodable or of another shape, is a BadInputError suggesting --restart."""
     path = record_path(work, start)
-    try:
-        with np.load(path) as z:
-            record = {k: z[k] for k in ("job", *RECORD_FIELDS)}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        raise BadInputError(f"Work directory {work} is damaged: {path} cannot be read ({_short(err)}); "
-                            f"{RESTART}.") from None
-    if str(record.pop("job")) != key:
-        raise BadInputError(f"Work directory {work} holds {path} of another job or of an edited manifest.json; "
-                            f"{RESTART}.")
+    record = read_record(work, path, {key})
     short = [k for k, v in record.items() if v.ndim == 0 or len(v) != n]
     if short:
         raise BadInputError(f"Work directory {work} is damaged: {path} holds no {n} frames of {short[0]}; {RESTART}.")
@@ -335,6 +320,21 @@ def load_chunk(work: Path, start: int, n: int, key: str, shape: tuple) -> tuple[
                                 f"{frame.shape}, expected uint8 {shape}; {RESTART}.")
         frames.append(frame)
     return np.stack(frames), record
+
+
+def read_record(work: Path, path: Path, keys: set) -> dict:
+    """A chunk record's fields, refused in one line suggesting --restart if unreadable, lacking a field, or of a
+    job whose key is not in `keys`."""
+    try:
+        with np.load(path) as z:
+            record = {k: z[k] for k in ("job", *RECORD_FIELDS)}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise BadInputError(f"Work directory {work} is damaged: {path} cannot be read ({_short(err)}); "
+                            f"{RESTART}.") from None
+    if str(record.pop("job")) not in keys:
+        raise BadInputError(f"Work directory {work} holds {path} of another job or of an edited manifest.json; "
+                            f"{RESTART}.")
+    return record
 
 
 def _short(err: Exception) -> str:
