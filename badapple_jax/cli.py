@@ -1,4 +1,5 @@
-"""Command line: `badapple-jax render INPUT -o OUT.mp4`, `plots WORKDIR`, `survey INPUT`, `export random:NAME -o DIR`."""
+"""Command line: `badapple-jax render INPUT -o OUT.mp4`, `plots WORKDIR`, `viewer WORKDIR`, `survey INPUT`,
+`export random:NAME -o DIR`."""
 import argparse
 import dataclasses
 import importlib.metadata
@@ -13,6 +14,7 @@ from badapple_jax.encoding import DISPLAYS, MODES
 from badapple_jax.optimize import PRECISIONS, PRESETS, SOLVERS, Settings
 from badapple_jax.plots import make_plots
 from badapple_jax.render import Job, render
+from badapple_jax.viewer import write_viewer
 from badapple_jax.weights import export_checkpoint
 
 
@@ -109,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                                               "frames of a finished render, as PNGs in its work directory")
     plots.add_argument("workdir", help="the work directory of a finished render")
     survey.add_parser(commands)
+    viewer = commands.add_parser("viewer", help="one self-contained HTML page of a finished render: every frame "
+                                                "beside its target, loss, PSNR and SSIM, a slider and play")
+    viewer.add_argument("workdir", help="the work directory of a finished render")
+    viewer.add_argument("-o", "--output", help="the page (default: WORKDIR/viewer.html)")
     export = commands.add_parser("export", help="write random:NAME weights as a transformers checkpoint (config.json "
                                                 "+ model.safetensors), to check a render with another implementation")
     export.add_argument("model", help="random:NAME, e.g. random:gpt2-xl")
@@ -134,12 +140,15 @@ def check_backend() -> None:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command != "plots":
+        if args.command not in ("plots", "viewer"):
             with deferred_interrupt():  # JAX starts its backend here
                 check_backend()
         if args.command == "plots":
             for path in make_plots(args.workdir):
                 print(path)
+            return 0
+        if args.command == "viewer":
+            print(write_viewer(args.workdir, args.output))
             return 0
         if args.command == "survey":
             return args.func(args)

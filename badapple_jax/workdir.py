@@ -32,6 +32,7 @@ import numpy as np
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import TMP, ordinary_mode, sync_dir, write_atomic
 from badapple_jax.plots import FIGURES
+from badapple_jax.viewer import NAME as VIEWER
 from badapple_jax.video import BUILT_IN
 
 FORMAT = 3  # bump when the layout changes: an older work directory is then refused, not misread
@@ -39,7 +40,8 @@ RECORD_FIELDS = ("loss", "last_step_loss", "head_loss", "space_loss", "start", "
                  "psnr", "ssim")
 LOCK = ".lock"
 RESTART = "add --restart to start this work directory over, or choose another --workdir"
-OURS = ("manifest.json", "metrics.json", "targets.npz", "embeddings.npy", "embeddings.partial.npy", *FIGURES)
+OURS = ("manifest.json", "metrics.json", "targets.npz", "embeddings.npy", "embeddings.partial.npy", *FIGURES,
+        VIEWER)
 MANIFEST_FIELDS = {"format": int, "options": dict, "input": dict, "model": dict, "chunk_size": int, "device": dict}
 # Job fields that change what is optimised; output, audio and side-by-side only change the assembled video.
 RESULT_OPTIONS = ("settings", "layer", "head", "heads", "color", "size", "fps", "max_frames", "seed",
