@@ -29,7 +29,7 @@ with deferred_interrupt() if _COMMAND else contextlib.nullcontext():
     from badapple_jax.kernel import attention, head_logits, layer_attention
     from badapple_jax.layers import layer_norm, masked_softmax
     from badapple_jax.loss import frame_loss, row_centred
-    from badapple_jax.chunks import auto_chunk_size, compile_chunk, frame_mesh, optimize_frames
+    from badapple_jax.chunks import auto_program, compile_chunk, frame_mesh, optimize_frames
     from badapple_jax.headspace import HeadSpace, head_space, headspace_logits, lift, to_head_space
     from badapple_jax.optimize import ChunkResult, Settings, multi_start, optimize_chunk, warm_restart_cosine
     from badapple_jax.render import Job, render
@@ -43,7 +43,7 @@ with deferred_interrupt() if _COMMAND else contextlib.nullcontext():
 
 __all__ = [
     "BadInputError", "ChunkResult", "Clip", "Full", "HeadSpace", "HeadWeights", "Interrupted", "Job",
-    "LayerWeights", "ModelConfig", "ModelInfo", "Settings", "Sink", "ZScore", "attention", "auto_chunk_size",
+    "LayerWeights", "ModelConfig", "ModelInfo", "Settings", "Sink", "ZScore", "attention", "auto_program",
     "centred_log", "colourise", "compile_chunk", "demo_clip", "export_checkpoint", "flicker", "frame_loss",
     "frame_mesh", "gray_of", "head_logits", "head_space", "headspace_logits", "layer_attention",
     "layer_from_state_dict", "layer_from_transformers", "layer_norm", "lift", "load_layer", "make_encoding",

@@ -104,25 +104,28 @@ def free_bytes_per_device(mesh: Mesh) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // mesh.size  # host devices share RAM
 
 
-def auto_chunk_size(w: HeadWeights, T: int, n_frames: int, settings: Settings, mesh: Mesh | None = None) -> int:
-    """Frames per step that fit the free device memory: the compiled program's own memory figures at
-    1 and 2 frames per device give its fixed and per-frame bytes; the chunks are then evened out so the
-    last one carries little padding."""
+def auto_program(w: HeadWeights, T: int, n_frames: int, settings: Settings, mesh: Mesh | None = None) -> Program:
+    """The program for as many frames per step as fit the free device memory, compiled once where the largest
+    useful chunk fits (on a CPU with room, nearly always). Otherwise its own memory figures bound the bytes a
+    frame adds (all but the weights counted per frame: an over-estimate, so the cut is safe) and a chunk cut to
+    fit is compiled. Chunks are evened out so the last one carries little padding."""
     mesh = mesh or frame_mesh()
     n = mesh.size
-    if n_frames <= n:  # one frame per device at most: nothing to choose
-        return n
-
-    def needed(per_device):  # bytes one device holds for a chunk of per_device frames each
-        return needed_bytes(compile_chunk(w, T, per_device * n, settings, mesh)[0])
-
-    one, two = needed(1), needed(2)
-    per_frame = max(two - one, 1)
-    fits = max(int((MEMORY_MARGIN * free_bytes_per_device(mesh) - (one - per_frame)) // per_frame), 1)
     cap = MAX_AUTO_CHUNK.get(mesh.devices.flat[0].platform, MAX_AUTO_CHUNK["gpu"])
-    per_device = min(fits, max(cap // n, 1), math.ceil(n_frames / n))
-    n_chunks = math.ceil(n_frames / (per_device * n))
-    return math.ceil(n_frames / n_chunks / n) * n
+
+    def evened(per_device: int) -> int:  # frames per device -> a chunk size with little padding
+        per_device = max(min(per_device, max(cap // n, 1), math.ceil(n_frames / n)), 1)
+        n_chunks = math.ceil(n_frames / (per_device * n))
+        return math.ceil(n_frames / n_chunks / n) * n
+
+    chunk = evened(n_frames)
+    program, _ = compile_chunk(w, T, chunk, settings, mesh)
+    budget, needed = MEMORY_MARGIN * free_bytes_per_device(mesh), needed_bytes(program)
+    if needed <= budget or chunk == n:
+        return program
+    fixed = sum(a.nbytes for a in jax.tree.leaves((program.w, program.space)))  # the weights, on every device
+    per_frame = max((needed - fixed) / (chunk // n), 1)
+    return compile_chunk(w, T, evened(int((budget - fixed) // per_frame)), settings, mesh)[0]
 
 
 def fit_chunk_size(chunk_size: int, n_frames: int, mesh: Mesh) -> int:
@@ -233,8 +236,12 @@ def optimize_frames(
             raise BadInputError(f"chunk_size {chunk_size} differs from the compiled program's {compiled.chunk_size}.")
         chunk_size = compiled.chunk_size
     else:
-        chunk_size = fit_chunk_size(chunk_size or auto_chunk_size(w, T, N, settings, mesh), N, mesh)
-        compiled, _ = compile_chunk(w, T, chunk_size, settings, mesh)
+        if chunk_size is None:
+            compiled = auto_program(w, T, N, settings, mesh)
+            chunk_size = compiled.chunk_size
+        else:
+            chunk_size = fit_chunk_size(chunk_size, N, mesh)
+            compiled, _ = compile_chunk(w, T, chunk_size, settings, mesh)
     retry = retry_program(w, T, chunk_size, settings, mesh)
     starts = list(range(0, N, chunk_size)) if starts is None else list(starts)
     queue = iter(starts)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from badapple_jax import fidelity
-from badapple_jax.chunks import (auto_chunk_size, check_fits, compile_chunk, fit_chunk_size, frame_mesh, frames_in,
+from badapple_jax.chunks import (auto_program, check_fits, compile_chunk, fit_chunk_size, frame_mesh, frames_in,
                                  optimize_frames)
 from badapple_jax.display import gray_of, to_rgb
 from badapple_jax.errors import BadInputError, OptionError, Interrupted
@@ -214,8 +214,9 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
     t0 = time.perf_counter()
     compile_seconds, todo, program = 0.0, [], None
     if recorded is None:
-        if job.chunk_size is None:
-            chunk = auto_chunk_size(w, T, N, job.settings, mesh)
+        if job.chunk_size is None:  # compiled once here where the largest useful chunk fits
+            program = auto_program(w, T, N, job.settings, mesh)
+            chunk = program.chunk_size
         else:
             chunk = fit_chunk_size(job.chunk_size, N, mesh)
         starts = list(range(0, N, chunk))
@@ -223,9 +224,9 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
     if done:
         log(f"resuming: {N - frames_in(todo, chunk, N)} of {N} frames are already in {work}")
     if todo:
-        log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); compiling one "
+        log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); one "
             f"{job.settings.solver} step for {chunk} frames x {job.settings.seeds} seeds")
-        program, _ = compile_chunk(w, T, chunk, job.settings, mesh)
+        program = program or compile_chunk(w, T, chunk, job.settings, mesh)[0]
         check_fits(program, mesh)
         compile_seconds = time.perf_counter() - t0
     if recorded is None:

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from badapple_jax.chunks import auto_chunk_size, fit_chunk_size, frame_mesh, optimize_frames
+from badapple_jax import chunks
+from badapple_jax.chunks import auto_program, fit_chunk_size, frame_mesh, optimize_frames
 from badapple_jax.optimize import Settings
 from badapple_jax.model import pick_head
 from badapple_jax.weights import load_layer
@@ -55,8 +56,27 @@ def test_chunk_sizes_fit_the_clip_and_the_devices(tiny_ckpt):
     assert fit_chunk_size(64, 10, mesh) == 10 and fit_chunk_size(3, 10, mesh) == 3
     w = pick_head(load_layer(str(tiny_ckpt), 0)[0], 0)
     settings = Settings(steps=8, seeds=2)
-    chunk = auto_chunk_size(w, 16, 100, settings, mesh)
+    chunk = auto_program(w, 16, 100, settings, mesh).chunk_size
     assert 1 <= chunk <= 64 and -(-100 // chunk) * chunk - 100 < -(-100 // chunk)  # little padding
     frames = np.random.default_rng(0).random((5, 16, 16)).astype(np.float32)
     results = list(optimize_frames(w, frames, settings, progress=False))  # chunk size picked automatically
     assert sum(len(r.loss) for _, r in results) == 5 and jax.device_count() == 1
+
+
+def test_auto_chunk_compiles_once_where_it_fits_and_cuts_where_it_does_not(tiny_ckpt, monkeypatch):
+    """Issue 15, item 6: one compile for an automatic chunk size when the largest useful chunk fits; when it
+    does not, the program's own memory figures cut it to fit, with one more compile."""
+    mesh = frame_mesh()
+    w = pick_head(load_layer(str(tiny_ckpt), 0)[0], 0)
+    settings = Settings(steps=8, seeds=2)
+    compiled = []
+    real = chunks.compile_chunk
+    monkeypatch.setattr(chunks, "compile_chunk", lambda *a, **k: compiled.append(a[2]) or real(*a, **k))
+    program = auto_program(w, 16, 10, settings, mesh)
+    assert compiled == [10] and program.chunk_size == 10
+    big = chunks.needed_bytes(program)
+    compiled.clear()
+    monkeypatch.setattr(chunks, "free_bytes_per_device", lambda m: big / 2 / chunks.MEMORY_MARGIN)  # half of it
+    program = auto_program(w, 16, 10, settings, mesh)
+    assert compiled[0] == 10 and len(compiled) == 2 and 1 <= program.chunk_size < 10
+    assert chunks.needed_bytes(program) <= big / 2
