@@ -25,9 +25,9 @@ from badapple_jax.optimize import Settings
 from badapple_jax.video import BUILT_IN, FPS_RANGE, VIDEO_SUFFIXES, check_source, has_audio, read_clip, write_video
 from badapple_jax.model import pick_head, pick_heads
 from badapple_jax.weights import load_layer
-from badapple_jax.workdir import (OURS, RECORD_FIELDS, embeddings_store, finish_embeddings, finished, identity, job_key,
-                                  load_chunk, one_writer, open_workdir, record_path, remove_leftovers, save_chunk,
-                                  sha256_of)
+from badapple_jax.workdir import (OURS, RECORD_FIELDS, check_manifest, differences, discard_if_empty, embeddings_store,
+                                  finish_embeddings, finished, identity, job_key, load_chunk, one_writer, open_workdir,
+                                  record_path, remove_leftovers, save_chunk, sha256_of)
 
 # Bounds of the options every command that reads a clip shares (the optimiser's own are in optimize.LIMITS,
 # the sampling rate's in video.FPS_RANGE): a seed is a non-negative int32.
@@ -172,6 +172,36 @@ def _locked(job: Job, log, progress) -> dict:
     clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames, colour=job.color)
     frames = np.moveaxis(clip.frames, -1, 1) if job.color else clip.frames  # [N, (3,) T, T]
     wanted = identity(job, clip, frames, w, info.source)
+    twin = finished_twin(job, wanted)
+    if twin is None:
+        return _opened(job, w, info, clip, frames, wanted, log, progress)
+    log(f"{twin} holds this render, finished: {job.output} is assembled from it")
+    discard_if_empty(job.work, [job.work])  # the directory made for the lock, unused
+    with one_writer(twin):
+        return _opened(dataclasses.replace(job, workdir=str(twin)), w, info, clip, frames, wanted, log, progress)
+
+
+def finished_twin(job: Job, wanted: dict) -> Path | None:
+    """A finished render of the same job beside the default work directory, for a job that has none of its own
+    (no --workdir given, no manifest at OUT.work, no --restart): a sibling *.work with the same options, input and
+    weights and every chunk recorded. A new -o then only assembles the video from it."""
+    if job.workdir is not None or job.restart or (job.work / "manifest.json").exists():
+        return None
+    for path in sorted(job.work.parent.glob("*.work/manifest.json")):
+        try:
+            manifest = json.loads(path.read_text())
+            check_manifest(manifest)
+        except (OSError, ValueError, TypeError):
+            continue  # not a render this one could use: never an error here
+        n, chunk = manifest["input"].get("frames"), manifest["chunk_size"]
+        if (not differences(manifest, wanted) and isinstance(n, int) and (path.parent / "metrics.json").is_file()
+                and all(record_path(path.parent, s).is_file() for s in range(0, n, chunk))):
+            return path.parent
+    return None
+
+
+def _opened(job: Job, w, info, clip, frames, wanted, log, progress) -> dict:
+    """`render` once its work directory is locked and the job known."""
     recorded = open_workdir(job.work, wanted, job.restart, lambda n: sha256_of(frames[:n]), log)
     with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
         try:

@@ -307,3 +307,24 @@ def test_only_more_frames_of_the_same_input_and_weights_grow_a_work_directory():
     assert not grows(old, manifest(4, "first4", max_frames=4), prefix)  # fewer frames
     assert not grows(old, manifest(9, "all9", steps=9, max_frames=9), prefix)  # another option too
     assert not grows(old, manifest(9, "all9", model="n", max_frames=9), prefix)  # other weights
+
+
+def test_a_new_output_of_a_finished_render_is_assembled_from_it(tiny_ckpt, tmp_path, capsys):
+    """Issue 15, item 7: without --workdir, a new -o of a finished job finds its work directory beside it and only
+    assembles the video; another job, or an unfinished twin, computes in its own OUT.work as before."""
+    common = ["demo", "--model", str(tiny_ckpt), "--size", "8", "--steps", "24", "--seeds", "1", "--max-frames", "3",
+              "--chunk-size", "2"]
+    assert main(["render", *common, "-o", str(tmp_path / "a.mp4"), "-q"]) == 0
+    frames = [p.read_bytes() for p in sorted((tmp_path / "a.work" / "frames").glob("*.png"))]
+    capsys.readouterr()
+    assert main(["render", *common, "-o", str(tmp_path / "b.mp4"), "--side-by-side"]) == 0
+    assert "a.work holds this render, finished: " in capsys.readouterr().err
+    assert (tmp_path / "b.mp4").stat().st_size > 0 and not (tmp_path / "b.work").exists()
+    metrics = json.loads((tmp_path / "a.work" / "metrics.json").read_text())
+    assert metrics["resumed_frames"] == 3 and metrics["compile_seconds"] == 0
+    assert [p.read_bytes() for p in sorted((tmp_path / "a.work" / "frames").glob("*.png"))] == frames
+    assert main(["render", *common, "-o", str(tmp_path / "c.mp4"), "--steps", "16", "-q"]) == 0  # another job
+    assert (tmp_path / "c.work" / "metrics.json").is_file()
+    (tmp_path / "a.work" / "chunks" / "chunk_000002.npz").unlink()  # a is unfinished now: not a twin
+    assert main(["render", *common, "-o", str(tmp_path / "d.mp4"), "-q"]) == 0
+    assert (tmp_path / "d.work" / "metrics.json").is_file()
