@@ -53,11 +53,13 @@ def leftovers(work: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_is_byte_identical_to_an_uninterrupted_run(tiny_ckpt, tmp_path):
-    whole = tmp_path / "whole.mp4"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()  # apart: a render beside a finished one of the same job would assemble from it
+    whole = tmp_path / "a" / "whole.mp4"
     done = subprocess.run(command(tiny_ckpt, whole, "-q"), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
-    killed = tmp_path / "killed.mp4"
+    killed = tmp_path / "b" / "killed.mp4"
     work = killed.with_suffix(".work")
     process = start_and_wait_for_first_chunk(command(tiny_ckpt, killed, "-q"), work)
     process.kill()
@@ -274,7 +276,8 @@ def test_more_frames_extend_a_work_directory(tiny_ckpt, tmp_path, embeddings, ca
     extra = ["--save-embeddings"] if embeddings else []
     common = ["demo", "--model", str(tiny_ckpt), "--size", "8", "--steps", "24", "--seeds", "1", "--chunk-size", "2",
               "-q", *extra]
-    grown, fresh = tmp_path / "grown.mp4", tmp_path / "fresh.mp4"
+    (tmp_path / "apart").mkdir()  # not beside grown.work, which it would otherwise assemble from
+    grown, fresh = tmp_path / "grown.mp4", tmp_path / "apart" / "fresh.mp4"
     assert main(["render", *common, "-o", str(grown), "--max-frames", "5"]) == 0  # chunks 0, 2 and a partial 4
     first = [p.read_bytes() for p in sorted((tmp_path / "grown.work" / "frames").glob("*.png"))[:4]]
     assert main(["render", *common, "-o", str(grown), "--max-frames", "9"]) == 0
@@ -282,11 +285,13 @@ def test_more_frames_extend_a_work_directory(tiny_ckpt, tmp_path, embeddings, ca
     assert metrics["frames"] == 9 and metrics["resumed_frames"] == 4  # chunk 4 computed again, with frame 5 in it
     assert [p.read_bytes() for p in sorted((tmp_path / "grown.work" / "frames").glob("*.png"))[:4]] == first
     assert main(["render", *common, "-o", str(fresh), "--max-frames", "9"]) == 0
-    for name in ["frames/" + p.name for p in sorted((tmp_path / "fresh.work" / "frames").glob("*.png"))]:
-        assert (tmp_path / "grown.work" / name).read_bytes() == (tmp_path / "fresh.work" / name).read_bytes(), name
+    names = ["frames/" + p.name for p in sorted((tmp_path / "apart" / "fresh.work" / "frames").glob("*.png"))]
+    assert len(names) == 9
+    for name in names:
+        assert (tmp_path / "grown.work" / name).read_bytes() == (tmp_path / "apart" / "fresh.work" / name).read_bytes()
     if embeddings:
         np.testing.assert_array_equal(np.load(tmp_path / "grown.work" / "embeddings.npy"),
-                                      np.load(tmp_path / "fresh.work" / "embeddings.npy"))
+                                      np.load(tmp_path / "apart" / "fresh.work" / "embeddings.npy"))
     capsys.readouterr()
     assert main(["render", *common, "-o", str(grown), "--max-frames", "9", "--steps", "32"]) == 2  # more AND other
     assert "--steps 24 there, 32 here" in capsys.readouterr().err
