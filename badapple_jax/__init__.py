@@ -47,7 +47,8 @@ __all__ = [
     "centred_log", "colourise", "compile_chunk", "demo_clip", "export_checkpoint", "flicker", "frame_loss",
     "frame_mesh", "gray_of", "head_logits", "head_space", "headspace_logits", "layer_attention",
     "layer_from_state_dict", "layer_from_transformers", "layer_norm", "lift", "load_layer", "make_encoding",
-    "masked_softmax", "multi_start", "nearest_tokens", "normalise_display", "optimize_chunk", "optimize_frames", "pick_head",
-    "pick_heads", "psnr", "random_layer", "read_clip", "render", "row_centred", "row_normalise", "sink_target",
-    "ssim", "stitch_full", "to_head_space", "to_rgb", "token_embedding", "warm_restart_cosine", "write_video"
+    "masked_softmax", "multi_start", "nearest_tokens", "normalise_display", "optimize_chunk", "optimize_frames",
+    "pick_head", "pick_heads", "psnr", "random_layer", "read_clip", "render", "row_centred", "row_normalise",
+    "sink_target", "ssim", "stitch_full", "to_head_space", "to_rgb", "token_embedding", "warm_restart_cosine",
+    "write_video"
 ]

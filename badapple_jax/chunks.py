@@ -226,22 +226,20 @@ def optimize_frames(
 
     Yields (start, result) per chunk, padding removed, arrays on the host; the next chunk computes
     while the caller handles this one. `chunk_size` None picks it from the free memory; `compiled` (from
-    `compile_chunk`) is reused for any number of frames: fewer than its chunk size are padded to it. `starts` (default: every chunk) are the chunks
-    to compute, e.g. those a resumed render still lacks; once `stop.asked` is true no further chunk starts."""
+    `compile_chunk`) is reused for any number of frames: fewer than its chunk size are padded to it.
+    `starts` (default: every chunk) are the chunks to compute, e.g. those a resumed render still lacks;
+    once `stop.asked` is true no further chunk starts."""
     mesh = mesh or frame_mesh()
     frames = checked_frames(frames, w)
     N, T = len(frames), frames.shape[-1]
     if compiled is not None:  # its shape serves any number of frames: a short clip is padded, never recompiled
         if chunk_size not in (None, compiled.chunk_size):
             raise BadInputError(f"chunk_size {chunk_size} differs from the compiled program's {compiled.chunk_size}.")
-        chunk_size = compiled.chunk_size
+    elif chunk_size is None:
+        compiled = auto_program(w, T, N, settings, mesh)
     else:
-        if chunk_size is None:
-            compiled = auto_program(w, T, N, settings, mesh)
-            chunk_size = compiled.chunk_size
-        else:
-            chunk_size = fit_chunk_size(chunk_size, N, mesh)
-            compiled, _ = compile_chunk(w, T, chunk_size, settings, mesh)
+        compiled, _ = compile_chunk(w, T, fit_chunk_size(chunk_size, N, mesh), settings, mesh)
+    chunk_size = compiled.chunk_size
     retry = retry_program(w, T, chunk_size, settings, mesh)
     starts = list(range(0, N, chunk_size)) if starts is None else list(starts)
     queue = iter(starts)

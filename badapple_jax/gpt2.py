@@ -26,28 +26,34 @@ def config(raw: dict, path) -> ModelConfig:
                        act=("activation_function", "gelu_new"), family="gpt2", causal=True)
 
 
-def shapes(c: ModelConfig, layer: int) -> dict[str, tuple[int, ...]]:
-    """Checkpoint key -> shape of everything `layer`'s heads read (Conv1D as [in, out])."""
+def attention_inputs(c: ModelConfig, i: int) -> dict[str, tuple[int, ...]]:  # what block i's heads read of it
+    E = c.n_embd
+    return {f"h.{i}.ln_1.weight": (E,), f"h.{i}.ln_1.bias": (E,),
+            f"h.{i}.attn.c_attn.weight": (E, 3 * E), f"h.{i}.attn.c_attn.bias": (3 * E,)}
+
+
+def blocks(c: ModelConfig, n: int) -> dict[str, tuple[int, ...]]:  # every key of blocks 0..n-1, and wpe
     E, I = c.n_embd, c.d_mlp
     out = {"wpe.weight": (c.n_positions, E)}
-    for i in range(layer):
-        out |= {f"h.{i}.ln_1.weight": (E,), f"h.{i}.ln_1.bias": (E,),
-                f"h.{i}.attn.c_attn.weight": (E, 3 * E), f"h.{i}.attn.c_attn.bias": (3 * E,),
-                f"h.{i}.attn.c_proj.weight": (E, E), f"h.{i}.attn.c_proj.bias": (E,),
-                f"h.{i}.ln_2.weight": (E,), f"h.{i}.ln_2.bias": (E,),
-                f"h.{i}.mlp.c_fc.weight": (E, I), f"h.{i}.mlp.c_fc.bias": (I,),
-                f"h.{i}.mlp.c_proj.weight": (I, E), f"h.{i}.mlp.c_proj.bias": (E,)}
-    return out | {f"h.{layer}.ln_1.weight": (E,), f"h.{layer}.ln_1.bias": (E,),
-                  f"h.{layer}.attn.c_attn.weight": (E, 3 * E), f"h.{layer}.attn.c_attn.bias": (3 * E,)}
+    for i in range(n):
+        out |= attention_inputs(c, i) | {
+            f"h.{i}.attn.c_proj.weight": (E, E), f"h.{i}.attn.c_proj.bias": (E,),
+            f"h.{i}.ln_2.weight": (E,), f"h.{i}.ln_2.bias": (E,),
+            f"h.{i}.mlp.c_fc.weight": (E, I), f"h.{i}.mlp.c_fc.bias": (I,),
+            f"h.{i}.mlp.c_proj.weight": (I, E), f"h.{i}.mlp.c_proj.bias": (E,)}
+    return out
+
+
+def shapes(c: ModelConfig, layer: int) -> dict[str, tuple[int, ...]]:
+    """Checkpoint key -> shape of everything `layer`'s heads read (Conv1D as [in, out])."""
+    return blocks(c, layer) | attention_inputs(c, layer)
 
 
 def checkpoint(c: ModelConfig, n_layer: int) -> tuple[dict, dict]:
     """Every key of a GPT2Model with `n_layer` blocks, and its config.json. The vocabulary is one token:
     the display feeds embeddings (inputs_embeds), never token ids."""
     E, I = c.n_embd, c.d_mlp
-    keys = shapes(c, n_layer) | {"wte.weight": (1, E), "ln_f.weight": (E,), "ln_f.bias": (E,)}
-    for name in ("h.{L}.ln_1.weight", "h.{L}.ln_1.bias", "h.{L}.attn.c_attn.weight", "h.{L}.attn.c_attn.bias"):
-        del keys[name.format(L=n_layer)]  # shapes(c, n_layer) ends with block n_layer's attention inputs
+    keys = blocks(c, n_layer) | {"wte.weight": (1, E), "ln_f.weight": (E,), "ln_f.bias": (E,)}
     config = {"model_type": "gpt2", "architectures": ["GPT2Model"], "n_layer": n_layer, "n_head": c.n_head,
               "n_embd": E, "n_positions": c.n_positions, "n_inner": I, "layer_norm_epsilon": c.eps,
               "activation_function": c.act, "vocab_size": 1, "bos_token_id": 0, "eos_token_id": 0}

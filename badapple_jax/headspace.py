@@ -1,6 +1,7 @@
 """Head space (SPEC section 9): optimise what the head sees, 2 d_head numbers per row, then lift to X.
 
-With u = X + pos (GPT-2: wpe; BERT: pos + type[0]), LayerNorm gives h = g * n + b where n has zero mean and |n|^2 < n_embd. So
+With u = X + pos (GPT-2: wpe; BERT: pos + type[0]), LayerNorm gives h = g * n + b where n has zero mean
+and |n|^2 < n_embd. So
 [q k] = n M + c with M = diag(g) [W_q W_k] and c = b [W_q W_k] + [b_q b_k], and since n sums to
 zero only the column-centred Mc = M - mean_rows(M) matters. Take the thin SVD Mc = U S V^T and
 z = n U (n's coordinates in the column space of Mc): then y = [q k] - c = z S V^T, |z| <= |n|,

@@ -15,7 +15,7 @@ def layer_norm(x, g, b, eps):  # [..., E] -> [..., E]
 
 
 def gelu_tanh(x):  # GPT-2's "gelu_new": the tanh approximation
-    return 0.5 * x * (1.0 + jnp.tanh(jnp.sqrt(2.0 / jnp.pi) * (x + 0.044715 * x**3)))
+    return jax.nn.gelu(x, approximate=True)
 
 
 def gelu_erf(x):  # BERT's "gelu": the exact form

@@ -44,11 +44,9 @@ def load_layer(model: str | os.PathLike, layer: int = 0, *, cache_dir: str | os.
     if not model.strip():  # Path("") would be the current directory
         raise BadInputError("model is empty: give a hub id, a local directory, minilm or random:NAME.")
     if model.startswith("random:"):
-        config = RANDOM.get(model.removeprefix("random:"))
-        if config is None:
-            raise BadInputError(f"unknown random model '{model}': use one of "
-                                + ", ".join(f"random:{n}" for n in RANDOM) + ".")
-        source = f"RANDOM weights ({model.removeprefix('random:')}-shaped {config.family}, seed 0) - not a trained model"
+        config = _random_config(model)
+        name = model.removeprefix("random:")
+        source = f"RANDOM weights ({name}-shaped {config.family}, seed 0) - not a trained model"
         return random_layer(config, layer), ModelInfo(model, source, True, config)
     arrays, config, where, source = _arrays(model, lambda c, where: _layer_shapes(c, layer, where), cache_dir)
     return _layer_weights(arrays, config, layer, where), ModelInfo(model, source, False, config)
@@ -118,6 +116,14 @@ def minilm_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+def _random_config(model: str) -> ModelConfig:  # `random:NAME` -> its shape
+    config = RANDOM.get(model.removeprefix("random:"))
+    if config is None:
+        raise BadInputError(f"unknown random model '{model}': use one of " + ", ".join(f"random:{n}" for n in RANDOM)
+                            + ".")
+    return config
+
+
 def random_layer(config: ModelConfig, layer: int = 0, seed: int = 0) -> LayerWeights:
     """Random weights of the family's shape and initialisation."""
     _check_layer(config, layer, "the random model")
@@ -141,13 +147,13 @@ def export_checkpoint(model: str, out: str | os.PathLike, layer: int = 0) -> Pat
         where = minilm_dir() if model == MINILM else model
         raise BadInputError(f"model '{model}' is a transformers checkpoint already: load {where} with "
                             "AutoModel.from_pretrained; export writes random:NAME models.")
-    _, info = load_layer(model, 0)
-    _check_layer(info.config, layer, "the random model")
+    c = _random_config(model)
+    _check_layer(c, layer, "the random model")
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInputError(f"{out} exists and is not an empty directory; export writes a new checkpoint directory.")
-    shapes, config = FAMILIES[info.config.family].checkpoint(info.config, layer + 1)
-    tensors = {k: _random_tensor(info.config, k, s, 0) for k, s in shapes.items()}
+    shapes, config = FAMILIES[c.family].checkpoint(c, layer + 1)
+    tensors = {k: _random_tensor(c, k, s, 0) for k, s in shapes.items()}
     try:  # config.json last: a directory without it is no checkpoint, so a failure leaves none half-written
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / SAFETENSORS, save(tensors, metadata={"format": "pt"}))
@@ -167,9 +173,7 @@ def layer_from_state_dict(state, config: dict, layer: int = 0, name: str = "stat
     family = FAMILIES[c.family]
     index = {}
     for key, value in state.items():
-        for prefix in family.prefixes:
-            key = key.removeprefix(prefix)
-        index.setdefault(key, value)
+        index.setdefault(_unprefixed(key, c), value)
     arrays = {}
     for key, shape in family.shapes(c, layer).items():
         if key not in index:
@@ -256,10 +260,14 @@ def _index(files: list[tuple[str, Read, int | None]], config: ModelConfig) -> di
     index = {}
     for name, read, size in files:
         for key, info in read_header(read, name, size).items():
-            for prefix in FAMILIES[config.family].prefixes:
-                key = key.removeprefix(prefix)
-            index.setdefault(key, (read, info, name))
+            index.setdefault(_unprefixed(key, config), (read, info, name))
     return index
+
+
+def _unprefixed(key: str, config: ModelConfig) -> str:  # "transformer.h.0..." -> "h.0...", as the family names it
+    for prefix in FAMILIES[config.family].prefixes:
+        key = key.removeprefix(prefix)
+    return key
 
 
 def _read_checked(index: dict, key: str, shape: tuple, where: str, config: ModelConfig) -> np.ndarray:

@@ -189,13 +189,9 @@ def grow_embeddings(work: Path, path: Path, N: int) -> None:
     if len(old) >= N:
         return
     tmp = work / f".embeddings.partial.npy{TMP}"
-    new = np.lib.format.open_memmap(tmp, "w+", np.float32, (N, *old.shape[1:]))
-    with open(tmp, "rb+") as f:
-        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    new = allocated(tmp, (N, *old.shape[1:]))
     new[:len(old)] = old
-    new.flush()
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
+    sync_memmap(new)
     os.replace(tmp, work / "embeddings.partial.npy")
     if path.name == "embeddings.npy":
         path.unlink()
@@ -292,9 +288,7 @@ def save_chunk(work: Path, start: int, rgb: np.ndarray, record: dict, key: str, 
     sync_dir(work / "frames")
     if embeddings is not None:
         embeddings[start:start + len(x)] = x
-        embeddings.flush()
-        with open(embeddings.filename, "rb+") as f:
-            os.fsync(f.fileno())
+        sync_memmap(embeddings)
     buffer = io.BytesIO()
     np.savez(buffer, job=np.asarray(key), **{k: np.asarray(record[k]) for k in RECORD_FIELDS})
     write_atomic(record_path(work, start), buffer.getvalue())
@@ -354,16 +348,27 @@ def embeddings_store(work: Path, shape: tuple) -> tuple[np.memmap, bool]:
             return store, True
     except (OSError, ValueError):
         pass
-    store = np.lib.format.open_memmap(partial, "w+", np.float32, shape)
-    # Allocate every block now: a memory-mapped page the full disk cannot back kills the process with SIGBUS
-    # on first write, with nothing on stderr; fallocate says ENOSPC here instead.
+    return allocated(partial, shape), False
+
+
+def allocated(path: Path, shape: tuple) -> np.memmap:
+    """A new float32 .npy of `shape`, memory-mapped, every block allocated now: a page the full disk cannot back
+    kills the process with SIGBUS on first write, with nothing on stderr; fallocate says ENOSPC here instead."""
+    store = np.lib.format.open_memmap(path, "w+", np.float32, shape)
     try:
-        with open(partial, "rb+") as f:
+        with open(path, "rb+") as f:
             os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
     except OSError:
-        partial.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         raise
-    return store, False
+    return store
+
+
+def sync_memmap(store: np.memmap) -> None:
+    """Written rows of a memory-mapped file made durable."""
+    store.flush()
+    with open(store.filename, "rb+") as f:
+        os.fsync(f.fileno())
 
 
 def finish_embeddings(work: Path, store: np.memmap) -> None:
