@@ -11,7 +11,7 @@ from badapple_jax import survey
 from badapple_jax.errors import BadInputError, Interrupted, OptionError
 from badapple_jax.interrupt import deferred_interrupt
 from badapple_jax.encoding import DISPLAYS, MODES
-from badapple_jax.optimize import PRECISIONS, PRESETS, SOLVERS, Settings
+from badapple_jax.optimize import FAST_EMBEDDING, PRECISIONS, PRESETS, SCHEDULES, SOLVERS, Settings
 from badapple_jax.plots import make_plots
 from badapple_jax.render import Job, render
 from badapple_jax.viewer import write_viewer
@@ -71,15 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="render only the first N frames")
     p.add_argument("--preset", choices=tuple(PRESETS),
                    help="named settings: 'reference' (its optimiser, row-normalised target and z-scored display, so "
-                        "losses compare with it), 'fast' (head space, 1 seed, 1200 steps; benchmarks/RESULTS.md); "
+                        "losses compare with it), 'fast' (head space, 1 seed, 200 steps of one cosine cycle at lr 0.5, "
+                        "b2 0.9; above layer 0 the embedding solver, 400 steps at lr 0.1; benchmarks/RESULTS.md); "
                         "options given explicitly override it (default: the reference's optimiser, sink display)")
     p.add_argument("--display", choices=DISPLAYS,
                    help="sink: token 0 an attention sink, Z * attention is the frame at its true brightness "
                         "(default); zscore: the reference's row-normalised target, z-scored per row")
     p.add_argument("--steps", type=int, help=f"Adam steps per frame, a quarter exploring each seed (default: {s.steps})")
     p.add_argument("--seeds", type=int, help=f"random starts explored per frame (default: {s.seeds})")
-    p.add_argument("--lr", type=float, default=s.lr, help="peak learning rate of each cosine cycle")
-    p.add_argument("--lr-min", type=float, default=s.lr_min, help="learning rate at the end of each cycle")
+    p.add_argument("--lr", type=float, help=f"peak learning rate of each cosine cycle (default: {s.lr})")
+    p.add_argument("--lr-min", type=float, help=f"learning rate at the end of each cycle (default: {s.lr_min})")
+    p.add_argument("--b2", type=float, help=f"Adam's beta2, its memory of squared gradients (default: {s.b2})")
+    p.add_argument("--schedule", choices=SCHEDULES,
+                   help="learning rates of each phase: restarts, the reference's warm restarts every quarter "
+                        "(default); cosine, one cycle, and one seed runs all its steps as one phase")
     p.add_argument("--init-scale", type=float, default=s.init_scale, help="std of the random initial embeddings")
     p.add_argument("--seed-select", choices=("frame", "chunk"), default=s.seed_select,
                    help="keep the best start per frame, or one per chunk by mean loss (the reference)")
@@ -173,16 +178,17 @@ def main(argv=None) -> int:
 
 
 def run_render(args) -> int:
-    chosen = {k: getattr(args, k) for k in ("steps", "seeds", "solver", "display") if getattr(args, k) is not None}
+    chosen = {k: getattr(args, k) for k in ("steps", "seeds", "solver", "display", "lr", "lr_min", "b2", "schedule")
+              if getattr(args, k) is not None}
     preset = PRESETS[args.preset] if args.preset else {}
     if preset.get("solver") == "headspace" and args.layer > 0 and "solver" not in chosen:
-        preset = {**preset, "solver": "embedding"}  # head space works at layer 0 only; the rest of the preset holds
+        preset = {**preset, **FAST_EMBEDDING}  # head space works at layer 0 only
+        own = "".join(f" --{k.replace('_', '-')} {v}" for k, v in FAST_EMBEDDING.items() if k not in chosen)
         if not args.quiet:
-            print(f"note: --preset {args.preset} uses --solver embedding at --layer {args.layer} (head space works "
-                  "at layer 0 only)", file=sys.stderr)
-    settings = Settings(**{**preset, **chosen}, lr=args.lr, lr_min=args.lr_min,
-                        init_scale=args.init_scale, seed_select=args.seed_select, precision=args.precision,
-                        warm_start=args.warm_start, mode=args.mode)
+            print(f"note: --preset {args.preset} uses{own} at --layer {args.layer} (head space works at layer 0 "
+                  "only)", file=sys.stderr)
+    settings = Settings(**{**preset, **chosen}, init_scale=args.init_scale, seed_select=args.seed_select,
+                        precision=args.precision, warm_start=args.warm_start, mode=args.mode)
     fields = {f.name for f in dataclasses.fields(Job)} - {"settings"}
     job = Job(**{name: getattr(args, name) for name in fields}, settings=settings)
     log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))

@@ -31,6 +31,7 @@ import numpy as np
 
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import TMP, ordinary_mode, sync_dir, write_atomic
+from badapple_jax.optimize import Settings
 from badapple_jax.plots import FIGURES
 from badapple_jax.viewer import NAME as VIEWER
 from badapple_jax.video import BUILT_IN
@@ -46,6 +47,9 @@ MANIFEST_FIELDS = {"format": int, "options": dict, "input": dict, "model": dict,
 # Job fields that change what is optimised; output, audio and side-by-side only change the assembled video.
 RESULT_OPTIONS = ("settings", "layer", "head", "heads", "color", "size", "fps", "max_frames", "seed",
                   "save_embeddings")
+# Settings added after FORMAT 3's first release, recorded only where they differ from their defaults (the values
+# every older render had): an older work directory then still resumes, its chunk records keeping their job key.
+LATER_SETTINGS = {name: getattr(Settings(), name) for name in ("b2", "schedule")}
 
 
 def sha256_of(*arrays) -> str:
@@ -60,6 +64,8 @@ def sha256_of(*arrays) -> str:
 def identity(job, clip, targets: np.ndarray, w, model_source: str) -> dict:
     """What a chunk's results depend on: the options, and hashes of the decoded targets and the head's weights."""
     options = {k: v for k, v in dataclasses.asdict(job).items() if k in RESULT_OPTIONS}
+    options["settings"] = {k: v for k, v in options["settings"].items()
+                           if k not in LATER_SETTINGS or v != LATER_SETTINGS[k]}
     path = Path(job.input)
     named = job.input in BUILT_IN or not path.exists()
     return {
@@ -77,8 +83,9 @@ def differences(recorded: dict, wanted: dict) -> list[str]:
     if recorded.get("format") != FORMAT:
         return [f"the layout (format {recorded.get('format')} there, {FORMAT} here)"]
     said = lambda v: "unset" if v is None else v  # noqa: E731
-    found = [f"--{k.replace('_', '-')} {said(recorded['options'].get(k))} there, {said(v)} here"
-             for k, v in wanted["options"].items() if recorded["options"].get(k) != v]
+    options = {**LATER_SETTINGS, **recorded["options"]}
+    found = [f"--{k.replace('_', '-')} {said(options.get(k))} there, {said(v)} here"
+             for k, v in {**LATER_SETTINGS, **wanted["options"]}.items() if options.get(k) != v]
     if found:
         return found  # the input and model hashes follow from these; naming them too would only repeat
     for what, name in (("input", "label"), ("model", "source")):

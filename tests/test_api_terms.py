@@ -39,11 +39,16 @@ def test_command_line_shows_flags(tmp_path, capsys):
     assert "error: --steps must be at least 4 (explore is steps // 4), got 2." in capsys.readouterr().err
 
 
+def test_adam_flags_are_named_as_flags(tmp_path, capsys):
+    assert main(["render", "demo", "-o", str(tmp_path / "o.mp4"), "--b2", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "badapple-jax: error: --b2 must be in [0, 1), got 1.0."
+
+
 def test_preset_fast_above_layer_0_uses_the_embedding_solver(tiny_ckpt, tmp_path, capsys):
     out = tmp_path / "p.mp4"
     assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--preset", "fast", "--layer", "1",
                  "--steps", "40", "--size", "8", "--max-frames", "2"]) == 0
-    assert "note: --preset fast uses --solver embedding at --layer 1" in capsys.readouterr().err
+    assert "note: --preset fast uses --solver embedding --lr 0.1 at --layer 1" in capsys.readouterr().err
     assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--preset", "fast", "--layer", "1",
                  "--solver", "headspace", "--size", "8", "--max-frames", "2"]) == 2  # asked for: refused
     assert "--solver headspace works at layer 0 only" in capsys.readouterr().err

@@ -57,12 +57,16 @@ def test_headspace_render_records_both_losses(tiny_ckpt, tmp_path):
     assert metrics["settings"]["settings"]["solver"] == "headspace" and 1 <= metrics["chunk_size"] <= 3
 
 
-def test_preset_fast_with_an_explicit_override(tiny_ckpt, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--mode", "full"], ["--color", "--heads", "0,1,2", "--model", "random:gpt2"]])  # colour: 3 heads need n_embd > 6 d_head
+def test_preset_fast_with_explicit_overrides(extra, tiny_ckpt, tmp_path):
     out = tmp_path / "fast.mp4"
     assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--preset", "fast", "--steps", "8",
-                 "--size", "16", "--max-frames", "2", "-q"]) == 0
-    chosen = json.loads((tmp_path / "fast.work" / "metrics.json").read_text())["settings"]["settings"]
-    assert (chosen["solver"], chosen["seeds"], chosen["steps"]) == ("headspace", 1, 8)
+                 "--lr", "0.2", "--size", "16", "--max-frames", "2", "-q", *extra]) == 0
+    metrics = json.loads((tmp_path / "fast.work" / "metrics.json").read_text())
+    chosen = metrics["settings"]["settings"]
+    assert (chosen["solver"], chosen["seeds"], chosen["steps"], chosen["lr"]) == ("headspace", 1, 8, 0.2)
+    assert (chosen["b2"], chosen["schedule"]) == (0.9, "cosine")  # the rest of the preset holds
+    assert np.isfinite(metrics["per_frame_loss"]).all() and out.is_file()
 
 
 def test_side_by_side_with_audio_for_images_and_from_a_video(tiny_ckpt, tmp_path):

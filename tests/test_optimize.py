@@ -1,10 +1,13 @@
-"""The multi-start optimiser: schedule against PyTorch, and its behaviour on a tiny model."""
+"""The multi-start optimiser: schedule and Adam against PyTorch, and its behaviour on a tiny model."""
+import re
+
 import jax
 import numpy as np
 import pytest
 
 from badapple_jax.chunks import compile_chunk, optimize_frames
-from badapple_jax.optimize import Settings, warm_restart_cosine
+from badapple_jax.errors import OptionError
+from badapple_jax.optimize import PRESETS, Settings, phase_optimizer, warm_restart_cosine
 from badapple_jax.model import pick_head
 from badapple_jax.weights import load_layer
 
@@ -24,6 +27,53 @@ def test_schedule_equals_torch_cosine_annealing_warm_restarts(n_steps):
     ours = warm_restart_cosine(lr, lr_min, T_0, n_steps)
     got = [float(ours(t)) for t in range(n_steps)]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("schedule, b2, n_steps", [("restarts", 0.999, 120), ("cosine", 0.9, 90), ("cosine", 0.5, 7)])
+def test_phase_optimizer_equals_torch_adam_and_its_scheduler(schedule, b2, n_steps):
+    """The whole phase against torch: Adam with betas (0.9, b2) and CosineAnnealingWarmRestarts or
+    CosineAnnealingLR stepped after every update, on a fresh random least-squares problem."""
+    import optax
+    import torch
+
+    rng = np.random.default_rng(n_steps)
+    A, b, x0 = rng.normal(size=(12, 8)), rng.normal(size=12), rng.normal(size=8)
+    settings = Settings(steps=4 * n_steps, lr=0.05, lr_min=1e-3, b2=b2, schedule=schedule)
+    x = torch.nn.Parameter(torch.tensor(x0))
+    opt = torch.optim.Adam([x], lr=settings.lr, betas=(0.9, b2), eps=1e-8)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_steps, eta_min=settings.lr_min)
+             if schedule == "cosine" else torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                 opt, T_0=max(n_steps // 4, 50), eta_min=settings.lr_min))
+    A_t, b_t = torch.tensor(A), torch.tensor(b)
+    for _ in range(n_steps):
+        opt.zero_grad()
+        torch.sum((A_t @ x - b_t) ** 2).backward()
+        opt.step()
+        sched.step()
+    ours = phase_optimizer(settings, n_steps)
+    grad = jax.grad(lambda v: jax.numpy.sum((A @ v - b) ** 2))
+    y, state = jax.numpy.asarray(x0), ours.init(jax.numpy.asarray(x0))
+    for _ in range(n_steps):
+        updates, state = ours.update(grad(y), state)
+        y = optax.apply_updates(y, updates)
+    np.testing.assert_allclose(np.asarray(y), x.detach().numpy(), rtol=2e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("b2", 1.0, "b2 must be in [0, 1), got 1.0"), ("b2", float("nan"), "b2 must be in [0, 1), got nan"),
+    ("schedule", "linear", "schedule must be one of restarts, cosine, got linear")])
+def test_adam_options_are_checked(option, value, expected):
+    with pytest.raises(OptionError, match=re.escape(expected)):
+        Settings(**{option: value}).check()
+
+
+def test_one_start_on_one_cycle_spends_every_step_refining():
+    assert Settings(seeds=1, schedule="cosine", steps=200).explore == 0
+    assert Settings(seeds=2, schedule="cosine", steps=200).explore == 50  # a choice to make: a quarter explores
+    assert Settings(seeds=1, steps=200).explore == 50  # the reference's plan, whatever the seeds
+    fast = Settings(**PRESETS["fast"])
+    fast.check()
+    assert (fast.explore, fast.refine, fast.frame_steps) == (0, fast.steps, fast.steps)
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +176,11 @@ def test_the_kernel_names_a_misshapen_x(head, shape, expected):
     for f in (attention, head_logits):
         with pytest.raises(ValueError, match=expected):
             f(np.zeros(shape, np.float32), head)
+
+
+def test_one_start_on_one_cycle_runs_one_phase(head, frames):
+    r = run(head, frames, Settings(steps=12, seeds=1, lr=0.3, b2=0.9, schedule="cosine"), chunk_size=4)
+    assert r.refine_trace.shape == (5, 12) and r.explore_trace.shape == (5, 0, 1)
+    assert (r.start == 0).all()
+    np.testing.assert_allclose(r.explore_loss[:, 0], r.refine_trace[:, 0], rtol=1e-5)  # the loss it starts from
+    assert (r.loss < 0.5 * r.explore_loss[:, 0]).all()

@@ -123,6 +123,7 @@ def render_fast(tiny_ckpt, out, *extra):
     (["--max-frames", "3"], "--max-frames 4 there, 3 here"),
     (["--head", "1"], "--head 0 there, 1 here"),
     (["--mode", "full"], "--mode causal there, full here"),
+    (["--b2", "0.9"], "--b2 0.999 there, 0.9 here"),
     (["--chunk-size", "4"], "--chunk-size 2 there, 4 here"),
     (["--model", "random:gpt2"], "the model (local"),
 ])
@@ -138,6 +139,17 @@ def test_a_different_job_on_a_work_directory_is_refused_unless_restarted(change,
     assert {p: p.read_bytes() for p in before} == before  # untouched
     assert main([*args, *change, "--restart"]) == 0
     assert len(json.loads((out.with_suffix(".work") / "metrics.json").read_text())["per_frame_loss"]) >= 3
+
+
+def test_settings_added_later_are_recorded_only_where_set(tiny_ckpt, tmp_path):
+    """A render at their defaults writes the manifest a render from before them wrote, so those resume."""
+    out, fast = tmp_path / "r.mp4", tmp_path / "f.mp4"
+    assert render_fast(tiny_ckpt, out) == 0
+    options = json.loads((out.with_suffix(".work") / "manifest.json").read_text())["options"]
+    assert "b2" not in options and "schedule" not in options and options["lr"] == 0.1
+    assert render_fast(tiny_ckpt, fast, "--b2", "0.9", "--schedule", "cosine") == 0
+    options = json.loads((fast.with_suffix(".work") / "manifest.json").read_text())["options"]
+    assert (options["b2"], options["schedule"]) == (0.9, "cosine")
 
 
 def test_a_different_input_with_the_same_options_is_refused(tiny_ckpt, tmp_path, capsys):
@@ -207,6 +219,9 @@ def test_differences_name_options_before_hashes():
     other = {**manifest, "input": {"label": "b", "sha256": "3"}}
     assert differences(manifest, other) == ["the input (a there, b here: not the same decoded frames)"]
     assert differences({**manifest, "format": 0}, manifest) == [f"the layout (format 0 there, {FORMAT} here)"]
+    # settings added later are absent from older manifests, which had their defaults
+    fast = {**manifest, "options": {**manifest["options"], "b2": 0.9, "schedule": "cosine"}}
+    assert differences(manifest, fast) == ["--b2 0.999 there, 0.9 here", "--schedule restarts there, cosine here"]
 
 
 # --- the non-finite guard -----------------------------------------------------------------------------------------
@@ -234,9 +249,10 @@ def test_a_non_finite_frame_is_retried_at_half_the_learning_rate(head, rng, absu
     assert not calm.retried.any() and not calm.failed.any()
 
 
-def test_a_frame_non_finite_twice_is_reported_and_shown_from_its_best_finite_state(head, rng, absurd_lr):
+@pytest.mark.parametrize("plan", [dict(seeds=2), dict(seeds=1, schedule="cosine", b2=0.9)])  # one phase too
+def test_a_frame_non_finite_twice_is_reported_and_shown_from_its_best_finite_state(plan, head, rng, absurd_lr):
     frames = rng.random((2, 16, 16)).astype(np.float32)
-    (_, r), = optimize_frames(head, frames, Settings(steps=40, seeds=2, lr=1e38, lr_min=0), chunk_size=2,
+    (_, r), = optimize_frames(head, frames, Settings(steps=40, lr=1e38, lr_min=0, **plan), chunk_size=2,
                               progress=False)
     assert r.retried.all() and r.failed.all()
     assert np.isfinite(r.loss).all() and np.isfinite(r.last_step_loss).all() and np.isfinite(r.x).all()
