@@ -31,7 +31,7 @@ with deferred_interrupt() if _COMMAND else contextlib.nullcontext():
     from badapple_jax.loss import frame_loss, row_centred
     from badapple_jax.chunks import auto_program, compile_chunk, frame_mesh, optimize_frames
     from badapple_jax.headspace import HeadSpace, head_space, headspace_logits, lift, to_head_space
-    from badapple_jax.optimize import ChunkResult, Settings, multi_start, optimize_chunk, warm_restart_cosine
+    from badapple_jax.optimize import PRESETS, ChunkResult, Settings, multi_start, optimize_chunk, warm_restart_cosine
     from badapple_jax.render import Job, render
     from badapple_jax.fidelity import flicker, psnr, ssim
     from badapple_jax.targets import centred_log, row_normalise, sink_target
@@ -43,7 +43,7 @@ with deferred_interrupt() if _COMMAND else contextlib.nullcontext():
 
 __all__ = [
     "BadInputError", "ChunkResult", "Clip", "Full", "HeadSpace", "HeadWeights", "Interrupted", "Job",
-    "LayerWeights", "ModelConfig", "ModelInfo", "Settings", "Sink", "ZScore", "attention", "auto_program",
+    "LayerWeights", "ModelConfig", "ModelInfo", "PRESETS", "Settings", "Sink", "ZScore", "attention", "auto_program",
     "centred_log", "colourise", "compile_chunk", "demo_clip", "export_checkpoint", "flicker", "frame_loss",
     "frame_mesh", "gray_of", "head_logits", "head_space", "headspace_logits", "layer_attention",
     "layer_from_state_dict", "layer_from_transformers", "layer_norm", "lift", "load_layer", "make_encoding",
