@@ -10,8 +10,8 @@ starts at half the learning rate, by a second program compiled only when first n
 every phase at its best finite parameters; a frame non-finite on that retry too is reported.
 
 `optimize_frames` is the one chunk driver (render, survey, benchmarks and the API): the next chunk
-computes in a worker thread while the caller handles the last; every chunk's head-space lift is
-checked, and its pictures and their fidelity (PSNR, SSIM against the targets) come with it.
+computes in a worker thread while the host checks the last one's head-space lift, pictures it and
+measures its fidelity (PSNR, SSIM against the targets), and while the caller handles it.
 """
 import concurrent.futures
 import dataclasses
@@ -163,8 +163,7 @@ def run_chunk(program: Program, frames: np.ndarray, index: np.ndarray, seed: int
               retry=None) -> ChunkResult:
     """Optimise frames[index] (at most one chunk) -> result on the host, padding removed, with the
     non-finite guard: frames that come out non-finite are redone by `retry()` (the program to use,
-    built on demand) from starts keyed by index + RETRY; `retried` and `failed` say which. The lift is
-    checked, and `picture`, `psnr` and `ssim` filled in."""
+    built on demand) from starts keyed by index + RETRY; `retried` and `failed` say which."""
     result = _run(program, frames, index, seed, mesh, 0)
     retried = ~finite_frames(result) if retry is not None else np.zeros(len(index), bool)
     failed = np.zeros(len(index), bool)
@@ -173,11 +172,17 @@ def run_chunk(program: Program, frames: np.ndarray, index: np.ndarray, seed: int
         went_bad = ~np.isfinite(again.refine_trace.reshape(len(again.loss), -1)).all(1)
         failed[retried] = ~finite_frames(again) | went_bad
         result = jax.tree.map(lambda a, b: _scatter(a, b, retried), result, again)
+    return result.replace(retried=retried, failed=failed)
+
+
+def finish_chunk(program: Program, result: ChunkResult, frames: np.ndarray, index: np.ndarray) -> ChunkResult:
+    """The host's part of a chunk, done while the next one computes: the lift checked, and `picture`, `psnr`
+    and `ssim` filled in."""
     if program.space is not None:
         check_lift(result, index)
     attention, picture, psnr, ssim = shown(result.attention, frames[index],
-                                       program.settings.encoding(program.w.config.causal))
-    return result.replace(attention=attention, retried=retried, failed=failed, picture=picture, psnr=psnr, ssim=ssim)
+                                           program.settings.encoding(program.w.config.causal))
+    return result.replace(attention=attention, picture=picture, psnr=psnr, ssim=ssim)
 
 
 def shown(attention, targets, encoding):  # [B, (V, H,) L, L], [B, (H,) T, T] -> attention, picture, psnr [B], ssim [B]
@@ -250,7 +255,7 @@ def optimize_frames(
         if s is None:
             return None
         index = np.arange(s, min(s + chunk_size, N))
-        return s, pool.submit(run_chunk, compiled, frames, index, seed, mesh, retry)
+        return s, index, pool.submit(run_chunk, compiled, frames, index, seed, mesh, retry)
 
     losses, psnrs = [], []
     try:
@@ -258,9 +263,10 @@ def optimize_frames(
                   dynamic_ncols=True) as bar:
             pending = submit()
             while pending:
-                start, future = pending
+                start, index, future = pending
                 result = future.result()  # waits in Python: a signal's handler runs at once
                 pending = submit()
+                result = finish_chunk(compiled, result, frames, index)
                 losses.extend(np.ravel(result.loss).tolist())
                 psnrs.extend(result.psnr.tolist())
                 bar.set_postfix(loss=f"{np.mean(losses):.3g}", psnr=f"{np.median(psnrs):.1f} dB")

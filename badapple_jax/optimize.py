@@ -135,7 +135,7 @@ class ChunkResult:
     explore_loss: jax.Array  # [B, S] loss of each start in its last explore step (its first, where none explores)
     explore_trace: jax.Array  # [B, explore, S] loss at every explore step
     refine_trace: jax.Array  # [B, refine] loss at every refine step
-    # Set on the host by the chunk runner (`chunks.run_chunk`), None inside the compiled program:
+    # Set on the host by the chunk driver (`chunks.run_chunk`, `chunks.finish_chunk`), None inside the compiled program:
     retried: jax.Array | None = None  # [B] bool: the first attempt went non-finite and the frame was redone
     failed: jax.Array | None = None  # [B] bool: non-finite on the retry too; shown from its best finite state
     picture: jax.Array | None = None  # [B, (H,) T, T] in [0, 1]: what the display shows (encoding.picture)

@@ -77,7 +77,7 @@ def layer_results(layer_weights, frames, settings: Settings, seed: int):  # -> l
 
 
 def head_fidelity(attention, frames, encoding):  # [H, F, (2,) L, L], [F, T, T] -> psnr [H, F], ssim [H, F]
-    """What each head shows: its pictures against the frames, as `run_chunk` measures them (`chunks.shown`)."""
+    """What each head shows: its pictures against the frames, as `finish_chunk` measures them (`chunks.shown`)."""
     H, F = attention.shape[:2]
     targets = np.tile(np.asarray(frames, np.float32), (H, 1, 1))  # head-major, as the reshaped maps
     _, _, psnr, ssim = shown(attention.reshape(H * F, *attention.shape[2:]), targets, encoding)
