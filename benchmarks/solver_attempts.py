@@ -215,8 +215,8 @@ def plot(rows: list, title: str) -> Figure:
     ax = fig.subplots()
     for method in dict.fromkeys(r["method"] for r in rows):
         pts = sorted((r["ms_per_frame"], r["median_psnr"]) for r in rows if r["method"] == method)
-        ax.plot(*zip(*pts), marker="o" if method.startswith("adam") else "s", ls="-" if method.startswith("adam") else "",
-                label=method)
+        line = method.startswith("adam")
+        ax.plot(*zip(*pts), marker="o" if line else "s", ls="-" if line else "", label=method)
     ax.set(xscale="log", xlabel="optimisation ms per frame", ylabel="median PSNR (dB)", title=title)
     ax.legend(fontsize=7)
     return fig
