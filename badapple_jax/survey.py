@@ -26,7 +26,7 @@ from badapple_jax.chunks import shown
 from badapple_jax.encoding import DISPLAYS
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import head_space
-from badapple_jax.optimize import PRECISIONS, SOLVERS, Settings, optimize_chunk
+from badapple_jax.optimize import FAST_EMBEDDING, PRECISIONS, PRESETS, SOLVERS, Settings, optimize_chunk
 from badapple_jax.render import check_clip_options
 from badapple_jax.video import read_clip
 from badapple_jax.model import pick_head
@@ -84,16 +84,18 @@ def head_fidelity(attention, frames, encoding):  # [H, F, (2,) L, L], [F, T, T] 
     return psnr.reshape(H, F), ssim.reshape(H, F)
 
 
-def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings, seed: int = 0) -> list[dict]:
+def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings, seed: int = 0,
+           above: Settings | None = None) -> list[dict]:
     """Frames [F, T, T] in [0, 1] -> one row per (layer, head), sorted by mean PSNR (best first; ties by
     mean loss, then layer and head).
 
-    Head space works at layer 0 only: layers above it use the embedding solver (each row names its solver)."""
+    Head space works at layer 0 only: layers above it use `above`, an embedding solver's settings (default:
+    `settings` with the embedding solver); each row names its solver."""
+    above = above or dataclasses.replace(settings, solver="embedding", warm_start=False)
     rows = []
     for layer in layers:
         layer_weights, _ = load_layer(model, layer)
-        s = settings if layer == 0 or settings.solver == "embedding" else dataclasses.replace(
-            settings, solver="embedding", warm_start=False)
+        s = settings if layer == 0 or settings.solver == "embedding" else above
         loss, attention = layer_results(layer_weights, frames, s, seed)
         psnr, ssim = head_fidelity(attention, frames, s.encoding(layer_weights.config.causal))
         rows += [{"layer": layer, "head": h, "solver": s.solver,
@@ -178,7 +180,9 @@ def add_parser(commands) -> None:
     p.add_argument("--display", choices=DISPLAYS, default="sink",
                    help="sink (default; token 0 an attention sink, the frame at its true brightness, T+1 positions) "
                         "or zscore (the reference's row-normalised target and z-scored picture)")
-    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default: 0.1)")
+    p.add_argument("--lr", type=float, help="peak learning rate of the one cosine cycle (default: --preset fast's, "
+                                            f"{PRESETS['fast']['lr']} in head space, {FAST_EMBEDDING['lr']} for the "
+                                            "embedding solver)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the starts (default: 0)")
     p.add_argument("-o", "--output", default="survey", help="output prefix (default: survey)")
     p.set_defaults(func=run)
@@ -186,7 +190,12 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     """The `survey` command: sample frames, survey, write the three files, print the top rows."""
-    settings = Settings(steps=args.steps, seeds=args.seeds, lr=args.lr, solver=args.solver, display=args.display)
+    # --preset fast's optimiser, with the learning rate each solver wants (benchmarks/RESULTS.md)
+    own = {"headspace": PRESETS["fast"]["lr"], "embedding": FAST_EMBEDDING["lr"]}
+    lr = lambda solver: own[solver] if args.lr is None else args.lr  # noqa: E731
+    settings = Settings(steps=args.steps, seeds=args.seeds, solver=args.solver, display=args.display, lr=lr(args.solver),
+                        b2=PRESETS["fast"]["b2"], schedule=PRESETS["fast"]["schedule"])
+    above = dataclasses.replace(settings, solver="embedding", lr=lr("embedding"))
     settings.check()  # the rules render applies: one set for every command
     check_clip_options(args.size, args.fps, args.seed)
     if not 1 <= args.frames <= MAX_FRAMES:
@@ -208,7 +217,7 @@ def run(args) -> int:
     print(f"model: {info.source}\ninput: {clip.label}, frames {index.tolist()} of {len(clip.frames)} at "
           f"{args.size}x{args.size}; layers {args.layers}, {info.config.n_head} heads each", file=sys.stderr)
     t0 = time.perf_counter()
-    rows = survey(args.model, layers, clip.frames[index], settings, seed=args.seed)
+    rows = survey(args.model, layers, clip.frames[index], settings, seed=args.seed, above=above)
     seconds = time.perf_counter() - t0
     solvers = {r["solver"] for r in rows}
     solver = solvers.pop() if len(solvers) == 1 else "headspace at layer 0, embedding above"
@@ -216,6 +225,7 @@ def run(args) -> int:
                f"seeds {args.seeds}, solver {solver}, display {args.display}")
     summary = {"input": clip.label, "model": info.as_dict(), "layers": layers, "frames": index.tolist(),
                "size": args.size, "fps": clip.fps, "seed": args.seed, "settings": dataclasses.asdict(settings),
+               "settings_above_layer_0": dataclasses.asdict(above),
                **encoding.constants(args.size),
                "seconds": seconds, "rows": rows}
     paths = [prefix.with_name(prefix.name + ext) for ext in (".json", ".md", ".png")]

@@ -134,6 +134,8 @@ def test_cli(tiny_ckpt, tmp_path, capsys):
     assert table[2] == ("| rank | layer | head | mean PSNR | median PSNR | mean SSIM | mean loss | median loss | "
                         "max loss |") and len(table) == 4 + TINY["n_head"]
     assert summary["settings"]["display"] == "sink" and summary["sink_z"] == Settings().encoding(True).constants(16)["sink_z"]
+    fast = [summary[k][f] for k in ("settings", "settings_above_layer_0") for f in ("solver", "lr", "b2", "schedule")]
+    assert fast == ["headspace", 0.5, 0.9, "cosine", "embedding", 0.1, 0.9, "cosine"]  # --preset fast's optimiser
     psnr = [float(line.split("|")[4]) for line in table[4:]]
     assert psnr == sorted(psnr, reverse=True)
     png = iio.imread(tmp_path / "s.png")
