@@ -43,7 +43,7 @@ class Settings:
 
     steps: int = 1500  # Adam steps per frame: explore = steps // 4 per seed, refine = the rest
     seeds: int = 3  # random starts explored per frame
-    lr: float = 0.1  # peak learning rate of each warm-restart cycle
+    lr: float = 0.1  # peak learning rate of each cosine cycle
     lr_min: float = 1e-4  # eta_min: the learning rate at the end of each cycle
     b2: float = 0.999  # Adam's beta2 (PyTorch's default); 0.9 follows the shrinking gradient ~10x sooner
     schedule: str = "restarts"  # per phase: "restarts", warm restarts every max(n // 4, 50) steps; "cosine", one cycle
@@ -135,7 +135,7 @@ class ChunkResult:
     explore_loss: jax.Array  # [B, S] loss of each start in its last explore step (its first, where none explores)
     explore_trace: jax.Array  # [B, explore, S] loss at every explore step
     refine_trace: jax.Array  # [B, refine] loss at every refine step
-    # Set on the host by the chunk driver (`chunks.run_chunk`, `chunks.finish_chunk`), None inside the compiled program:
+    # Set on the host by `chunks.run_chunk` and `chunks.finish_chunk`, None inside the compiled program:
     retried: jax.Array | None = None  # [B] bool: the first attempt went non-finite and the frame was redone
     failed: jax.Array | None = None  # [B] bool: non-finite on the retry too; shown from its best finite state
     picture: jax.Array | None = None  # [B, (H,) T, T] in [0, 1]: what the display shows (encoding.picture)
