@@ -237,11 +237,11 @@ def multi_start(w: HeadWeights, space: HeadSpace | None, d, mask, p0, valid, set
         explore_loss = frame_losses(p, head, d, mask) if keep_best else explore_trace[-1]  # [S, B]
         start = select_start(explore_loss, valid, settings.seed_select)
         p = p[start, jnp.arange(B)]
-    else:  # one start, nothing explored: its loss is where it starts
-        explore_loss = frame_losses(p0, head, d, mask)  # [1, B]
-        explore_trace = explore_loss[:0, None]  # [0, 1, B]
+    else:  # one start, nothing explored
         start, p = jnp.zeros(B, int), p0[0]
     p, refine_trace = adam_phase(p, head, d, mask, settings, settings.refine, keep_best)
+    if not settings.explore:  # the start's loss: the first refine step's, taken before its update
+        explore_loss, explore_trace = refine_trace[:1], refine_trace[:0, None]  # [1, B], [0, 1, B]
     x = p if space is None else jax.vmap(lift, in_axes=(0, None))(p, space)
     A = jax.vmap(head_or_group_logits, in_axes=(0, None))(x, w)  # the ordinary kernel, whatever the solver
     per_head = head_losses(x, w, d, mask)
