@@ -30,11 +30,13 @@ from tqdm.auto import tqdm
 from badapple_jax import fidelity
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.headspace import HeadSpace, head_space
-from badapple_jax.optimize import PRECISIONS, RETRY, ChunkResult, Settings, optimize_chunk_jit
-from badapple_jax.model import HeadWeights
+from badapple_jax.model import HeadWeights, is_int
+from badapple_jax.optimize import (PRECISIONS, RETRY, ChunkResult, Settings, checked_frames, group_of,
+                                   optimize_chunk_jit)
 
 MEMORY_MARGIN = 0.7  # use at most this share of the free device memory
 MAX_AUTO_CHUNK = {"cpu": 16, "gpu": 1024}  # CPU: caches favour small chunks (benchmarks/RESULTS.md)
+SEED_MAX = 2**31 - 1  # the seed reaches the compiled program as a non-negative int32
 
 
 def frame_mesh(devices=None) -> Mesh:
@@ -69,7 +71,7 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     t0 = time.perf_counter()
     split, whole = NamedSharding(mesh, PartitionSpec("frames")), NamedSharding(mesh, PartitionSpec())
     space = head_space(w) if settings.solver == "headspace" else None
-    channels = (w.w_q.shape[0],) if w.w_q.ndim == 3 else ()  # a group of heads: one target channel each
+    channels = group_of(w)  # a group of heads: one target channel each
     shapes = (
         jax.ShapeDtypeStruct((chunk_size, *channels, T, T), jnp.float32, sharding=split),
         jax.ShapeDtypeStruct((chunk_size,), jnp.int32, sharding=split),
@@ -235,8 +237,12 @@ def optimize_frames(
     `starts` (default: every chunk) are the chunks to compute, e.g. those a resumed render still lacks;
     once `stop.asked` is true no further chunk starts."""
     mesh = mesh or frame_mesh()
-    frames = checked_frames(frames, w)
+    frames = np.asarray(checked_frames(frames, w))
     N, T = len(frames), frames.shape[-1]
+    if not is_int(seed) or not 0 <= seed <= SEED_MAX:
+        raise OptionError(f"`seed` must be an integer in 0..{SEED_MAX}, got {seed!r}.")
+    if chunk_size is not None and (not is_int(chunk_size) or chunk_size < 1):
+        raise OptionError(f"`chunk_size` must be an integer of at least 1, got {chunk_size!r}.")
     if compiled is not None:  # its shape serves any number of frames: a short clip is padded, never recompiled
         if chunk_size not in (None, compiled.chunk_size):
             raise BadInputError(f"chunk_size {chunk_size} differs from the compiled program's {compiled.chunk_size}.")
@@ -246,7 +252,11 @@ def optimize_frames(
         compiled, _ = compile_chunk(w, T, fit_chunk_size(chunk_size, N, mesh), settings, mesh)
     chunk_size = compiled.chunk_size
     retry = retry_program(w, T, chunk_size, settings, mesh)
-    starts = list(range(0, N, chunk_size)) if starts is None else list(starts)
+    every = range(0, N, chunk_size)
+    starts = list(every) if starts is None else list(starts)
+    if any(not is_int(s) or s not in every for s in starts) or len(set(starts)) < len(starts):
+        raise BadInputError(f"starts must be distinct chunk starts of these {N} frames (multiples of the chunk size "
+                            f"{chunk_size} below {N}), got {starts}.")
     queue = iter(starts)
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="badapple-chunk")
 
@@ -274,27 +284,6 @@ def optimize_frames(
                 yield start, result
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-
-
-def checked_frames(frames, w: HeadWeights) -> np.ndarray:
-    """Frames as `optimize_frames` takes them: float32 [N, T, T] in [0, 1] ([N, H, T, T] for a group of H heads);
-    uint8 frames are scaled by 1/255. Anything else is a BadInputError in the API's terms, before compiling."""
-    frames = np.asarray(frames)
-    group = w.w_q.shape[0] if w.w_q.ndim == 3 else None
-    want = f"[N, {group}, T, T] (one channel per head)" if group else "[N, T, T]"
-    if frames.ndim != (4 if group else 3) or (group and frames.shape[1] != group) or frames.shape[-1] != frames.shape[-2]:
-        hint = " (one frame: frames[None])" if frames.ndim == (3 if group else 2) else ""
-        raise BadInputError(f"frames must be {want} with square T x T frames, got shape {frames.shape}{hint}.")
-    if len(frames) == 0:
-        raise BadInputError("frames is empty: give at least one frame.")
-    if frames.dtype == np.uint8:
-        return frames.astype(np.float32) / 255
-    if not np.issubdtype(frames.dtype, np.floating):
-        raise BadInputError(f"frames must be floats in [0, 1] or uint8, got {frames.dtype}.")
-    if not (np.isfinite(frames).all() and frames.min() >= 0 and frames.max() <= 1):
-        raise BadInputError(f"frames must lie in [0, 1], got values in [{np.nanmin(frames):g}, {np.nanmax(frames):g}]"
-                            " (uint8 frames are scaled by 1/255).")
-    return frames.astype(np.float32)
 
 
 def frames_in(starts, chunk_size: int, n_frames: int) -> int:

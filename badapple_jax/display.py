@@ -9,6 +9,8 @@ import matplotlib
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from badapple_jax.errors import BadInputError
+
 STD_FLOOR = 1e-10  # rows flatter than this (and row 0, a single entry) stay 0
 PERCENTILES = (1.0, 99.0)
 SIGMA = 1.5  # blur in pixels, image axes only
@@ -75,6 +77,9 @@ def to_rgb(v: np.ndarray, colour: bool = False) -> np.ndarray:
 def gray_of(rgb: np.ndarray, colour: bool = False) -> np.ndarray:
     """The inverse of `to_rgb`, as a viewer decodes a written frame: [..., T, T, 3] uint8 -> [..., T, T] in
     [0, 1] (magma bin centres), or [..., 3, T, T] for colour; a colour that is not magma's is an error."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.shape[-1:] != (3,):
+        raise BadInputError(f"frames must be uint8 colours [..., T, T, 3], got {rgb.dtype} {rgb.shape}.")
     if colour:
         return np.moveaxis(rgb, -1, -3).astype(np.float32) / 255
     colormap = matplotlib.colormaps["magma"]
@@ -84,5 +89,5 @@ def gray_of(rgb: np.ndarray, colour: bool = False) -> np.ndarray:
     keys = code(np.asarray(rgb, np.int64))
     at = np.clip(np.searchsorted(code(lut)[order], keys), 0, len(lut) - 1)
     if not np.all(code(lut)[order][at] == keys):
-        raise ValueError("not a magma frame")
+        raise BadInputError("frames hold colours outside the magma colormap: not a picture this project drew.")
     return ((order[at] + 0.5) / colormap.N).astype(np.float32)

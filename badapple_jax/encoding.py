@@ -18,13 +18,15 @@ row does not give to its pixels, so `z * attention[1:, 1:]` is the frame at its 
 upper triangle. `causal` is the model's: a causal head sees j <= i, an encoder head every column.
 """
 import dataclasses
+import math
 
 import numpy as np
 
 from badapple_jax.display import normalise_display, stitch_full
-from badapple_jax.errors import BadInputError
+from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.layers import visible
-from badapple_jax.targets import centred_log, row_normalise, sink_target
+from badapple_jax.model import check_fields
+from badapple_jax.targets import centred_log, frame_values, row_normalise, sink_target
 
 DISPLAYS = ("sink", "zscore")
 MODES = ("causal", "full")
@@ -32,6 +34,22 @@ MODES = ("causal", "full")
 # black level b of 0.2-0.5 gives +9 dB at 1200 steps over b = 0 (black pixels then need no extreme logit).
 SINK_Z = 2.0  # Z / T: a white pixel gets 1 / Z of its row's attention; Z > (1 + b) T keeps the sink's share positive
 SINK_BLACK = 0.3  # black level b, in display units: pixels get (f + b) / Z; the picture subtracts it again
+SINK_Z_MAX = 1e3  # an upper bound far beyond any useful Z / T, as the optimiser's own limits
+
+
+def check_sink(z, black, names=("z", "black")) -> None:
+    """The sink display's constants, named as the caller names them: b in [0, 1], and Z / T above 1 + b so the
+    sink keeps a share of every row (a row of T white pixels takes (1 + b) T / Z of it)."""
+    z_name, black_name = names
+    rules = [
+        (math.isfinite(black) and 0 <= black <= 1, f"`{black_name}` must be in [0, 1], got {black}"),
+        (math.isfinite(z) and 1 + black < z <= SINK_Z_MAX,
+         f"`{z_name}` must exceed 1 + `{black_name}` (the sink keeps a share of every row) and be at most "
+         f"{SINK_Z_MAX:g}, got {z}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise OptionError(message + ".")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +57,10 @@ class ZScore:
     """The reference's encoding: each visible row a distribution, shown z-scored per row (SPEC 4, 7)."""
 
     causal: bool = True
-    views: int = 1
+    views: int = dataclasses.field(default=1, init=False)
+
+    def __post_init__(self):
+        check_fields(self)
 
     def tokens(self, T: int) -> int:
         return T
@@ -51,10 +72,11 @@ class ZScore:
         return visible(T, self.causal)
 
     def target(self, f):
+        f = frame_values(f)
         return row_normalise(f, self.mask(f.shape[-1]))
 
     def desired(self, f):
-        return centred_log(self.target(f), self.mask(f.shape[-1]))
+        return centred_log(self.target(f), self.mask(np.shape(f)[-1]))  # target checked f
 
     def picture(self, a) -> np.ndarray:
         return normalise_display(a, self.region(a.shape[-1]))
@@ -73,7 +95,11 @@ class Sink:
     causal: bool = True
     z: float = SINK_Z
     black: float = SINK_BLACK
-    views: int = 1
+    views: int = dataclasses.field(default=1, init=False)
+
+    def __post_init__(self):
+        check_fields(self)
+        check_sink(self.z, self.black)
 
     def Z(self, T: int) -> float:
         return self.z * T
@@ -91,11 +117,12 @@ class Sink:
         return visible(T, self.causal)
 
     def target(self, f):
+        f = frame_values(f)
         T = f.shape[-1]
         return sink_target(f, self.region(T), self.Z(T), self.black)
 
     def desired(self, f):
-        return centred_log(self.target(f), self.mask(f.shape[-1]))
+        return centred_log(self.target(f), self.mask(np.shape(f)[-1]))  # target checked f
 
     def picture(self, a) -> np.ndarray:
         a = np.asarray(a)
@@ -113,7 +140,11 @@ class Full:
     lower triangle transposed back fills the upper one. Results carry a view axis after the frame axis."""
 
     inner: ZScore | Sink
-    views: int = 2
+    views: int = dataclasses.field(default=2, init=False)
+
+    def __post_init__(self):
+        if not isinstance(self.inner, (ZScore, Sink)):
+            raise BadInputError(f"Full shows a ZScore or a Sink encoding in two views, got {self.inner!r}.")
 
     def tokens(self, T: int) -> int:
         return self.inner.tokens(T)
@@ -141,6 +172,9 @@ class Full:
 def make_encoding(display: str = "sink", mode: str = "causal", causal: bool = True, z: float = SINK_Z,
                   black: float = SINK_BLACK) -> ZScore | Sink | Full:
     """The encoding named by the `display` and `mode` settings, for a causal or an encoder head."""
+    for name, value, choices in (("display", display, DISPLAYS), ("mode", mode, MODES)):
+        if value not in choices:
+            raise OptionError(f"`{name}` must be one of {', '.join(choices)}, got {value}.")
     if mode == "full" and not causal:
         raise BadInputError("mode full is for causal models: an encoder's head already shows the whole frame "
                             "with one embedding.")

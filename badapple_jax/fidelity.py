@@ -14,28 +14,38 @@ Colour frames ([N, 3, T, T]) average over their channels.
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from badapple_jax.errors import BadInputError
+
 PSNR_CAP = 100.0  # dB: a mean squared error below 1e-10 (identical frames) reads as this, never as inf
 BLOCK = 64  # frames decoded at a time by `flicker`
 WINDOW = 7  # scikit-image's default SSIM window; smaller frames use the largest odd size that fits
 
 
-def _per_frame(v, f):  # [N, (C,) T, T] -> float64 [N, C, T, T] each
+def _per_frame(v, f, region):  # [N, (C,) T, T] -> float64 [N, C, T, T] each
     v, f = np.asarray(v, np.float64), np.asarray(f, np.float64)
-    if v.shape != f.shape:
-        raise ValueError(f"pictures {v.shape} and targets {f.shape} differ in shape")
+    if v.shape != f.shape or v.ndim not in (3, 4):
+        raise BadInputError(f"pictures and targets must be one shape [N, (C,) T, T], got {v.shape} and {f.shape}.")
+    check_region(region, v.shape)
     return v.reshape(len(v), -1, *v.shape[-2:]), f.reshape(len(f), -1, *f.shape[-2:])
+
+
+def check_region(region, shape) -> None:
+    """The region must be a bool [T, T] over pictures of `shape` [..., T, T]: an int array would index, not mask."""
+    if np.asarray(region).dtype != bool or np.shape(region) != tuple(shape[-2:]):
+        raise BadInputError(f"region must be bool [T, T] over pictures {tuple(shape)}, got "
+                            f"{np.asarray(region).dtype} {np.shape(region)}.")
 
 
 def psnr(v, f, region) -> np.ndarray:
     """Pictures and targets [N, (C,) T, T] in [0, 1], region [T, T] bool -> [N] dB."""
-    v, f = _per_frame(v, f)
+    v, f = _per_frame(v, f, region)
     mse = np.mean(np.square(v - f)[..., region], axis=(1, 2))  # [N]
     return np.minimum(10 * np.log10(1.0 / np.maximum(mse, 10 ** (-PSNR_CAP / 10))), PSNR_CAP)
 
 
 def ssim(v, f, region) -> np.ndarray:
     """Pictures and targets [N, (C,) T, T] in [0, 1], region [T, T] bool -> [N] mean SSIM over the region."""
-    v, f = _per_frame(v, f)
+    v, f = _per_frame(v, f, region)
     v, f = np.where(region, v, 0.0), np.where(region, f, 0.0)  # what is not shown is compared as black on both
     T = v.shape[-1]
     win = min(WINDOW, T - 1 + T % 2)  # odd, at most T
@@ -62,6 +72,7 @@ def flicker(v, region, decode=None) -> float:
     total, count = 0.0, 0
     for s in range(0, len(v) - 1, BLOCK):
         block = decode(v[s:s + BLOCK + 1])
+        check_region(region, block.shape)
         step = np.abs(np.diff(block.reshape(len(block), -1, *block.shape[-2:]), axis=0))[..., region]
         total, count = total + float(step.sum(dtype=np.float64)), count + step.size
     return total / count if count else 0.0

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from badapple_jax.errors import OptionError
+from badapple_jax.errors import BadInputError, OptionError
+from badapple_jax.kernel import check_embedding
 from badapple_jax.model import HeadWeights, ModelConfig
 
 LAYER0_ONLY = ("`solver` headspace works at layer 0 only (above it the heads read the stream after whole "
@@ -76,7 +77,17 @@ def ball(p, n_embd):  # [..., T, 2D] -> z with every row inside |z| <= sqrt(n_em
     return p * jnp.sqrt(R2 / jnp.maximum(sq, R2))  # no |p| on its own: finite gradient at p = 0
 
 
+def check_z(p, hs: HeadSpace) -> None:
+    """Refuse, by shape alone (so also under jit and vmap), a p that is not one sequence [T, 2 d_head (H)] the model
+    has positions for: batches go through jax.vmap."""
+    P, n = hs.U.shape[1], hs.config.n_positions
+    if np.ndim(p) != 2 or np.shape(p)[1] != P or not 1 <= np.shape(p)[0] <= n:
+        raise BadInputError(f"z must be one sequence [T, {P}] with T in 1..{n}, got shape {np.shape(p)}; batch with "
+                            "jax.vmap.")
+
+
 def headspace_logits(p, hs: HeadSpace):  # [T, P] -> [T, T] ([H, T, T] for a group), as kernel.head_logits
+    check_z(p, hs)
     y = ball(p, hs.config.n_embd) @ hs.SVt + hs.c  # [T, 2D H]
     if hs.heads:
         y = y.reshape(y.shape[0], hs.heads, 2, -1)  # [T, H, 2, D]
@@ -87,6 +98,7 @@ def headspace_logits(p, hs: HeadSpace):  # [T, P] -> [T, T] ([H, T, T] for a gro
 
 def lift(p, hs: HeadSpace, scale: float = LIFT_SCALE):  # [T, 2D] -> X [T, n_embd]
     """A real input embedding whose head logits (through the ordinary kernel) are those of `p`."""
+    check_z(p, hs)
     n = ball(p, hs.config.n_embd) @ hs.U.T  # [T, E]; |n| = |z| but for directions a degenerate head ignores
     top_up = jnp.sqrt(jnp.maximum(hs.config.n_embd - jnp.sum(n * n, axis=-1, keepdims=True), 0.0))
     n = n + top_up * hs.e_perp  # zero mean, |n|^2 = n_embd, so LayerNorm(scale n) = n
@@ -94,6 +106,7 @@ def lift(p, hs: HeadSpace, scale: float = LIFT_SCALE):  # [T, 2D] -> X [T, n_emb
 
 
 def to_head_space(x, hs: HeadSpace):  # [T, n_embd] -> [T, 2D]: the z an embedding shows the head
+    check_embedding(x, hs)
     u = x + hs.pos[: x.shape[0]]
     u = u - jnp.mean(u, axis=-1, keepdims=True)
     n = u * jax.lax.rsqrt(jnp.mean(u * u, axis=-1, keepdims=True) + hs.config.eps)

@@ -6,6 +6,7 @@ head space, encodings and the render read only them, so none of them knows which
 import dataclasses
 import json
 import math
+import numbers
 from pathlib import Path
 from typing import Callable
 
@@ -13,7 +14,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from badapple_jax.errors import BadInputError
+from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.layers import ACTIVATIONS
 
 
@@ -90,11 +91,31 @@ class Family:
     random: dict = dataclasses.field(default_factory=dict)  # random:NAME -> ModelConfig
 
 
+def is_int(value) -> bool:
+    """An integer as a parameter takes it (Python's or NumPy's); True is none, though Python counts it as 1."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+KINDS = {int: ("an integer", is_int), bool: ("True or False", lambda v: isinstance(v, bool)),
+         float: ("a number", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)),
+         str: ("a string", lambda v: isinstance(v, str))}
+
+
+def check_fields(obj) -> None:
+    """Refuse a field of the dataclass `obj` that is not of its declared type (an int is a number, True is no
+    integer), naming it as an option, before any rule compares it with a number."""
+    for f in dataclasses.fields(obj):
+        kind, ok = KINDS[f.type]
+        if not ok(getattr(obj, f.name)):
+            raise OptionError(f"`{f.name}` must be {kind}, got {getattr(obj, f.name)!r}.")
+
+
 def pick_head(w: LayerWeights, head: int) -> HeadWeights:
     """Head `head`'s query and key columns of the layer's w_qk."""
     c = w.config
-    if not 0 <= head < c.n_head:
-        raise BadInputError(f"head {head} is out of range: the model has n_head {c.n_head} (valid 0..{c.n_head - 1}).")
+    if not is_int(head) or not 0 <= head < c.n_head:
+        raise BadInputError(f"head {head!r} is out of range: the model has n_head {c.n_head} "
+                            f"(valid 0..{c.n_head - 1}).")
     d, E = c.d_head, c.n_embd
     q, k = slice(head * d, (head + 1) * d), slice(E + head * d, E + (head + 1) * d)
     return HeadWeights(pos=w.pos, ln_g=w.ln_g, ln_b=w.ln_b, w_q=w.w_qk[:, q], b_q=w.b_qk[q],
@@ -102,8 +123,12 @@ def pick_head(w: LayerWeights, head: int) -> HeadWeights:
 
 
 def pick_heads(w: LayerWeights, heads) -> HeadWeights:
-    """Several heads stacked on a leading axis of every array: a group one embedding drives (colour)."""
-    return jax.tree.map(lambda *a: jnp.stack(a), *[pick_head(w, h) for h in heads])
+    """Several distinct heads stacked on a leading axis of every array: a group one embedding drives (colour)."""
+    heads = list(heads)
+    picked = [pick_head(w, h) for h in heads]
+    if not picked or len(set(heads)) < len(heads):
+        raise BadInputError(f"heads must be one or more distinct heads, got {heads}.")
+    return jax.tree.map(lambda *a: jnp.stack(a), *picked)
 
 
 # Bounds far beyond any real model (gpt2-xl: 48 layers, n_embd 1600, 1024 positions) yet small enough that a
@@ -129,7 +154,7 @@ def read_config(raw: dict, path: Path, names: dict, *, eps: tuple, act: tuple, o
         if name not in raw:
             raise BadInputError(f"{path} lacks {name}: it is not a {fixed['family']} config.json.")
         value = raw[name]
-        if not isinstance(value, int) or isinstance(value, bool):  # JSON true is a Python int
+        if not is_int(value):
             raise BadInputError(f"{path}: {name} is {shown(value)}, expected an integer.")
         if not 1 <= value <= LIMITS[field]:
             raise BadInputError(f"{path}: {name} is {shown(value)}, expected an integer from 1 to {LIMITS[field]}.")

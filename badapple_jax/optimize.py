@@ -17,15 +17,17 @@ import math
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from badapple_jax.encoding import DISPLAYS, MODES, SINK_BLACK, SINK_Z, make_encoding
-from badapple_jax.errors import OptionError
+from badapple_jax.encoding import SINK_BLACK, SINK_Z, check_sink, make_encoding
+from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.headspace import HeadSpace, headspace_logits, lift, to_head_space
 from badapple_jax.kernel import head_logits
 from badapple_jax.layers import masked_softmax
 from badapple_jax.loss import frame_loss
-from badapple_jax.model import HeadWeights
+from badapple_jax.model import HeadWeights, check_fields
+from badapple_jax.targets import check_on_mask, frame_values
 
 SOLVERS = ("embedding", "headspace")
 SCHEDULES = ("restarts", "cosine")
@@ -59,6 +61,7 @@ class Settings:
 
     def check(self) -> None:
         """Refuse settings the optimiser cannot run, with one line naming the option."""
+        check_fields(self)
         rules = [
             (self.steps >= 4, f"`steps` must be at least 4 (explore is steps // 4), got {self.steps}"),
             (self.seeds >= 1, f"`seeds` must be at least 1, got {self.seeds}"),
@@ -71,13 +74,6 @@ class Settings:
             (math.isfinite(self.init_scale) and self.init_scale > 0,
              f"`init_scale` must be positive, got {self.init_scale}"),
             (self.seed_select in ("frame", "chunk"), f"`seed_select` must be frame or chunk, got {self.seed_select}"),
-            (self.mode in MODES, f"`mode` must be one of {', '.join(MODES)}, got {self.mode}"),
-            (self.display in DISPLAYS, f"`display` must be one of {', '.join(DISPLAYS)}, got {self.display}"),
-            (math.isfinite(self.sink_black) and 0 <= self.sink_black <= 1,
-             f"`sink_black` must be in [0, 1], got {self.sink_black}"),
-            (math.isfinite(self.sink_z) and 1 + self.sink_black < self.sink_z <= 1e3,
-             f"`sink_z` must exceed 1 + `sink_black` (the sink keeps a share of every row) and be at most 1000, "
-             f"got {self.sink_z}"),
             (self.solver in SOLVERS, f"`solver` must be one of {', '.join(SOLVERS)}, got {self.solver}"),
             (self.precision in PRECISIONS, f"`precision` must be one of {', '.join(PRECISIONS)}, got {self.precision}"),
             (not self.warm_start or self.solver == "headspace", "`warm_start` needs `solver` headspace"),
@@ -86,6 +82,8 @@ class Settings:
         for ok, message in rules:
             if not ok:
                 raise OptionError(message + ".")
+        make_encoding(self.display, self.mode)  # the encoding's own rules, under the same names
+        check_sink(self.sink_z, self.sink_black, names=("sink_z", "sink_black"))
 
     def encoding(self, causal: bool):
         """The encoding of frames into targets and of maps into pictures (`encoding.py`) these settings name,
@@ -226,12 +224,20 @@ def select_start(explore_loss, valid, how: str):  # [S, B], [B] bool -> [B] int
 def multi_start(w: HeadWeights, space: HeadSpace | None, d, mask, p0, valid, settings: Settings,
                 keep_best: bool = False) -> ChunkResult:
     """Explore every start in `p0` [S, B, L, P] against desired logits `d` [B, (H,) L, L] over `mask` [L, L],
-    keep the best, refine.
+    keep the best, refine. S is `settings.seeds`.
 
     `space` None optimises X itself (P = n_embd); a HeadSpace optimises z (P = 2 d_head) and lifts it.
     `keep_best` (the non-finite guard's retry) ends each phase at its best finite parameters."""
+    settings.check()
+    check_on_mask(mask, d=d)
+    B, L = np.shape(d)[0], np.shape(mask)[0]
+    P = w.config.n_embd if space is None else space.U.shape[1]
+    wanted = {"d": ("[B, (H,) L, L]", (B, *group_of(w), L, L), d),
+              "p0": ("[seeds, B, L, P]", (settings.seeds, B, L, P), p0), "valid": ("[B]", (B,), valid)}
+    for name, (axes, shape, a) in wanted.items():
+        if np.shape(a) != shape:
+            raise BadInputError(f"{name} must be {axes} = {shape}, got shape {np.shape(a)}.")
     head = w if space is None else space
-    S, B = p0.shape[:2]
     if settings.explore:
         p, explore_trace = adam_phase(p0, head, d, mask, settings, settings.explore, keep_best)  # [explore, S, B]
         explore_loss = frame_losses(p, head, d, mask) if keep_best else explore_trace[-1]  # [S, B]
@@ -250,6 +256,24 @@ def multi_start(w: HeadWeights, space: HeadSpace | None, d, mask, p0, valid, set
         x, masked_softmax(A, w.config.causal), per_head.mean(axis=-1), space_loss if keep_best else refine_trace[-1],
         per_head, space_loss, start, explore_loss.T, explore_trace.transpose(2, 0, 1), refine_trace.T,
     )
+
+
+def group_of(w: HeadWeights) -> tuple:  # (H,) for a group of H heads stacked on a leading axis, () for one head
+    return w.w_q.shape[:1] if w.w_q.ndim == 3 else ()
+
+
+def checked_frames(frames, w: HeadWeights):
+    """Frames as a head (or a group of H heads) is optimised to show: [N, T, T] ([N, H, T, T], one channel per
+    head), at least one, as `targets.frame_values` takes them (uint8 scaled) -> float32; anything else is a
+    BadInputError in the API's terms, before compiling."""
+    group, shape = group_of(w), np.shape(frames)
+    if len(shape) != 3 + len(group) or shape[1:1 + len(group)] != group:
+        want = f"[N, {group[0]}, T, T] (one channel per head)" if group else "[N, T, T]"
+        hint = " (one frame: frames[None])" if len(shape) == 2 + len(group) else ""
+        raise BadInputError(f"frames must be {want} with square T x T frames, got shape {shape}{hint}.")
+    if shape[0] == 0:
+        raise BadInputError("frames is empty: give at least one frame.")
+    return frame_values(frames)
 
 
 def svd_start(d, space: HeadSpace):  # [L, L] desired logits -> [L, 2D] head-space start
@@ -282,8 +306,13 @@ def optimize_chunk(w: HeadWeights, space: HeadSpace | None, frames, frame_index,
     An encoding with two views per frame (full mode) optimises every frame's transpose alongside it, in
     the same vmapped batch, and each field of the result gains a view axis after the frame axis: [B, 2, ...].
     `keep_best` ends every phase at its best finite parameters (the non-finite guard's retry)."""
+    frames = checked_frames(frames, w)
+    B, T = frames.shape[0], frames.shape[-1]
+    for name, a, shape in (("frame_index", frame_index, (B,)), ("valid", valid, (B,)), ("seed", seed, ())):
+        if np.shape(a) != shape:
+            raise BadInputError(f"{name} must have shape {shape} for {B} frames, got {np.shape(a)}.")
     encoding = settings.encoding(w.config.causal)
-    B, T, V = frames.shape[0], frames.shape[-1], encoding.views
+    V = encoding.views
     frames = jnp.concatenate([frames, jnp.swapaxes(frames, -1, -2)][:V])  # [V B, ...]: view-major
     frame_index = jnp.concatenate([frame_index + v * TRANSPOSED for v in range(V)])
     valid = jnp.concatenate([valid] * V)

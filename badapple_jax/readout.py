@@ -5,13 +5,17 @@ model's token embedding (`weights.token_embedding`) are the closest words a toke
 """
 import numpy as np
 
+from badapple_jax.errors import BadInputError
+from badapple_jax.model import is_int
+
 
 def nearest_tokens(x, vocabulary, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """x [L, E], vocabulary [V, E] -> ids [L, k] and their cosine similarities [L, k], most similar first."""
     x, vocabulary = np.asarray(x, np.float32), np.asarray(vocabulary, np.float32)
     if x.ndim != 2 or vocabulary.ndim != 2 or x.shape[1] != vocabulary.shape[1]:
-        raise ValueError(f"x [L, E] and vocabulary [V, E] must share E, got {x.shape} and {vocabulary.shape}.")
-    k = min(k, len(vocabulary))
+        raise BadInputError(f"x [L, E] and vocabulary [V, E] must share E, got {x.shape} and {vocabulary.shape}.")
+    if not is_int(k) or not 1 <= k <= len(vocabulary):
+        raise BadInputError(f"k must be an integer in 1..{len(vocabulary)} (the vocabulary's size), got {k!r}.")
     unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)  # noqa: E731
     cos = unit(x) @ unit(vocabulary).T  # [L, V]
     ids = np.argpartition(-cos, k - 1, axis=-1)[:, :k]  # the k largest, unordered
