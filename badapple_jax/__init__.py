@@ -7,22 +7,22 @@
 """
 import contextlib
 import os
-import sys
 
-from badapple_jax.interrupt import deferred_interrupt
+from badapple_jax.interrupt import COMMAND, deferred_interrupt, guard_command
 
 # XLA's YNNPACK fusions run this optimiser's [B*T, 2 d_head] x [2 d_head, n_embd] backward matmul at
 # under half the speed of its Eigen path on x86 CPUs (benchmarks/RESULTS.md). The flag is CPU-only,
 # changes no result beyond float rounding, and takes effect only if set before JAX starts its backend.
+YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
 if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type=").strip()
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + YNN_OFF).strip()
 
-# Ctrl-C while JAX loads (seconds) would crash or print a traceback before the command line can say one line: as
-# the `badapple-jax` command (or `python -m badapple_jax`, whose package is imported while argv[0] is still "-m"),
-# SIGINT waits until the imports are done and then ends the command (interrupt.deferred_interrupt). Importers
-# get Python's usual KeyboardInterrupt.
-_COMMAND = bool(sys.argv) and os.path.basename(sys.argv[0]) in ("badapple-jax", "-m")
-with deferred_interrupt() if _COMMAND else contextlib.nullcontext():
+# As the `badapple-jax` command (interrupt.COMMAND), SIGINT and SIGTERM are the command's from here on, and while
+# JAX loads (seconds) they wait until the imports are done and then end it with one line and status 130: a
+# KeyboardInterrupt in the middle could crash or print a traceback. Importers get Python's usual signals.
+if COMMAND:
+    guard_command()
+with deferred_interrupt() if COMMAND else contextlib.nullcontext():
     from badapple_jax.display import colourise, gray_of, normalise_display, stitch_full, to_rgb
     from badapple_jax.encoding import Full, Sink, ZScore, make_encoding
     from badapple_jax.errors import BadInputError, Interrupted

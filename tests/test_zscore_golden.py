@@ -1,9 +1,13 @@
-"""`--display zscore` stays the reference's pipeline bit for bit: golden outputs made before the sink display.
+"""`--display zscore` stays the reference's pipeline: golden outputs made before the sink display.
 
-The golden arrays were made on MADE_ON by `python tests/test_zscore_golden.py` at commit cdce35f, before the
-encoding seam existed. XLA is deterministic on one CPU kind and jax version, and there the comparison is exact;
-another CPU or jax may round differently, so elsewhere it is to float rounding (losses to 1e-4, pixels to two
-levels), and the exact check wants the arrays regenerated there at that commit.
+The golden arrays were made by `python tests/test_zscore_golden.py` at commit cdce35f, before the encoding seam
+existed. They are compared to float rounding on every machine: another CPU (another vector width, another ISA)
+or jax sums in another order, and 40 optimiser steps amplify that. Measured against these arrays: XLA's
+vector width 128/512 or `--xla_cpu_max_isa=AVX` moved losses by at most 1.9e-6 relative and one pixel by two
+levels; weights perturbed by a relative 3e-7 (the size of the rounding difference reported between two
+AMD EPYC generations) moved losses by up to 2.9e-5 (colour case), pixels by two levels. Hence rtol 1e-4 and two
+levels: 3x that amplification, still far below what a change to the pipeline moves (percents). Bit-identity is
+tested where it is promised, on one machine: a resumed render against an uninterrupted one (test_resume.py).
 """
 import sys
 from pathlib import Path
@@ -17,7 +21,6 @@ from badapple_jax.display import to_rgb
 from badapple_jax.model import ModelConfig
 
 GOLDEN = Path(__file__).parent / "data" / "zscore_golden.npz"
-MADE_ON = "AMD EPYC, jax 0.10.2"
 CONFIG = ModelConfig(n_layer=2, n_head=8, n_embd=128, n_positions=64, eps=1e-5)
 CASES = {  # name -> (settings, colour)
     "embedding": (dict(steps=40, seeds=2), False),
@@ -43,25 +46,18 @@ def run_case(name: str) -> dict:
     return {"rgb": rgb, "loss": r.last_step_loss, "final_loss": r.loss}  # the golden file's names, from before
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").is_file() else "unknown CPU"
-    return f"{cpu}, jax {jax.__version__}"
-
-
 @pytest.mark.parametrize("name", CASES)
-def test_zscore_display_is_bit_identical_to_the_golden_run(name):
+def test_zscore_display_matches_the_golden_run_to_float_rounding(name):
     with np.load(GOLDEN) as golden:
         expected = {k.removeprefix(name + "/"): golden[k] for k in golden.files if k.startswith(name + "/")}
     got = run_case(name)
-    exact = machine() == MADE_ON
+    assert set(got) == set(expected), name
     for key, want in expected.items():
-        if exact:
-            np.testing.assert_array_equal(got[key], want, err_msg=f"{name}: {key}")
-        elif key == "rgb":
-            assert np.abs(got[key].astype(int) - want).max() <= 2, f"{name}: {key} (on {machine()}, not {MADE_ON})"
+        assert got[key].shape == want.shape, f"{name}: {key}"
+        if key == "rgb":
+            assert np.abs(got[key].astype(int) - want).max() <= 2, f"{name}: {key}"
         else:
-            np.testing.assert_allclose(got[key], want, rtol=1e-4, err_msg=f"{name}: {key} (on {machine()})")
+            np.testing.assert_allclose(got[key], want, rtol=1e-4, err_msg=f"{name}: {key}")
 
 
 if __name__ == "__main__":  # regenerate (only on the commit the docstring names)
