@@ -113,21 +113,24 @@ def auto_program(w: HeadWeights, T: int, n_frames: int, settings: Settings, mesh
     fit is compiled. Chunks are evened out so the last one carries little padding."""
     mesh = mesh or frame_mesh()
     n = mesh.size
-    cap = MAX_AUTO_CHUNK.get(mesh.devices.flat[0].platform, MAX_AUTO_CHUNK["gpu"])
-
-    def evened(per_device: int) -> int:  # frames per device -> a chunk size with little padding
-        per_device = max(min(per_device, max(cap // n, 1), math.ceil(n_frames / n)), 1)
-        n_chunks = math.ceil(n_frames / (per_device * n))
-        return math.ceil(n_frames / n_chunks / n) * n
-
-    chunk = evened(n_frames)
+    chunk = auto_chunk_size(n_frames, mesh)
     program, _ = compile_chunk(w, T, chunk, settings, mesh)
     budget, needed = MEMORY_MARGIN * free_bytes_per_device(mesh), needed_bytes(program)
     if needed <= budget or chunk == n:
         return program
     fixed = sum(a.nbytes for a in jax.tree.leaves((program.w, program.space)))  # the weights, on every device
     per_frame = max((needed - fixed) / (chunk // n), 1)
-    return compile_chunk(w, T, evened(int((budget - fixed) // per_frame)), settings, mesh)[0]
+    return compile_chunk(w, T, auto_chunk_size(n_frames, mesh, int((budget - fixed) // per_frame)), settings, mesh)[0]
+
+
+def auto_chunk_size(n_frames: int, mesh: Mesh, per_device: int | None = None) -> int:
+    """The chunk size `auto_program` takes for `n_frames` frames: at most `per_device` frames per device (default:
+    the platform's cap), evened out so the last chunk carries little padding."""
+    n = mesh.size
+    cap = MAX_AUTO_CHUNK.get(mesh.devices.flat[0].platform, MAX_AUTO_CHUNK["gpu"])
+    per_device = max(min(n_frames if per_device is None else per_device, max(cap // n, 1), math.ceil(n_frames / n)), 1)
+    n_chunks = math.ceil(n_frames / (per_device * n))
+    return math.ceil(n_frames / n_chunks / n) * n
 
 
 def fit_chunk_size(chunk_size: int, n_frames: int, mesh: Mesh) -> int:

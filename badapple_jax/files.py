@@ -6,11 +6,12 @@ from pathlib import Path
 TMP = ".tmp"  # suffix of a file being written; one is left only by a killed process
 
 
-def ordinary_mode() -> int:
-    """The permissions a plain `open(..., "w")` would give (mkstemp's files are private)."""
+def ordinary_mode(directory: bool = False) -> int:
+    """The permissions a plain `open(..., "w")` (or `mkdir`) would give: mkstemp's files and mkdtemp's
+    directories are private."""
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return (0o777 if directory else 0o666) & ~umask
 
 
 def write_atomic(path, data: bytes) -> None:

@@ -11,6 +11,7 @@ For GPT-2, pos is wpe and the LayerNorm ln_1; for BERT, pos + type[0] and the em
 import jax
 import jax.numpy as jnp
 
+from badapple_jax.errors import BadInputError
 from badapple_jax.families import FAMILIES
 from badapple_jax.layers import layer_norm, masked_softmax
 from badapple_jax.model import HeadWeights, LayerWeights
@@ -21,10 +22,10 @@ def check_embedding(x, w: HeadWeights | LayerWeights) -> None:
     has positions for: batches go through jax.vmap."""
     E, P = w.config.n_embd, w.config.n_positions
     if x.ndim != 2 or x.shape[1] != E:
-        raise ValueError(f"x must be one sequence of embeddings [T, n_embd={E}], got shape {tuple(x.shape)}; "
+        raise BadInputError(f"x must be one sequence of embeddings [T, n_embd={E}], got shape {tuple(x.shape)}; "
                          "batch with jax.vmap.")
     if not 1 <= x.shape[0] <= P:
-        raise ValueError(f"x has {x.shape[0]} tokens, the model has positions for 1..{P}.")
+        raise BadInputError(f"x has {x.shape[0]} tokens, the model has positions for 1..{P}.")
 
 
 def residual(x, w: HeadWeights | LayerWeights):  # [T, E] -> [T, E]: the stream the target layer's LayerNorm reads

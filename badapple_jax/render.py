@@ -14,24 +14,25 @@ from pathlib import Path
 import numpy as np
 
 from badapple_jax import fidelity
-from badapple_jax.chunks import (auto_program, check_fits, compile_chunk, fit_chunk_size, frame_mesh, frames_in,
-                                 optimize_frames)
+from badapple_jax.chunks import (SEED_MAX, auto_chunk_size, auto_program, check_fits, compile_chunk, fit_chunk_size,
+                                 frame_mesh, frames_in, optimize_frames)
 from badapple_jax.display import gray_of, to_rgb
 from badapple_jax.errors import BadInputError, OptionError, Interrupted
 from badapple_jax.files import write_atomic
+from badapple_jax.outputs import claim
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.interrupt import stop_on_signal
 from badapple_jax.optimize import Settings
 from badapple_jax.video import BUILT_IN, FPS_RANGE, VIDEO_SUFFIXES, check_source, has_audio, read_clip, write_video
 from badapple_jax.model import pick_head, pick_heads
 from badapple_jax.weights import load_layer
-from badapple_jax.workdir import (OURS, RECORD_FIELDS, check_manifest, differences, discard_if_empty, embeddings_store,
-                                  finish_embeddings, finished, identity, job_key, load_chunk, one_writer, open_workdir,
-                                  record_path, remove_leftovers, save_chunk, sha256_of)
+from badapple_jax.workdir import (OURS, RECORD_FIELDS, Wanted, embeddings_store, finish_embeddings, identity, job_key,
+                                  load_chunk, one_writer, open_workdir, plan_opening, record_path, remove_leftovers,
+                                  save_chunk, sha256_of)
 
 # Bounds of the options every command that reads a clip shares (the optimiser's own are in optimize.LIMITS,
 # the sampling rate's in video.FPS_RANGE): a seed is a non-negative int32.
-LIMITS = {"seed": 2**31 - 1}
+LIMITS = {"seed": SEED_MAX}
 PACKAGES = ("badapple-jax", "jax", "jaxlib", "optax", "flax", "numpy", "scipy", "imageio", "imageio-ffmpeg")
 
 
@@ -71,6 +72,7 @@ def check(job: Job) -> None:
         (not job.color or (job.heads is not None and len(job.heads) == 3),
          "`color` needs `heads` with three heads, e.g. `heads` 0,1,2 (R, G, B)"),
         (job.color or job.heads is None, "`heads` drives several heads with one embedding: add `color`"),
+        (job.heads is None or len(set(job.heads)) == len(job.heads), f"`heads` names a head twice: {job.heads}"),
         (not (job.color and job.settings.warm_start), "`warm_start` works with one head, not with `color`"),
         (job.chunk_size is None or job.chunk_size >= 1, f"`chunk_size` must be at least 1, got {job.chunk_size}"),
         (job.max_frames is None or job.max_frames >= 1, f"`max_frames` must be at least 1, got {job.max_frames}"),
@@ -108,7 +110,7 @@ def check_clip_options(size: int, fps: float, seed: int) -> None:
     rules = [
         (size >= 2, f"`size` must be at least 2, got {size}"),
         (FPS_RANGE[0] <= fps <= FPS_RANGE[1],
-         f"`fps` must be in [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}] frames per second, got {fps:g}"),
+         f"`fps` must be in [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}] frames per second, got {fps:.12g}"),
         (0 <= seed <= LIMITS["seed"], f"`seed` must be in 0..{LIMITS['seed']}, got {seed}"),
     ]
     for ok, message in rules:
@@ -117,18 +119,19 @@ def check_clip_options(size: int, fps: float, seed: int) -> None:
 
 
 def check_not_an_input(job: Job) -> None:
-    """Refuse an output that would overwrite what the render reads: the input video, an image of the input
-    directory, the --audio file, or a file of the work directory."""
-    out = Path(job.output).resolve()
-    source = Path(job.input).resolve() if job.input not in BUILT_IN else None
-    if source is not None and source.is_dir() and out.is_relative_to(source):
-        raise BadInputError(f"Output {job.output} is inside the input directory {job.input}: choose a path outside it.")
-    for name, path in (("the input", source), ("the --audio file", job.audio and Path(job.audio).resolve())):
-        if path and (path == out or (out.exists() and path.exists() and os.path.samefile(path, out))):
-            raise BadInputError(f"Output {job.output} is {name} itself: writing it would destroy it; choose another -o.")
-    work = job.work.resolve()
+    """Refuse an output that would overwrite what the render reads (the input video, an image of the input
+    directory, the --audio file), a file of the work directory, or a file we did not write; and a work directory
+    that holds the input or lies inside the input directory (its frame_*.png would be read as input)."""
+    source = Path(job.input) if job.input not in BUILT_IN else None
+    claim(job.output, "video", inputs={"the input": source, "the --audio file": job.audio})
+    out, work = Path(job.output).resolve(), job.work.resolve()
     if any(out.is_relative_to(work / sub) for sub in ("frames", "chunks")) or out.parent == work and out.name in OURS:
         raise BadInputError(f"Output {job.output} is a file of the work directory {job.work}: choose another -o.")
+    if source is not None and source.exists() and (source.resolve().is_relative_to(work) or
+                                                   source.is_dir() and work.is_relative_to(source.resolve())):
+        where = "holds" if source.resolve().is_relative_to(work) else "is inside"
+        raise BadInputError(f"Work directory {job.work} {where} the input {job.input}: a render writes and deletes "
+                            "frame PNGs there; choose a --workdir apart from the input.")
 
 
 def versions() -> dict:
@@ -141,16 +144,34 @@ def versions() -> dict:
     return found
 
 
+@dataclasses.dataclass(frozen=True)
+class Subject:
+    """What a job renders, read before any file is written."""
+
+    w: object  # HeadWeights, heads stacked on a leading axis with `color`
+    info: object  # ModelInfo
+    clip: object  # Clip
+    frames: np.ndarray  # [N, (3,) T, T] the targets
+    mesh: object  # the devices the frames are shared over
+    wanted: Wanted  # the job as its work directory sees it: identity, chunks
+
+
 def render(job: Job, log=print, progress: bool = True) -> dict:
     """Run `job` end to end, resuming its work directory; returns the metrics written to WORKDIR/metrics.json.
 
     SIGINT/SIGTERM stop it after the chunk in hand (twice: at once) with `Interrupted`. One render at a time
-    writes a work directory (an OS lock taken before anything else); a full disk or a vanished work
-    directory is a BadInputError (rerun the same command to resume), never a half-written file."""
+    writes a work directory (an OS lock); every check is made before the first byte is written, so a refused
+    job leaves the directory as it was; a full disk or a vanished work directory is a BadInputError (rerun the
+    same command to resume), never a half-written file."""
     check(job)
+    subject = read_subject(job)
+    twin = finished_twin(job, subject)
+    if twin is not None:
+        log(f"{twin} holds this render, finished: {job.output} is assembled from it")
+        job = dataclasses.replace(job, workdir=str(twin))
     with one_writer(job.work):
         try:
-            return _locked(job, log, progress)
+            return _opened(job, subject, log, progress)
         except OSError as err:  # a full disk, a work directory removed or made read-only meanwhile, a file unreadable
             where = f" ({err.filename})" if err.filename else ""
             advice = ("free some space" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that")
@@ -158,8 +179,8 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
                                 "command again to resume.") from err
 
 
-def _locked(job: Job, log, progress) -> dict:
-    """`render` once the work directory is ours."""
+def read_subject(job: Job) -> Subject:
+    """The model, the clip and the job's identity; reads only."""
     layer_weights, info = load_layer(job.model, job.layer)
     if job.color:  # the heads stacked on a leading axis: one embedding drives them all
         w = pick_heads(layer_weights, job.heads)
@@ -168,64 +189,54 @@ def _locked(job: Job, log, progress) -> dict:
     encoding = job.settings.encoding(info.config.causal)
     if encoding.tokens(job.size) > info.config.n_positions:
         raise OptionError(f"`size` {job.size} needs {encoding.tokens(job.size)} positions with the "
-                            f"{job.settings.display} display; the model has {info.config.n_positions}.")
+                          f"{job.settings.display} display; the model has {info.config.n_positions}.")
     clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames, colour=job.color)
     frames = np.moveaxis(clip.frames, -1, 1) if job.color else clip.frames  # [N, (3,) T, T]
-    wanted = identity(job, clip, frames, w, info.source)
-    twin = finished_twin(job, wanted)
-    if twin is None:
-        return _opened(job, w, info, clip, frames, wanted, log, progress)
-    log(f"{twin} holds this render, finished: {job.output} is assembled from it")
-    discard_if_empty(job.work, [job.work])  # the directory made for the lock, unused
-    with one_writer(twin):
-        return _opened(dataclasses.replace(job, workdir=str(twin)), w, info, clip, frames, wanted, log, progress)
+    mesh = frame_mesh()
+    chosen = job.chunk_size is not None
+    chunk = fit_chunk_size(job.chunk_size, len(frames), mesh) if chosen else auto_chunk_size(len(frames), mesh)
+    wanted = Wanted(identity(job, clip, frames, w, info.source), chunk, chosen, mesh.size, (job.size, job.size, 3),
+                    lambda n: sha256_of(frames[:n]))
+    return Subject(w, info, clip, frames, mesh, wanted)
 
 
-def finished_twin(job: Job, wanted: dict) -> Path | None:
+def finished_twin(job: Job, subject: Subject) -> Path | None:
     """A finished render of the same job beside the default work directory, for a job that has none of its own
     (no --workdir given, no manifest at OUT.work, no --restart): a sibling *.work with the same options, input and
-    weights and every chunk recorded. A new -o then only assembles the video from it."""
+    model, chunks this job would accept, every chunk recorded and intact. A new -o then only assembles the video
+    from it, and no OUT.work is made."""
     if job.workdir is not None or job.restart or (job.work / "manifest.json").exists():
         return None
     for path in sorted(job.work.parent.glob("*.work/manifest.json")):
         try:
-            manifest = json.loads(path.read_text())
-            check_manifest(manifest)
-        except (OSError, ValueError, TypeError):
-            continue  # not a render this one could use: never an error here
-        n, chunk = manifest["input"].get("frames"), manifest["chunk_size"]
-        if (not differences(manifest, wanted) and isinstance(n, int) and (path.parent / "metrics.json").is_file()
-                and all(record_path(path.parent, s).is_file() for s in range(0, n, chunk))):
+            opening = plan_opening(path.parent, subject.wanted, restart=False)
+        except (BadInputError, OSError):  # not a render this one can use: never an error here
+            continue
+        if (not opening.grow and (path.parent / "metrics.json").is_file()
+                and len(opening.done) * opening.recorded["chunk_size"] >= len(subject.frames)):
             return path.parent
     return None
 
 
-def _opened(job: Job, w, info, clip, frames, wanted, log, progress) -> dict:
-    """`render` once its work directory is locked and the job known."""
-    recorded = open_workdir(job.work, wanted, job.restart, lambda n: sha256_of(frames[:n]), log)
+def _opened(job: Job, subject: Subject, log, progress) -> dict:
+    """`render` once its work directory is locked: decide, then write."""
+    opening = plan_opening(job.work, subject.wanted, job.restart)
+    recorded = open_workdir(job.work, opening, subject.wanted, log)
     with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
         try:
-            return _render(job, w, info, clip, frames, wanted, recorded, stop, log, progress)
+            return _render(job, subject, recorded, list(opening.done), stop, log, progress)
         except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
             remove_leftovers(job.work)
-            raise Interrupted(resume_message(job.work, len(frames)), busy=True) from None
+            raise Interrupted(resume_message(job.work, len(subject.frames)), busy=True) from None
 
 
-def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progress) -> dict:
+def _render(job: Job, subject: Subject, recorded, done: list, stop, log, progress) -> dict:
+    w, info, clip, frames, mesh = subject.w, subject.info, subject.clip, subject.frames, subject.mesh
     work, N, T, E = job.work, len(frames), job.size, info.config.n_embd
     encoding = job.settings.encoding(info.config.causal)
     full = encoding.views == 2
-    mesh = frame_mesh()
     device = mesh.devices.flat[0]
     chunk = recorded["chunk_size"] if recorded else None
-    if recorded is not None:
-        if job.chunk_size is not None and fit_chunk_size(job.chunk_size, N, mesh) != chunk:
-            raise BadInputError(f"Work directory {work} belongs to another render: --chunk-size {chunk} there, "
-                                f"{job.chunk_size} here. Rerun with --chunk-size {chunk} (or auto) to resume it, "
-                                "add --restart to discard it, or choose another --workdir.")
-        if chunk % mesh.size:
-            raise BadInputError(f"Work directory {work} was started with chunks of {chunk} frames, which {mesh.size} "
-                                "devices cannot share evenly: resume it on the devices it started on, or add --restart.")
     log(f"model: {info.source}; layer {job.layer}, head {job.head}")
     log(f"input: {clip.label}, {N} frames of {T}x{T} at {clip.fps:g} fps")
     here = device_info(mesh)
@@ -233,8 +244,6 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
         log(f"note: {work} was started on {recorded['device']}; frames computed here on {here} may "
             "differ from its others beyond float rounding (README: Determinism)")
     starts = list(range(0, N, chunk)) if recorded else []
-    shape = (T, T, 3)  # every frame PNG
-    done = finished(work, starts, N, chunk, job_key(recorded), shape) if recorded else []
     store = None
     if job.save_embeddings:  # [N, L, E], or [N, 2, L, E] in full mode: the frame's and its transpose's
         L = encoding.tokens(T)
@@ -260,7 +269,7 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
         check_fits(program, mesh)
         compile_seconds = time.perf_counter() - t0
     if recorded is None:
-        recorded = {**wanted, "chunk_size": chunk, "device": here, "versions": versions()}
+        recorded = {**subject.wanted.identity, "chunk_size": chunk, "device": here, "versions": versions()}
         write_atomic(work / "manifest.json", json.dumps(recorded, indent=1).encode())
     key = job_key(recorded)
     t0 = time.perf_counter()
@@ -280,7 +289,7 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
     if any(s not in done for s in starts):
         raise Interrupted(resume_message(work, N), busy=False)
 
-    rgb, records = zip(*(load_chunk(work, s, min(chunk, N - s), key, shape) for s in starts))
+    rgb, records = zip(*(load_chunk(work, s, min(chunk, N - s), key, subject.wanted.shape) for s in starts))
     rgb = np.concatenate(rgb)  # [N, T, T, 3] uint8, read back from the PNGs: a resumed run shows the same bytes
     kept = {k: np.concatenate([r[k] for r in records]) for k in records[0]}  # [N, ...], or [N, 2, ...] in full mode
     if store is not None:
@@ -346,6 +355,8 @@ def _render(job: Job, w, info, clip, frames, wanted, recorded, stop, log, progre
 
 def strict_json(value):
     """`value` with every NaN or infinite float as null: bare NaN is no JSON, and readers choke on it."""
+    if isinstance(value, np.generic):  # a NumPy scalar an API caller passed as a setting
+        value = value.item()
     if isinstance(value, float):
         return value if np.isfinite(value) else None
     if isinstance(value, dict):

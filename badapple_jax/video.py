@@ -41,6 +41,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import BadInputError, OptionError
 from .files import ordinary_mode
+from .outputs import claim, mark
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 IMAGE_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "GIF", "WEBP", "TIFF"}  # Pillow's names for the formats of IMAGE_SUFFIXES
@@ -106,7 +107,7 @@ def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: in
     with _open_image(path) as im:
         if _reads_as_images(im):
             return _read_pages(im, path, size, fps, max_frames, colour)
-    streams = _probe(path)
+    streams = probe(path)
     if not VIDEO_STREAM.search(streams):  # a truncated mp4 may still open, its streams lost or unreadable
         opened = "Input #0" in streams
         reason = "it holds no decodable video stream (truncated? audio only?)" if opened else _last_line(streams)
@@ -377,6 +378,7 @@ def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None) 
         raise BadInputError(f"Audio source {audio} does not exist.")
     if audio is not None and not has_audio(audio):
         raise BadInputError(f"Audio source {audio} has no audio track.")
+    claim(path, "video", inputs={"the audio source": audio})
     _, height, width, _ = rgb.shape
     rgb = np.ascontiguousarray(np.pad(rgb, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge"))
     for leftover in partial_videos(path):  # of a writer killed with -9, which no handler sees
@@ -387,7 +389,8 @@ def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None) 
         writer = imageio_ffmpeg.write_frames(
             _ffmpeg_url(tmp), (rgb.shape[2], rgb.shape[1]), fps=fps, codec="libx264", quality=None,
             macro_block_size=1,  # sizes are already even; a larger block would make imageio rescale
-            ffmpeg_log_level="error", output_params=["-crf", str(CRF)] + (["-shortest"] if audio else []),
+            ffmpeg_log_level="error",
+            output_params=["-crf", str(CRF), "-metadata", f"comment={mark('video')}", *(["-shortest"] if audio else [])],
             audio_path=None if audio is None else _ffmpeg_url(audio), audio_codec="aac" if audio else None)
         writer.send(None)
         try:
@@ -395,7 +398,7 @@ def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None) 
                 writer.send(frame)
         finally:
             writer.close()  # waits for ffmpeg to finish the file
-        if not re.search(r"Stream #.*: Video: h264", _probe(tmp)):  # write_frames ignores ffmpeg's exit status
+        if not re.search(r"Stream #.*: Video: h264", probe(tmp)):  # write_frames ignores ffmpeg's exit status
             raise BadInputError(f"ffmpeg could not write the video {path}.")
         os.chmod(tmp, ordinary_mode())  # mkstemp makes it private; the video is an ordinary file
         os.replace(tmp, path)
@@ -414,11 +417,11 @@ def partial_videos(path: Path) -> list[Path]:
 
 def has_audio(path) -> bool:
     """Whether ffmpeg sees an audio stream in `path` (False for a file it cannot open)."""
-    return AUDIO_STREAM.search(_probe(path)) is not None
+    return AUDIO_STREAM.search(probe(path)) is not None
 
 
-def _probe(path) -> str:
-    """ffmpeg's description of the streams of `path` (stderr of `ffmpeg -i`; no ffprobe is bundled)."""
+def probe(path) -> str:
+    """ffmpeg's description of the streams and tags of `path` (stderr of `ffmpeg -i`; no ffprobe is bundled)."""
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_url(path)]
     return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace").stderr
 

@@ -3,15 +3,22 @@
     WORKDIR/.lock                    held (flock) by the one render writing here; its text names that render
     WORKDIR/manifest.json            settings, model and input identity (hashes), chunk size
     WORKDIR/frames/frame_NNNNNN.png  the display of every finished frame
-    WORKDIR/chunks/chunk_NNNNNN.npz  losses, chosen starts, guard flags and fidelity of the chunk starting at frame N
+    WORKDIR/chunks/chunk_NNNNNN.npz  losses, chosen starts, guard flags and fidelity of the chunk starting at frame N,
+                                     its first frame and a SHA-256 of each of its frame PNGs
     WORKDIR/embeddings.partial.npy   with --save-embeddings, filled chunk by chunk; embeddings.npy when complete
 
 Every file is written to a temporary name, fsynced and renamed, and a chunk's record is written last,
 after its frames and embeddings are on disk: a record on disk means the whole chunk is. Each record
-names the job it belongs to (a hash of the manifest), so a record of another job, or of a manifest
-edited since, is never taken for this one's. A rerun of the same job skips recorded chunks, after
-checking every record and frame it keeps; a different job is refused, naming what differs, unless
-restarted; a damaged record or frame is refused in one line.
+names the job it belongs to (a hash of the manifest) and the frames it holds (the first one's index, a
+hash of each PNG), so a record of another job or of a manifest edited since, a record moved to another
+chunk's name, or a frame PNG replaced by any other is never taken for this one's. A rerun of the same job
+skips recorded chunks, after checking every record and frame it keeps; a different job is refused, naming
+what differs, unless restarted; a damaged record or frame is refused in one line. Every check is made
+before the first byte is written: a refused command leaves the directory as it was.
+
+The identity of a job (`identity`) is the one rule for reuse: the options that change a result (the
+optimiser's settings, the encoding's constants among them), a hash of the decoded targets, and the model:
+every configuration value its family reads (`ModelConfig`) and a hash of the head's weights.
 """
 import contextlib
 import dataclasses
@@ -24,6 +31,7 @@ import os
 import socket
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import imageio.v3 as iio
 import jax
@@ -31,14 +39,14 @@ import numpy as np
 
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import TMP, ordinary_mode, sync_dir, write_atomic
-from badapple_jax.optimize import Settings
 from badapple_jax.plots import FIGURES
 from badapple_jax.viewer import NAME as VIEWER
 from badapple_jax.video import BUILT_IN
 
-FORMAT = 3  # bump when the layout changes: an older work directory is then refused, not misread
+FORMAT = 4  # bump when the layout changes: an older work directory is then refused, not misread
 RECORD_FIELDS = ("loss", "last_step_loss", "head_loss", "space_loss", "start", "explore_loss", "retried", "failed",
-                 "psnr", "ssim")
+                 "psnr", "ssim")  # a chunk's results, per frame
+PROVENANCE = ("first", "png_sha256")  # which frames a record vouches for: the first one's index, each PNG's hash
 LOCK = ".lock"
 RESTART = "add --restart to start this work directory over, or choose another --workdir"
 OURS = ("manifest.json", "metrics.json", "targets.npz", "embeddings.npy", "embeddings.partial.npy", *FIGURES,
@@ -47,9 +55,6 @@ MANIFEST_FIELDS = {"format": int, "options": dict, "input": dict, "model": dict,
 # Job fields that change what is optimised; output, audio and side-by-side only change the assembled video.
 RESULT_OPTIONS = ("settings", "layer", "head", "heads", "color", "size", "fps", "max_frames", "seed",
                   "save_embeddings")
-# Settings added after FORMAT 3's first release, recorded only where they differ from their defaults (the values
-# every older render had): an older work directory then still resumes, its chunk records keeping their job key.
-LATER_SETTINGS = {name: getattr(Settings(), name) for name in ("b2", "schedule")}
 
 
 def sha256_of(*arrays) -> str:
@@ -62,20 +67,21 @@ def sha256_of(*arrays) -> str:
 
 
 def identity(job, clip, targets: np.ndarray, w, model_source: str) -> dict:
-    """What a chunk's results depend on: the options, and hashes of the decoded targets and the head's weights."""
+    """What a chunk's results depend on: the options (every setting of the optimiser and the encoding), a hash
+    of the decoded targets, and the model: every configuration value its family reads and a hash of the
+    head's weights."""
     options = {k: v for k, v in dataclasses.asdict(job).items() if k in RESULT_OPTIONS}
-    options["settings"] = {k: v for k, v in options["settings"].items()
-                           if k not in LATER_SETTINGS or v != LATER_SETTINGS[k]}
     path = Path(job.input)
     named = job.input in BUILT_IN or not path.exists()
-    return {
+    return json.loads(json.dumps({  # as the manifest will read back: tuples as lists, NumPy scalars as numbers
         "format": FORMAT,
         "options": {**options.pop("settings"), **options},
         "input": {"label": clip.label, "path": job.input if named else str(path.resolve()),
                   "bytes": path.stat().st_size if path.is_file() and not named else None,  # for people: not compared
                   "frames": len(targets), "sha256": sha256_of(targets)},
-        "model": {"source": model_source, "sha256": sha256_of(*jax.tree.leaves(w))},
-    }
+        "model": {"source": model_source, "config": dataclasses.asdict(w.config),
+                  "sha256": sha256_of(*jax.tree.leaves(w))},
+    }, default=lambda v: v.item()))
 
 
 def differences(recorded: dict, wanted: dict) -> list[str]:
@@ -83,11 +89,14 @@ def differences(recorded: dict, wanted: dict) -> list[str]:
     if recorded.get("format") != FORMAT:
         return [f"the layout (format {recorded.get('format')} there, {FORMAT} here)"]
     said = lambda v: "unset" if v is None else v  # noqa: E731
-    options = {**LATER_SETTINGS, **recorded["options"]}
+    options = recorded["options"]
     found = [f"--{k.replace('_', '-')} {said(options.get(k))} there, {said(v)} here"
-             for k, v in {**LATER_SETTINGS, **wanted["options"]}.items() if options.get(k) != v]
+             for k, v in wanted["options"].items() if options.get(k) != v]
     if found:
         return found  # the input and model hashes follow from these; naming them too would only repeat
+    config = recorded["model"]["config"]
+    found = [f"the model's {k} ({said(config.get(k))} there, {said(v)} here)"
+             for k, v in wanted["model"]["config"].items() if config.get(k) != v]
     for what, name in (("input", "label"), ("model", "source")):
         if recorded[what]["sha256"] != wanted[what]["sha256"]:
             found.append(f"the {what} ({recorded[what][name]} there, {wanted[what][name]} here: not the same "
@@ -103,21 +112,55 @@ def record_path(work: Path, start: int) -> Path:
     return work / "chunks" / f"chunk_{start:06d}.npz"
 
 
-def open_workdir(work: Path, wanted: dict, restart: bool, prefix_sha=None, log=lambda _: None) -> dict | None:
-    """Make `work` usable and return the manifest recorded there (None for a fresh start).
+@dataclasses.dataclass(frozen=True)
+class Wanted:
+    """A job as its work directory sees it."""
 
-    A work directory of another job is refused, naming the differences, unless `restart`, which
-    deletes our files in it (and nothing else), or unless the job only asks for more frames of the same
-    input (`prefix_sha(n)`: the hash of the first n targets), which extends it. Temporary files of a
-    killed run are removed."""
+    identity: dict  # identity(...): what its results depend on
+    chunk: int  # frames per chunk of a fresh render of it
+    chosen: bool  # whether the user fixed the chunk size (else any recorded one is resumed)
+    devices: int  # the devices a chunk is shared over
+    shape: tuple  # every frame PNG's: (T, T, 3)
+    prefix_sha: Callable[[int], str]  # n -> the hash of its first n targets
+
+
+@dataclasses.dataclass(frozen=True)
+class Opening:
+    """What a render will do with its work directory, decided before anything is written."""
+
+    recorded: dict | None  # the manifest of the job to resume (after growing it, if `grow`); None: a fresh start
+    done: tuple = ()  # starts of the recorded chunks, each checked, that will be kept
+    grow: bool = False  # the recorded job is this one with fewer frames of the same input: extend it first
+    wipe: bool = False  # --restart: delete our files first
+
+
+def read_manifest(work: Path) -> dict | None:
+    """The manifest recorded in `work`, or None where there is none; ValueError if it is unreadable or not one."""
+    path = work / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError, RecursionError) as err:  # JSON nested a few thousand deep: RecursionError
+        raise ValueError(_short(err)) from None
+    check_manifest(manifest)
+    return manifest
+
+
+def plan_opening(work: Path, wanted: Wanted, restart: bool) -> Opening:
+    """Decide, reading only, what to do with `work` for the job `wanted`; every record and frame to be kept is
+    checked here, so a refusal comes before the first byte is written.
+
+    A work directory of another job is refused, naming the differences, unless `restart`, which deletes our
+    files in it (and nothing else), or unless the job only asks for more frames of the same input and its
+    chunks are those a fresh render would take, so that growing it ends byte for byte as a fresh render."""
     manifest = work / "manifest.json"
     try:
-        recorded = json.loads(manifest.read_text()) if manifest.is_file() else None
-        if recorded is not None:
-            check_manifest(recorded)
-    except (OSError, ValueError, TypeError) as err:
+        recorded = read_manifest(work)
+    except ValueError as err:
         if not restart:
-            raise BadInputError(f"Cannot read {manifest} ({err}): add --restart to start this work directory over.") from err
+            raise BadInputError(f"Cannot read {manifest} ({err}): add --restart to start this work directory "
+                                "over.") from None
         recorded = None
     stale = recorded is None and (any(work.glob("frames/frame_*.png")) or any(work.glob("chunks/chunk_*.npz")))
     foreign = [name for name in OURS if (work / name).exists()] if recorded is None and not stale else []
@@ -125,16 +168,48 @@ def open_workdir(work: Path, wanted: dict, restart: bool, prefix_sha=None, log=l
         raise BadInputError(f"Work directory {work} holds {foreign[0]} but no render (no manifest.json, frames or "
                             "chunk records): a render would overwrite it; choose another --workdir.")
     if restart:
-        wipe(work)
-        recorded = None
-    elif stale:
+        return Opening(None, wipe=True)
+    if stale:
         raise BadInputError(f"Work directory {work} holds a render without a manifest.json (from an older version?): "
                             "add --restart to replace it, or choose another --workdir.")
-    elif recorded is not None and prefix_sha is not None and grows(recorded, wanted, prefix_sha):
-        recorded = extend(work, recorded, wanted, log)
-    elif recorded is not None and (found := differences(recorded, wanted)):
+    if recorded is None:
+        return Opening(None)
+    grow = grows(recorded, wanted.identity, wanted.prefix_sha)
+    if not grow and (found := differences(recorded, wanted.identity)):
         raise BadInputError(f"Work directory {work} belongs to another render: {'; '.join(found)}. Rerun with the "
                             "same options to resume it, add --restart to discard it, or choose another --workdir.")
+    check_chunks(work, recorded, wanted, grow)
+    n, chunk = recorded["input"]["frames"], recorded["chunk_size"]
+    starts = complete_chunks(recorded) if grow else range(0, n, chunk)
+    return Opening(recorded, tuple(finished(work, starts, n, chunk, job_key(recorded), wanted.shape)), grow)
+
+
+def check_chunks(work: Path, recorded: dict, wanted: Wanted, grow: bool) -> None:
+    """Refuse to resume (or grow) `recorded` in chunks other than those `wanted` takes, or on devices that cannot
+    share its chunks evenly."""
+    there, here = recorded["chunk_size"], wanted.chunk
+    if grow and there != here:
+        n, N = recorded["input"]["frames"], wanted.identity["input"]["frames"]
+        raise BadInputError(f"Work directory {work} holds {n} frames computed in chunks of {there}, but a fresh render "
+                            f"of {N} frames takes chunks of {here}, so growing it would not give the same result: "
+                            f"rerun with --chunk-size {there} to extend it, add --restart to render all {N} afresh, "
+                            "or choose another --workdir.")
+    if wanted.chosen and there != here:
+        raise BadInputError(f"Work directory {work} belongs to another render: --chunk-size {there} there, {here} "
+                            f"here. Rerun with --chunk-size {there} (or auto) to resume it, add --restart to discard "
+                            "it, or choose another --workdir.")
+    if there % wanted.devices:
+        raise BadInputError(f"Work directory {work} was started with chunks of {there} frames, which "
+                            f"{wanted.devices} devices cannot share evenly: resume it on the devices it started on, "
+                            "or add --restart.")
+
+
+def open_workdir(work: Path, opening: Opening, wanted: Wanted, log=lambda _: None) -> dict | None:
+    """Carry out `opening` (plan_opening's): wipe or grow, make the subdirectories, remove the temporary files of
+    a killed run; returns the manifest to resume (None for a fresh start)."""
+    if opening.wipe:
+        wipe(work)
+    recorded = extend(work, opening.recorded, wanted.identity, log) if opening.grow else opening.recorded
     try:
         for sub in ("frames", "chunks"):
             (work / sub).mkdir(parents=True, exist_ok=True)
@@ -147,15 +222,21 @@ def open_workdir(work: Path, wanted: dict, restart: bool, prefix_sha=None, log=l
 
 
 def grows(recorded: dict, wanted: dict, prefix_sha) -> bool:
-    """Whether `wanted` is `recorded` with more frames of the same input: every other option and the weights
+    """Whether `wanted` is `recorded` with more frames of the same input: every other option and the model
     equal, and the recorded frames the first frames of the wanted ones (the same decoded bytes)."""
     n = recorded["input"].get("frames")  # checked: an edited manifest is refused as damaged, not grown
-    if (recorded.get("format") != FORMAT or recorded["model"]["sha256"] != wanted["model"]["sha256"]
-            or not isinstance(n, int) or isinstance(n, bool) or n < 1):
+    same_model = all(recorded["model"].get(k) == wanted["model"][k] for k in ("config", "sha256"))
+    if recorded.get("format") != FORMAT or not same_model or not isinstance(n, int) or isinstance(n, bool) or n < 1:
         return False
     others = lambda m: {k: v for k, v in m["options"].items() if k != "max_frames"}  # noqa: E731
     return (others(recorded) == others(wanted) and wanted["input"]["frames"] > n
             and recorded["input"]["sha256"] == prefix_sha(n))
+
+
+def complete_chunks(recorded: dict) -> list[int]:
+    """The starts of the chunks of a recorded job that hold no padding: growing it keeps exactly these."""
+    n, chunk = recorded["input"]["frames"], recorded["chunk_size"]
+    return list(range(0, n - n % chunk, chunk))
 
 
 def extend(work: Path, recorded: dict, wanted: dict, log) -> dict:
@@ -163,29 +244,26 @@ def extend(work: Path, recorded: dict, wanted: dict, log) -> dict:
     frames' results depend on nothing else) and re-keyed, the last partial chunk (computed with padding where new
     frames now stand) is dropped, saved embeddings grow; the manifest, written last, names the new job. Each
     step can be redone, so a run killed half-way extends again on the next."""
-    n, N, chunk = recorded["input"]["frames"], wanted["input"]["frames"], recorded["chunk_size"]
+    n, N = recorded["input"]["frames"], wanted["input"]["frames"]
     grown = {**recorded, "options": wanted["options"], "input": wanted["input"]}
     keys = {job_key(recorded), job_key(grown)}
     for path in (work / "embeddings.partial.npy", work / "embeddings.npy"):
         if path.is_file():
             grow_embeddings(work, path, N)
             break
-    kept = 0
-    for start in range(0, n, chunk):
+    kept = complete_chunks(recorded)
+    for start in range(0, n, recorded["chunk_size"]):
         path = record_path(work, start)
         if not path.is_file():
             continue
-        if start + chunk > n:  # the partial chunk: padded where new frames now stand
+        if start not in kept:  # the partial chunk: padded where new frames now stand
             path.unlink()
             continue
-        record = read_record(work, path, keys)
-        buffer = io.BytesIO()
-        np.savez(buffer, job=np.asarray(job_key(grown)), **record)
-        write_atomic(path, buffer.getvalue())
-        kept += chunk
+        record = read_record(work, path, keys, start)
+        write_record(work, start, {**record, "first": np.asarray(start)}, job_key(grown))
     sync_dir(work / "chunks")
     write_atomic(work / "manifest.json", json.dumps(grown, indent=1).encode())
-    log(f"extending {work} from {n} to {N} frames: the first {kept} are kept")
+    log(f"extending {work} from {n} to {N} frames: the first {len(kept) * recorded['chunk_size']} are kept")
     return grown
 
 
@@ -217,6 +295,8 @@ def check_manifest(m) -> None:
     for what, fields in (("input", ("label", "sha256")), ("model", ("source", "sha256"))):
         if not all(isinstance(m[what].get(f), str) for f in fields):
             raise ValueError(f"its {what} lacks {' or '.join(fields)}")
+    if not isinstance(m["model"].get("config"), dict):
+        raise ValueError("its model lacks its config")
 
 
 def job_key(manifest: dict) -> str:
@@ -231,6 +311,7 @@ def one_writer(work: Path):
     file never blocks) while the body runs; a second render on the same directory is refused, naming the first.
     Directories made for the lock are removed again if the body fails with nothing in them."""
     made = [p for p in (work, *work.absolute().parents) if not p.exists()]
+    new_lock = not (work / LOCK).exists()
     try:
         work.mkdir(parents=True, exist_ok=True)
         fd = os.open(work / LOCK, os.O_RDWR | os.O_CREAT, ordinary_mode())
@@ -243,14 +324,20 @@ def one_writer(work: Path):
         os.close(fd)
         raise BadInputError(f"Work directory {work} is in use by another render ({holder}): wait for it to finish, "
                             "or choose another --workdir.") from None
+    before = os.pread(fd, 200, 0)
     try:
         since = datetime.datetime.now().isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}".encode(), 0)
         yield
-    except BaseException:
+    except BaseException:  # a refused or stopped render leaves the lock file as it found it
         if made:
             discard_if_empty(work, made)
+        elif new_lock:
+            (work / LOCK).unlink(missing_ok=True)
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, before, 0)
         raise
     finally:
         os.close(fd)
@@ -280,7 +367,8 @@ def discard_if_empty(work: Path, made: list[Path]) -> None:
 
 
 def finished(work: Path, starts, n_frames: int, chunk_size: int, key: str, shape: tuple) -> list[int]:
-    """Chunk starts whose record and frames are on disk, each checked: a damaged one is a BadInputError."""
+    """Those of `starts` whose chunk record and frames are on disk, each checked: a damaged one is a
+    BadInputError."""
     done = [s for s in starts if record_path(work, s).is_file()]
     for s in done:
         load_chunk(work, s, min(chunk_size, n_frames - s), key, shape)
@@ -289,35 +377,48 @@ def finished(work: Path, starts, n_frames: int, chunk_size: int, key: str, shape
 
 def save_chunk(work: Path, start: int, rgb: np.ndarray, record: dict, key: str, embeddings=None, x=None) -> None:
     """Frames [k, H, W, 3] uint8 as PNGs, the rows of `embeddings` (a memmap) from `x`, then the record
-    (with the job's `key`)."""
+    (with the job's `key`, the first frame's index and each PNG's hash)."""
+    hashes = []
     for i, frame in enumerate(rgb):
-        write_atomic(frame_path(work, start + i), iio.imwrite("<bytes>", frame, extension=".png"))
+        png = iio.imwrite("<bytes>", frame, extension=".png")
+        write_atomic(frame_path(work, start + i), png)
+        hashes.append(hashlib.sha256(png).hexdigest())
     sync_dir(work / "frames")
     if embeddings is not None:
         embeddings[start:start + len(x)] = x
         sync_memmap(embeddings)
-    buffer = io.BytesIO()
-    np.savez(buffer, job=np.asarray(key), **{k: np.asarray(record[k]) for k in RECORD_FIELDS})
-    write_atomic(record_path(work, start), buffer.getvalue())
+    write_record(work, start, {**{k: np.asarray(record[k]) for k in RECORD_FIELDS}, "first": np.asarray(start),
+                               "png_sha256": np.asarray(hashes)}, key)
     sync_dir(work / "chunks")
+
+
+def write_record(work: Path, start: int, record: dict, key: str) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, job=np.asarray(key), **record)
+    write_atomic(record_path(work, start), buffer.getvalue())
 
 
 def load_chunk(work: Path, start: int, n: int, key: str, shape: tuple) -> tuple[np.ndarray, dict]:
     """The frames [n, *shape] uint8 and record saved for the chunk starting at `start`, each checked: a record
-    that is unreadable, lacks a field, holds another count of frames or belongs to another job, or a frame
-    that is missing, undecodable or of another shape, is a BadInputError suggesting --restart."""
+    that is unreadable, lacks a field, holds another count of frames, belongs to another job or to another chunk,
+    or a frame that is missing or not the PNG its record names (by hash), is a BadInputError suggesting
+    --restart."""
     path = record_path(work, start)
-    record = read_record(work, path, {key})
+    record = read_record(work, path, {key}, start)
     short = [k for k, v in record.items() if v.ndim == 0 or len(v) != n]
     if short:
         raise BadInputError(f"Work directory {work} is damaged: {path} holds no {n} frames of {short[0]}; {RESTART}.")
     frames = []
-    for i in range(start, start + n):
+    for i, sha in zip(range(start, start + n), record.pop("png_sha256")):
         try:
-            frame = iio.imread(frame_path(work, i))
-        except Exception as err:  # imageio raises whatever its plugin does for a truncated or foreign file
+            png = frame_path(work, i).read_bytes()
+        except OSError as err:
             raise BadInputError(f"Work directory {work} is damaged: {frame_path(work, i)} cannot be read "
-                                f"({_short(err)}); {RESTART}.") from None
+                                f"({err.strerror or err}); {RESTART}.") from None
+        if hashlib.sha256(png).hexdigest() != str(sha):
+            raise BadInputError(f"Work directory {work} is damaged: {frame_path(work, i)} is not the frame its record "
+                                f"{path.name} names (another render's, or edited); {RESTART}.")
+        frame = iio.imread(png, extension=".png")  # the very bytes this program wrote
         if frame.shape != shape or frame.dtype != np.uint8:
             raise BadInputError(f"Work directory {work} is damaged: {frame_path(work, i)} is {frame.dtype} "
                                 f"{frame.shape}, expected uint8 {shape}; {RESTART}.")
@@ -325,18 +426,22 @@ def load_chunk(work: Path, start: int, n: int, key: str, shape: tuple) -> tuple[
     return np.stack(frames), record
 
 
-def read_record(work: Path, path: Path, keys: set) -> dict:
-    """A chunk record's fields, refused in one line suggesting --restart if unreadable, lacking a field, or of a
-    job whose key is not in `keys`."""
+def read_record(work: Path, path: Path, keys: set, start: int) -> dict:
+    """A chunk record's fields, refused in one line suggesting --restart if unreadable, lacking a field, of a
+    job whose key is not in `keys`, or of a chunk other than the one starting at frame `start`."""
     try:
         with np.load(path) as z:
-            record = {k: z[k] for k in ("job", *RECORD_FIELDS)}
+            record = {k: z[k] for k in ("job", *RECORD_FIELDS, *PROVENANCE)}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         raise BadInputError(f"Work directory {work} is damaged: {path} cannot be read ({_short(err)}); "
                             f"{RESTART}.") from None
     if str(record.pop("job")) not in keys:
         raise BadInputError(f"Work directory {work} holds {path} of another job or of an edited manifest.json; "
                             f"{RESTART}.")
+    first = record.pop("first")
+    if first.shape != () or int(first) != start:
+        raise BadInputError(f"Work directory {work} is damaged: {path} is the record of the chunk at frame "
+                            f"{first.tolist()}, not {start}; {RESTART}.")
     return record
 
 

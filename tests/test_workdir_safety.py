@@ -5,6 +5,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +38,11 @@ def assert_refused(code, err, expected):
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under `folder` (the lock file too) with its bytes, and every directory."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
 
 
 # --- 1. an output that is an input ---------------------------------------------------------------------------
@@ -103,16 +109,22 @@ def test_two_processes_on_one_work_directory_never_mix(tiny_ckpt, tmp_path):
                                  "--workdir", str(work), "--model", str(tiny_ckpt), "--steps", steps, "--size", "16",
                                  "--max-frames", "4", "--chunk-size", "2", "-q"], stderr=subprocess.PIPE, text=True)
 
-    first = start("3000", "a.mp4")
+    first = start("200000", "a.mp4")  # far longer than the second takes to start: stopped below
     while not (work / LOCK).is_file() or not (work / LOCK).read_text():
         assert first.poll() is None, first.communicate()[1]
         time.sleep(0.01)
     second = start("8", "b.mp4")
     err = second.communicate(timeout=120)[1]
     assert second.returncode == 2 and err.count("\n") == 1 and "is in use by another render (pid " in err, err
-    assert first.wait(timeout=300) == 0, first.communicate()[1]
-    metrics = json.loads((work / "metrics.json").read_text())
-    assert metrics["settings"]["settings"]["steps"] == 3000 and not (tmp_path / "b.mp4").exists()
+    while not (work / "manifest.json").is_file():  # compiled, its chunks under way
+        assert first.poll() is None, first.communicate()[1]
+        time.sleep(0.01)
+    first.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    first.send_signal(signal.SIGINT)  # the second stops it at once, not after its long chunk
+    assert first.wait(timeout=300) == 130, first.communicate()[1]
+    manifest = json.loads((work / "manifest.json").read_text())
+    assert manifest["options"]["steps"] == 200000 and not (tmp_path / "b.mp4").exists()
 
 
 # --- 3. a damaged work directory -------------------------------------------------------------------------------
@@ -147,12 +159,34 @@ def wrong_size_frame(work):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(work / "frames" / "frame_000001.png")
 
 
+def white_frame(work):  # of the right size, but no map of ours: not a magma picture at all
+    Image.fromarray(np.full((16, 16, 3), 255, np.uint8)).save(work / "frames" / "frame_000002.png")
+
+
+def swap(a, b):
+    def damage(work):
+        pa, pb = work / a, work / b
+        data = pa.read_bytes()
+        pa.write_bytes(pb.read_bytes())
+        pb.write_bytes(data)
+    return damage
+
+
+def nested_manifest(work):
+    (work / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
 DAMAGE = {  # name -> (damage(work), expected words); every case is refused in one line suggesting --restart
     "chunk record not a zip": (truncate("chunks/chunk_000000.npz"), "chunk_000000.npz cannot be read"),
     "chunk record without psnr": (npz_without("psnr"), "chunk_000002.npz cannot be read"),
     "chunk record without its job": (npz_without("job"), "chunk_000002.npz cannot be read"),
-    "frame truncated": (truncate("frames/frame_000003.png"), "frame_000003.png cannot be read"),
-    "frame of another size": (wrong_size_frame, "frame_000001.png is uint8 (8, 8, 3), expected uint8 (16, 16, 3)"),
+    "frame truncated": (truncate("frames/frame_000003.png"), "frame_000003.png is not the frame its record"),
+    "frame of another size": (wrong_size_frame, "frame_000001.png is not the frame its record chunk_000000.npz"),
+    "frame all white": (white_frame, "frame_000002.png is not the frame its record chunk_000002.npz names"),
+    "frames swapped": (swap("frames/frame_000000.png", "frames/frame_000001.png"), "frame_000000.png is not the"),
+    "chunk records swapped": (swap("chunks/chunk_000000.npz", "chunks/chunk_000002.npz"),
+                              "chunk_000000.npz is the record of the chunk at frame 2, not 0"),
+    "manifest nested too deep": (nested_manifest, "manifest.json (maximum recursion depth exceeded"),
     "manifest chunk size a string": (edit_manifest(chunk_size="2"), "its chunk_size is \"2\", not a int"),
     "manifest options a list": (edit_manifest(options=[1]), "its options is [1], not a dict"),
     "manifest chunk size edited": (edit_manifest(chunk_size=4), "--chunk-size 4 there, 2 here"),
@@ -175,9 +209,11 @@ def test_a_damaged_work_directory_is_refused_in_one_line_and_restart_recovers(na
     shutil.copytree(finished_work, work)
     damage(work)
     out = tmp_path / "r.mp4"
+    before = snapshot(work)
     code, err = render(["demo", "-o", str(out)], capsys, tiny_ckpt)
     assert_refused(code, err, expected)
     assert "--restart" in err and not out.exists()
+    assert snapshot(work) == before  # refused before the first byte is written
     if name == "manifest chunk size edited":  # and as that line suggests: records of 2 frames are not chunks of 4
         assert_refused(*render(["demo", "-o", str(out), "--chunk-size", "auto"], capsys, tiny_ckpt),
                        "of another job or of an edited manifest.json")
@@ -290,11 +326,13 @@ def test_after_the_interrupted_line_a_late_signal_cannot_change_the_exit_status(
 
     import badapple_jax.cli as cli
     from badapple_jax.errors import Interrupted
+    from badapple_jax.interrupt import Command
 
     def stopped(*args, **kwargs):
         raise Interrupted("interrupted: 2 of 4 frames are saved in w; run the same command again", busy=False)
 
     monkeypatch.setattr(cli, "render", stopped)
+    monkeypatch.setattr("badapple_jax.interrupt._command", Command())  # as the `badapple-jax` process is
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         assert cli.main(["render", "demo", "-o", "x.mp4", "--model", "random:gpt2"]) == 130
