@@ -20,8 +20,10 @@ import imageio.v3 as iio
 import numpy as np
 from matplotlib.figure import Figure
 
+from badapple_jax.display import gray_of
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import write_atomic
+from badapple_jax.outputs import claim, mark
 
 DPI = 120
 WIDTH = 14.0  # inches: 1680 px at DPI
@@ -50,23 +52,45 @@ class Run:
     fps: float
     targets: np.ndarray  # [N, T, T] uint8, white = 255
     caption: str  # model, head and settings, for titles
+    colour: bool  # three heads as R, G and B: the frames are any RGB, not magma
 
     def shown(self, i: int) -> np.ndarray:
         """[T, T, 3] uint8: the attention map frame i was rendered as (a damaged PNG is a BadInputError)."""
-        path = self.workdir / "frames" / f"frame_{i:06d}.png"
+        return read_frame(frame_png(self.workdir, i), self.colour, self.targets.shape[-1])
+
+
+def frame_png(work: Path, i: int) -> Path:
+    return work / "frames" / f"frame_{i:06d}.png"
+
+
+def read_frame(path: Path, colour: bool, size: int | None = None) -> np.ndarray:
+    """A frame PNG as render writes it: [T, T, 3] uint8 (T = `size` if given), in magma's colours unless `colour`.
+    Anything else is a BadInputError naming the file."""
+    try:
+        frame = iio.imread(path, plugin="pillow")  # ours are PNGs: no search through every other format
+    except Exception as err:  # imageio raises whatever its plugin does for a truncated or foreign file
+        why = err.strerror if isinstance(err, OSError) and err.strerror else "it is not a decodable PNG image"
+        raise BadInputError(f"Cannot read {path}: {why}.") from None
+    T = frame.shape[0] if size is None else size
+    if frame.dtype != np.uint8 or frame.shape != (T, T, 3):
+        expected = "[T, T, 3]" if size is None else f"[{T}, {T}, 3] as the other frames"
+        raise BadInputError(f"{path} is {frame.dtype} {list(frame.shape)}, not a frame of this render "
+                            f"(uint8 {expected}).")
+    if not colour:
         try:
-            frame = iio.imread(path)
-        except Exception as err:  # imageio raises whatever its plugin does for a truncated or foreign file
-            raise BadInputError(f"Cannot read {path}: {' '.join(str(err).split())[:120]}.") from None
-        if frame.ndim != 3 or frame.shape[-1] != 3:
-            raise BadInputError(f"{path} is {frame.shape}, not an RGB frame.")
-        return frame
+            gray_of(frame)  # decodes only a picture render drew
+        except ValueError:
+            raise BadInputError(f"{path} is not a frame of this render: it holds colours outside the magma "
+                                "colormap.") from None
+    return frame
 
 
 def read_run(workdir) -> Run:
     """Load and check a work directory; anything unusable is a one-line BadInputError naming the path."""
     work = Path(workdir)
     if not work.is_dir():
+        if work.exists():
+            raise BadInputError(f"{work} is {'a file' if work.is_file() else 'not a directory'}, not a work directory.")
         raise BadInputError(f"Work directory {work} does not exist.")
     path = work / "metrics.json"
     try:
@@ -95,13 +119,19 @@ def read_run(workdir) -> Run:
         raise BadInputError(f"No targets.npz in {work}: it is written by render at the end of a run.") from None
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
         raise BadInputError(f"Cannot read frames from {path}: {' '.join(str(err).split())}.") from None
-    if targets.ndim != 3 or len(targets) != loss.size:
-        raise BadInputError(f"{path} holds frames of shape {targets.shape}, expected [{loss.size}, T, T].")
-    missing = [i for i in range(loss.size) if not (work / "frames" / f"frame_{i:06d}.png").is_file()]
+    missing = [i for i in range(loss.size) if not frame_png(work, i).is_file()]
     if missing:
         raise BadInputError(f"{work / 'frames'} lacks frame_{missing[0]:06d}.png ({len(missing)} of {loss.size} "
                             f"frame PNGs missing).")
-    return Run(work, loss, psnr, ssim, flicker, target_flicker, display, float(fps), targets, caption(metrics))
+    job = metrics.get("settings")
+    colour = isinstance(job, dict) and job.get("color") is True
+    T = read_frame(frame_png(work, 0), colour).shape[0]
+    for i in range(1, loss.size):
+        read_frame(frame_png(work, i), colour, T)
+    if targets.dtype != np.uint8 or targets.shape != (loss.size, T, T):
+        raise BadInputError(f"{path} holds {targets.dtype} frames of shape {list(targets.shape)}, expected uint8 "
+                            f"[{loss.size}, {T}, {T}]: {loss.size} as per_frame_loss, {T}x{T} as the frame PNGs.")
+    return Run(work, loss, psnr, ssim, flicker, target_flicker, display, float(fps), targets, caption(metrics), colour)
 
 
 def per_frame(metrics, key: str, path: Path, size=None, low=-np.inf, high=np.inf) -> np.ndarray:
@@ -327,7 +357,7 @@ FIGURES = {
 def png(fig: Figure) -> bytes:
     """The figure rendered to PNG bytes in memory."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=DPI, format="png")
+    fig.savefig(buffer, dpi=DPI, format="png", metadata={"Software": mark("plots")})
     return buffer.getvalue()
 
 
@@ -337,7 +367,8 @@ def make_plots(workdir) -> list[Path]:
     Every figure is rendered before any is written, and each is written atomically: a failure leaves
     the directory as it was, never half the figures of this run beside those of an earlier one."""
     run = read_run(workdir)
-    images = {run.workdir / name: png(draw(run)) for name, draw in FIGURES.items()}
+    paths = [claim(run.workdir / name, "plots") for name in FIGURES]
+    images = {path: png(draw(run)) for path, draw in zip(paths, FIGURES.values())}
     try:
         for path, data in images.items():
             write_atomic(path, data)

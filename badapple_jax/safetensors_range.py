@@ -81,8 +81,8 @@ def read_header(read: Read, name: str, size: int | None = None) -> dict[str, Ten
     if len(raw) < n:
         raise BadInputError(f"{name} is truncated: its header needs {n} bytes, found {len(raw)}.")
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = json.loads(raw, object_pairs_hook=lambda pairs: _distinct(pairs, name))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise BadInputError(f"{name} is not a safetensors file: its header is not valid JSON.") from None
     if not isinstance(header, dict):
         raise BadInputError(f"{name} is not a safetensors file: its header is not a JSON object.")
@@ -91,6 +91,17 @@ def read_header(read: Read, name: str, size: int | None = None) -> dict[str, Ten
         if size is not None and info.start + info.nbytes > size:
             raise BadInputError(f"{name} is truncated or corrupt: {key} ends at byte {info.start + info.nbytes} "
                                 f"of a {size}-byte file.")
+    return table
+
+
+def _distinct(pairs: list, name: str) -> dict:
+    """A header object from its (key, value) pairs; a key given twice is refused (json.loads would keep the last,
+    a tensor chosen silently)."""
+    table = {}
+    for key, value in pairs:
+        if key in table:
+            raise BadInputError(f"{name} is not a safetensors file: its header names {key} twice.")
+        table[key] = value
     return table
 
 

@@ -9,6 +9,7 @@ lives in logit space and says little about the picture, but compares head-space 
 """
 import dataclasses
 import functools
+import io
 import json
 import os
 import sys
@@ -25,7 +26,9 @@ from matplotlib.ticker import MaxNLocator
 from badapple_jax.chunks import shown
 from badapple_jax.encoding import DISPLAYS
 from badapple_jax.errors import BadInputError
+from badapple_jax.files import write_atomic
 from badapple_jax.headspace import head_space
+from badapple_jax.outputs import claim, mark
 from badapple_jax.optimize import FAST_EMBEDDING, PRECISIONS, PRESETS, SOLVERS, Settings, optimize_chunk
 from badapple_jax.render import check_clip_options
 from badapple_jax.video import read_clip
@@ -106,15 +109,18 @@ def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings
 
 
 def parse_layers(text: str, n_layer: int) -> list[int]:
-    """`0`, `0,5,10` or `all` -> sorted distinct layers, each checked against n_layer."""
+    """`0`, `0,5,10` or `all` -> sorted layers, each named once and checked against n_layer."""
     if text.strip() == "all":
         return list(range(n_layer))
-    try:
-        layers = sorted({int(part) for part in text.split(",")})
-    except ValueError:
-        raise BadInputError(f"--layers must be a layer, a list like 0,5,10 or 'all', got '{text}'.") from None
-    if layers[0] < 0 or layers[-1] >= n_layer:
-        raise BadInputError(f"--layers {text} is out of range: the model has n_layer {n_layer} "
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() for part in parts):  # int() would also take "٠", "0_0" and "+0"
+        raise BadInputError(f"--layers must be a layer, a list like 0,5,10 or 'all', got {text!r}.")
+    layers = sorted(int(part) for part in parts)
+    twice = [a for a, b in zip(layers, layers[1:]) if a == b]
+    if twice:
+        raise BadInputError(f"--layers {text!r} names layer {twice[0]} twice.")
+    if layers[-1] >= n_layer:
+        raise BadInputError(f"--layers {text!r} is out of range: the model has n_layer {n_layer} "
                             f"(valid 0..{n_layer - 1}).")
     return layers
 
@@ -129,7 +135,7 @@ COLUMNS = [("mean PSNR", "mean_psnr", ".2f"), ("median PSNR", "median_psnr", ".2
 
 def markdown(rows: list[dict], caption: str) -> str:
     names = ["rank", "layer", "head"] + [name for name, _, _ in COLUMNS]
-    lines = [caption, "", "| " + " | ".join(names) + " |", "|" + "---:|" * len(names)]
+    lines = [f"<!-- {mark('survey')} -->", caption, "", "| " + " | ".join(names) + " |", "|" + "---:|" * len(names)]
     lines += ["| " + " | ".join([str(i), str(r["layer"]), str(r["head"])] +
                                 [format(r[key], spec) for _, key, spec in COLUMNS]) + " |"
               for i, r in enumerate(rows, 1)]
@@ -155,12 +161,6 @@ def heatmap(rows: list[dict], caption: str) -> Figure:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_yticks(range(len(layers)), layers)
     return fig
-
-
-def write_atomic(path: Path, write) -> None:  # write(tmp_path): the file appears whole or not at all
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def add_parser(commands) -> None:
@@ -205,6 +205,9 @@ def run(args) -> int:
         raise BadInputError(f"-o takes a file name prefix (PREFIX.json, .md, .png are written), got '{args.output}'.")
     if not prefix.parent.is_dir() or not os.access(prefix.parent, os.W_OK):
         raise BadInputError(f"Output directory {prefix.parent} does not exist or is not writable.")
+    paths = [claim(prefix.with_name(prefix.name + ext), "survey",
+                   inputs={"the input": args.input, "the model": args.model})
+             for ext in (".json", ".md", ".png")]
     _, info = load_layer(args.model, 0)  # the config: layer count and positions, before any work
     layers = parse_layers(args.layers, info.config.n_layer)
     encoding = settings.encoding(info.config.causal)  # refuses --mode full for an encoder
@@ -223,15 +226,16 @@ def run(args) -> int:
     solver = solvers.pop() if len(solvers) == 1 else "headspace at layer 0, embedding above"
     caption = (f"{args.model}, {len(index)} frames of {clip.label} at {args.size}x{args.size}, steps {args.steps}, "
                f"seeds {args.seeds}, solver {solver}, display {args.display}")
-    summary = {"input": clip.label, "model": info.as_dict(), "layers": layers, "frames": index.tolist(),
+    summary = {"written_by": mark("survey"), "input": clip.label, "model": info.as_dict(), "layers": layers, "frames": index.tolist(),
                "size": args.size, "fps": clip.fps, "seed": args.seed, "settings": dataclasses.asdict(settings),
                "settings_above_layer_0": dataclasses.asdict(above),
                **encoding.constants(args.size),
                "seconds": seconds, "rows": rows}
-    paths = [prefix.with_name(prefix.name + ext) for ext in (".json", ".md", ".png")]
-    write_atomic(paths[0], lambda p: p.write_text(json.dumps(summary, indent=1)))
-    write_atomic(paths[1], lambda p: p.write_text(markdown(rows, caption)))
-    write_atomic(paths[2], lambda p: heatmap(rows, caption).savefig(p, format="png"))
+    picture = io.BytesIO()
+    heatmap(rows, caption).savefig(picture, format="png", metadata={"Software": mark("survey")})
+    for path, data in zip(paths, (json.dumps(summary, indent=1).encode(), markdown(rows, caption).encode(),
+                                  picture.getvalue())):
+        write_atomic(path, data)
     print(f"{'rank':>4} {'layer':>5} {'head':>4} " + " ".join(f"{name:>11}" for name, _, _ in COLUMNS))
     for i, r in enumerate(rows[:TOP], 1):
         print(f"{i:>4} {r['layer']:>5} {r['head']:>4} " + " ".join(f"{r[key]:>11{spec}}" for _, key, spec in COLUMNS))

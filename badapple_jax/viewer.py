@@ -14,7 +14,8 @@ import numpy as np
 
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import write_atomic
-from badapple_jax.plots import Run, read_run
+from badapple_jax.outputs import claim, mark
+from badapple_jax.plots import Run, frame_png, read_run
 
 NAME = "viewer.html"
 
@@ -37,13 +38,13 @@ def strip(psnr: np.ndarray, width: int = 600, height: int = 60) -> str:
 
 def page(run: Run) -> str:
     """The HTML of the viewer for a checked run."""
-    shown = [data_uri((run.workdir / "frames" / f"frame_{i:06d}.png").read_bytes()) for i in range(run.loss.size)]
+    shown = [data_uri(frame_png(run.workdir, i).read_bytes()) for i in range(run.loss.size)]
     targets = [data_uri(iio.imwrite("<bytes>", t, extension=".png")) for t in run.targets]
     data = json.dumps({"shown": shown, "targets": targets, "loss": run.loss.tolist(), "psnr": run.psnr.tolist(),
                        "ssim": run.ssim.tolist(), "fps": run.fps})
     title = html.escape(run.caption)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>badapple-jax: {title}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{mark('viewer')}"><title>badapple-jax: {title}</title>
 <style>
 body {{ font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }}
 .pair {{ display: flex; gap: 1em; }} .pair figure {{ margin: 0; text-align: center; }}
@@ -100,7 +101,7 @@ show(0);
 def write_viewer(workdir, out=None) -> Path:
     """Write the viewer of a finished render (default WORKDIR/viewer.html); returns its path."""
     run = read_run(workdir)
-    path = Path(out) if out is not None else run.workdir / NAME
+    path = claim(Path(out) if out is not None else run.workdir / NAME, "viewer")
     text = page(run)
     try:
         write_atomic(path, text.encode())

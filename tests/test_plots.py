@@ -8,7 +8,9 @@ import pytest
 from matplotlib.figure import Figure
 
 import badapple_jax.plots as plots
+from badapple_jax.display import colourise
 from badapple_jax.errors import BadInputError
+from badapple_jax.outputs import mark
 
 T = 32
 
@@ -21,7 +23,7 @@ def fake_workdir(path, loss, fps=15.0, seed=0):
     (path / "frames").mkdir(parents=True)
     tri = np.tri(T, dtype=bool)
     for i in range(n):
-        rgb = (rng.random((T, T, 3)) * 255).astype(np.uint8) * tri[..., None]
+        rgb = colourise(rng.random((T, T)) * tri)  # magma, as render draws a gray picture
         iio.imwrite(path / "frames" / f"frame_{i:06d}.png", rgb)
     yy, xx = np.mgrid[:T, :T]
     targets = np.stack([(((xx - 3 * i) ** 2 + (yy - T / 2) ** 2) < (T / 4) ** 2) * 255 for i in range(n)])
@@ -60,7 +62,7 @@ def assert_written(workdir, paths):
 
 def test_writes_the_six_pngs(tmp_path):
     work = fake_workdir(tmp_path / "run.work", spread_loss(12))
-    (work / "loss_timeline.png").write_bytes(b"stale")  # an earlier run's figure, replaced
+    (work / "loss_timeline.png").write_bytes(f"stale: {mark('plots')}".encode())  # an earlier run's figure, replaced
     assert_written(work, plots.make_plots(str(work)))
     assert list(plots.FIGURES)[-2:] == ["fidelity_timeline.png", "fidelity_histogram.png"]
     for name in ("fidelity_timeline.png", "fidelity_histogram.png"):
@@ -211,5 +213,5 @@ def test_damage_the_figures_meet_late_is_one_line_and_writes_nothing(tmp_path):
 
     work = fake_workdir(tmp_path / "blocked.work", spread_loss(4))
     (work / "fidelity_timeline.png").mkdir()  # a name that cannot be written (as root, too, unlike a chmod)
-    with pytest.raises(BadInputError, match="Cannot write the figures"):
+    with pytest.raises(BadInputError, match="fidelity_timeline.png is a directory"):
         plots.make_plots(work)
