@@ -46,11 +46,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def head_list(text: str) -> tuple[int, ...]:
-    """`0,1,2` -> (0, 1, 2)."""
-    try:
-        return tuple(int(h) for h in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--heads takes whole numbers separated by commas, got {text!r}") from None
+    """`0,1,2` -> (0, 1, 2): ASCII digits only (int() would also take "٠", "0_1" and "+1")."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"--heads takes whole numbers separated by commas, got {text!r}")
+    return tuple(int(part) for part in parts)
 
 
 def chunk_size(text: str):

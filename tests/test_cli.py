@@ -188,6 +188,9 @@ BAD = {
     "nan fps": (["demo", "--fps", "nan"], "--fps must be in [0.1, 1000] frames per second"),
     "absurd fps": (["demo", "--fps", "1e12"], "--fps must be in [0.1, 1000] frames per second"),
     "tiny fps": (["demo", "--fps", "0.0001"], "--fps must be in [0.1, 1000] frames per second, got 0.0001"),
+    "non-ascii head": (["demo", "--color", "--heads", "٠,1,2"], "--heads takes whole numbers separated by commas"),
+    "head twice": (["demo", "--color", "--heads", "0,0,1"], "--heads names a head twice: (0, 0, 1)"),
+    "fps just above": (["demo", "--fps", "1000.001"], "--fps must be in [0.1, 1000] frames per second, got 1000.001."),
     "negative max frames": (["demo", "--max-frames", "-2"], "--max-frames must be at least 1"),
     "negative chunk size": (["demo", "--chunk-size", "-4"], "--chunk-size must be at least 1"),
     "negative seed": (["demo", "--seed", "-1"], "--seed must be in 0..2147483647"),
@@ -196,7 +199,8 @@ BAD = {
     "absurd layer": (["demo", "--layer", "100000"], "layer 100000 is out of range"),
     "negative head": (["demo", "--head", "-1"], "--head must be >= 0"),
     "absurd head": (["demo", "--head", "99999"], "head 99999 is out of range"),
-    "negative colour head": (["demo", "--heads", "0,-1,2", "--color"], "out of range"),
+    "negative colour head": (["demo", "--heads", "0,-1,2", "--color"], "--heads takes whole numbers"),
+    "absurd colour head": (["demo", "--heads", "0,1,99", "--color"], "out of range"),
     "output not a video": (["demo", "-o", "{tmp}/out.txt"], "must end in one of"),
 }
 
