@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 
-from badapple_jax import YNN_OFF
+from badapple_jax.cpu import YNN_OFF
 from badapple_jax.interrupt import COMMAND, deferred_interrupt, ignore_signals, interrupted
 
 with deferred_interrupt() if COMMAND else contextlib.nullcontext():  # matplotlib and more load here

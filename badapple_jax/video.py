@@ -53,9 +53,6 @@ CRF = 18  # libx264 quality: colour maps show banding at the default 23
 VIDEO_STREAM = re.compile(r"^\s*Stream #.*: Video: (?!none,)", re.MULTILINE)  # `none`: a codec ffmpeg cannot tell
 AUDIO_STREAM = re.compile(r"^\s*Stream #.*: Audio: ", re.MULTILINE)
 
-# JAX warns on every fork; subprocess (here and inside imageio-ffmpeg) execs ffmpeg straight after it,
-# which is safe, so that warning would only alarm users.
-warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,7 +259,7 @@ def _read_frames(path: Path, vf: str, pix_fmt: str, size: int, max_frames: int |
         _ffmpeg_url(path), pix_fmt=pix_fmt, bits_per_pixel=bits, output_params=["-map", "0:v:0", "-an", "-vf", vf])
     frames = []
     try:
-        with _without_resize_warning():
+        with _without_resize_warning(), _starting_ffmpeg():
             next(reader)  # metadata
         for raw in reader:
             frames.append(np.frombuffer(raw, np.uint8).reshape(shape))
@@ -274,6 +271,16 @@ def _read_frames(path: Path, vf: str, pix_fmt: str, size: int, max_frames: int |
     finally:
         reader.close()
     return frames
+
+
+@contextlib.contextmanager
+def _starting_ffmpeg():
+    """JAX warns on every fork; subprocess (here and inside imageio-ffmpeg) execs ffmpeg straight after it, which
+    is safe, so that warning would only alarm users. Silenced here alone: the caller's own filters stay as they
+    are."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        yield
 
 
 @contextlib.contextmanager
@@ -392,7 +399,8 @@ def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None) 
             ffmpeg_log_level="error",
             output_params=["-crf", str(CRF), "-metadata", f"comment={mark('video')}", *(["-shortest"] if audio else [])],
             audio_path=None if audio is None else _ffmpeg_url(audio), audio_codec="aac" if audio else None)
-        writer.send(None)
+        with _starting_ffmpeg():
+            writer.send(None)
         try:
             for frame in rgb:
                 writer.send(frame)
@@ -423,7 +431,8 @@ def has_audio(path) -> bool:
 def probe(path) -> str:
     """ffmpeg's description of the streams and tags of `path` (stderr of `ffmpeg -i`; no ffprobe is bundled)."""
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_url(path)]
-    return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace").stderr
+    with _starting_ffmpeg():
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace").stderr
 
 
 def _ffmpeg_url(path) -> str:
