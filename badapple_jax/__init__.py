@@ -27,7 +27,8 @@ with deferred_interrupt() if COMMAND else contextlib.nullcontext():
     from badapple_jax.loss import frame_loss, row_centred
     from badapple_jax.chunks import auto_program, compile_chunk, frame_mesh, optimize_frames
     from badapple_jax.headspace import HeadSpace, head_space, headspace_logits, lift, to_head_space
-    from badapple_jax.optimize import PRESETS, ChunkResult, Settings, multi_start, optimize_chunk, warm_restart_cosine
+    from badapple_jax.optimize import (PRESETS, ChunkResult, Settings, multi_start, optimize_chunk, preset_settings,
+                                       warm_restart_cosine)
     from badapple_jax.render import Job, render
     from badapple_jax.fidelity import flicker, psnr, ssim
     from badapple_jax.targets import centred_log, row_normalise, sink_target
@@ -44,7 +45,8 @@ __all__ = [
     "frame_loss", "frame_mesh", "gray_of", "head_logits", "head_space", "headspace_logits", "layer_attention",
     "layer_from_state_dict", "layer_from_transformers", "layer_norm", "lift", "load_layer", "make_encoding",
     "masked_softmax", "multi_start", "nearest_tokens", "normalise_display", "optimize_chunk", "optimize_frames",
-    "pick_head", "pick_heads", "psnr", "random_layer", "read_clip", "render", "row_centred", "row_normalise",
+    "pick_head", "pick_heads", "preset_settings", "psnr", "random_layer", "read_clip", "render", "row_centred",
+    "row_normalise",
     "sink_target", "ssim", "stitch_full", "to_head_space", "to_rgb", "token_embedding", "use_eigen_matmuls",
     "warm_restart_cosine", "write_video"
 ]

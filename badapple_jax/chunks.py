@@ -13,6 +13,7 @@ every phase at its best finite parameters; a frame non-finite on that retry too 
 computes in a worker thread while the host checks the last one's head-space lift, pictures it and
 measures its fidelity (PSNR, SSIM against the targets), and while the caller handles it.
 """
+import collections
 import concurrent.futures
 import dataclasses
 import functools
@@ -31,8 +32,8 @@ from badapple_jax import fidelity
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.headspace import HeadSpace, head_space
 from badapple_jax.model import HeadWeights, is_int
-from badapple_jax.optimize import (PRECISIONS, RETRY, ChunkResult, Settings, checked_frames, group_of,
-                                   optimize_chunk_jit)
+from badapple_jax.optimize import (NUMBERS, PRECISIONS, RETRY, ChunkResult, Settings, checked_frames, group_of,
+                                   optimize_chunk_jit, traced_numbers)
 
 MEMORY_MARGIN = 0.7  # use at most this share of the free device memory
 MAX_AUTO_CHUNK = {"cpu": 16, "gpu": 1024}  # CPU: caches favour small chunks (benchmarks/RESULTS.md)
@@ -45,7 +46,8 @@ def frame_mesh(devices=None) -> Mesh:
 
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """`optimize_chunk` compiled for one chunk shape, with its weights already on the devices."""
+    """`optimize_chunk` compiled for one chunk shape and step plan, with its weights already on the devices and
+    the numbers of `settings` (traced in the program: any others run it too, `with_settings`)."""
 
     compiled: Any  # jax.stages.Compiled
     w: HeadWeights
@@ -54,14 +56,28 @@ class Program:
     settings: Settings
 
     def __call__(self, frames, frame_index, valid, seed) -> ChunkResult:
-        return self.compiled(self.w, self.space, frames, frame_index, valid, seed)
+        return self.compiled(self.w, self.space, frames, frame_index, valid, seed, traced_numbers(self.settings))
+
+    def with_settings(self, settings: Settings) -> "Program":
+        """The same program run with other numbers (lr, b2, ...): refused where the step plan differs."""
+        settings.check()
+        if jax.tree.structure(settings) != jax.tree.structure(self.settings):
+            raise BadInputError("settings differ from the compiled program's in more than their numbers "
+                                f"({', '.join(NUMBERS)}): compile a program for them.")
+        return dataclasses.replace(self, settings=settings)
+
+
+PROGRAMS_KEPT = 8  # compiled programs kept for reuse, the least recently used dropped first
+_programs: collections.OrderedDict = collections.OrderedDict()
 
 
 def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, mesh: Mesh | None = None,
                   keep_best: bool = False):
     """Ahead-of-time compile of `optimize_chunk` for one chunk shape -> (program, seconds it took).
 
-    `chunk_size` must be a multiple of the mesh's device count."""
+    `chunk_size` must be a multiple of the mesh's device count. The executable is kept and reused for the same
+    step plan, shapes and mesh: settings that differ only in their numbers (`NUMBERS`) and other weights of the
+    same shapes compile once."""
     settings.check()
     L = settings.encoding(w.config.causal).tokens(T)
     if not 2 <= T or L > w.config.n_positions:
@@ -71,16 +87,25 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     t0 = time.perf_counter()
     split, whole = NamedSharding(mesh, PartitionSpec("frames")), NamedSharding(mesh, PartitionSpec())
     space = head_space(w) if settings.solver == "headspace" else None
+    w, space = jax.device_put((w, space), whole)
     channels = group_of(w)  # a group of heads: one target channel each
     shapes = (
         jax.ShapeDtypeStruct((chunk_size, *channels, T, T), jnp.float32, sharding=split),
         jax.ShapeDtypeStruct((chunk_size,), jnp.int32, sharding=split),
         jax.ShapeDtypeStruct((chunk_size,), jnp.bool_, sharding=split),
         jax.ShapeDtypeStruct((), jnp.int32, sharding=whole),
+        jax.tree.map(lambda _: jax.ShapeDtypeStruct((), jnp.float32, sharding=whole), settings),
     )
-    w, space = jax.device_put((w, space), whole)
-    with jax.default_matmul_precision(PRECISIONS[settings.precision]):
-        compiled = optimize_chunk_jit.lower(w, space, *shapes, settings=settings, keep_best=keep_best).compile()
+    weights = jax.tree.map(lambda a: (a.shape, a.dtype), (w, space))  # their config is in the tree's structure
+    key = (jax.tree.structure(settings), jax.tree.structure(weights), tuple(jax.tree.leaves(weights)), T, chunk_size,
+           mesh, keep_best)
+    compiled = _programs.pop(key, None)
+    if compiled is None:
+        with jax.default_matmul_precision(PRECISIONS[settings.precision]):
+            compiled = optimize_chunk_jit.lower(w, space, *shapes, keep_best=keep_best).compile()
+    _programs[key] = compiled
+    while len(_programs) > PROGRAMS_KEPT:
+        _programs.popitem(last=False)
     return Program(compiled, w, space, chunk_size, settings), time.perf_counter() - t0
 
 
@@ -236,7 +261,8 @@ def optimize_frames(
 
     Yields (start, result) per chunk, padding removed, arrays on the host; the next chunk computes
     while the caller handles this one. `chunk_size` None picks it from the free memory; `compiled` (from
-    `compile_chunk`) is reused for any number of frames: fewer than its chunk size are padded to it.
+    `compile_chunk`) is reused for any number of frames (fewer than its chunk size are padded to it) and for
+    any `settings` of its step plan: their numbers (`NUMBERS`) are the program's arguments.
     `starts` (default: every chunk) are the chunks to compute, e.g. those a resumed render still lacks;
     once `stop.asked` is true no further chunk starts."""
     mesh = mesh or frame_mesh()
@@ -249,6 +275,7 @@ def optimize_frames(
     if compiled is not None:  # its shape serves any number of frames: a short clip is padded, never recompiled
         if chunk_size not in (None, compiled.chunk_size):
             raise BadInputError(f"chunk_size {chunk_size} differs from the compiled program's {compiled.chunk_size}.")
+        compiled = compiled.with_settings(settings)  # these settings' numbers, through the same program
     elif chunk_size is None:
         compiled = auto_program(w, T, N, settings, mesh)
     else:

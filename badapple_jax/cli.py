@@ -16,7 +16,7 @@ with deferred_interrupt() if COMMAND else contextlib.nullcontext():  # matplotli
     from badapple_jax import survey
     from badapple_jax.errors import BadInputError, Interrupted, OptionError
     from badapple_jax.encoding import DISPLAYS, MODES
-    from badapple_jax.optimize import FAST_EMBEDDING, PRECISIONS, PRESETS, SCHEDULES, SOLVERS, Settings
+    from badapple_jax.optimize import PRECISIONS, PRESETS, SCHEDULES, SOLVERS, Settings, preset_settings
     from badapple_jax.plots import make_plots
     from badapple_jax.render import Job, render
     from badapple_jax.viewer import write_viewer
@@ -220,15 +220,16 @@ def run_command(args) -> int:
 def run_render(args) -> int:
     chosen = {k: getattr(args, k) for k in ("steps", "seeds", "solver", "display", "lr", "lr_min", "b2", "schedule")
               if getattr(args, k) is not None}
-    preset = PRESETS[args.preset] if args.preset else {}
-    if preset.get("solver") == "headspace" and args.layer > 0 and "solver" not in chosen:
-        preset = {**preset, **FAST_EMBEDDING}  # head space works at layer 0 only
-        own = "".join(f" --{k.replace('_', '-')} {v}" for k, v in FAST_EMBEDDING.items() if k not in chosen)
-        if not args.quiet:
+    chosen.update(init_scale=args.init_scale, seed_select=args.seed_select, precision=args.precision,
+                  warm_start=args.warm_start, mode=args.mode)
+    settings = preset_settings(args.preset, args.layer, **chosen)
+    if args.preset and not args.quiet:  # what the preset changed for this layer (head space works at layer 0 only)
+        named = Settings(**{**PRESETS[args.preset], **chosen})
+        changed = [f.name for f in dataclasses.fields(settings) if getattr(settings, f.name) != getattr(named, f.name)]
+        own = "".join(f" --{k.replace('_', '-')} {getattr(settings, k)}" for k in sorted(changed, key="solver".__ne__))
+        if own:
             print(f"note: --preset {args.preset} uses{own} at --layer {args.layer} (head space works at layer 0 "
                   "only)", file=sys.stderr)
-    settings = Settings(**{**preset, **chosen}, init_scale=args.init_scale, seed_select=args.seed_select,
-                        precision=args.precision, warm_start=args.warm_start, mode=args.mode)
     fields = {f.name for f in dataclasses.fields(Job)} - {"settings"}
     job = Job(**{name: getattr(args, name) for name in fields}, settings=settings)
     log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))

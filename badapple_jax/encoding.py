@@ -26,7 +26,7 @@ from badapple_jax.display import normalise_display, stitch_full
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.layers import visible
 from badapple_jax.model import check_fields
-from badapple_jax.targets import centred_log, frame_values, row_normalise, sink_target
+from badapple_jax.targets import centred_log, frame_values, row_normalise, sink_target, traced
 
 DISPLAYS = ("sink", "zscore")
 MODES = ("causal", "full")
@@ -97,9 +97,10 @@ class Sink:
     black: float = SINK_BLACK
     views: int = dataclasses.field(default=1, init=False)
 
-    def __post_init__(self):
-        check_fields(self)
-        check_sink(self.z, self.black)
+    def __post_init__(self):  # z and black traced (Settings under jit): checked where the settings were built
+        if not (traced(self.z) or traced(self.black)):
+            check_fields(self)
+            check_sink(self.z, self.black)
 
     def Z(self, T: int) -> float:
         return self.z * T

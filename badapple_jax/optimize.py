@@ -10,6 +10,11 @@ at the end; either way the final X is checked through the ordinary kernel.
 Each frame's gradient is that of its own loss (the reference differentiates the chunk's MEAN loss,
 which scales gradients by 1/chunk; Adam is invariant to that scale except through its eps), so a
 frame's result does not depend on the other frames of its chunk.
+
+`Settings` is a pytree: its numbers (`NUMBERS`: learning rates, b2, init scale, sink constants) are leaves,
+traced when it is passed to a jitted function as an ordinary argument, and the rest (the step plan: steps,
+seeds, schedule, solver, encoding, ...) is static, in its tree structure. So a sweep over the numbers runs one
+compiled program, and a change of plan compiles a new one.
 """
 import dataclasses
 import math
@@ -26,8 +31,8 @@ from badapple_jax.headspace import HeadSpace, headspace_logits, lift, to_head_sp
 from badapple_jax.kernel import head_logits
 from badapple_jax.layers import masked_softmax
 from badapple_jax.loss import frame_loss
-from badapple_jax.model import HeadWeights, check_fields
-from badapple_jax.targets import check_on_mask, frame_values
+from badapple_jax.model import HeadWeights, check_fields, is_int
+from badapple_jax.targets import check_on_mask, frame_values, traced
 
 SOLVERS = ("embedding", "headspace")
 SCHEDULES = ("restarts", "cosine")
@@ -37,11 +42,14 @@ PRECISIONS = {"fp32": "float32", "tf32": "tensorfloat32", "bf16": "bfloat16"}  #
 # Upper bounds, far beyond any useful value: 10 million Adam steps is days per frame, and steps or starts of
 # 1000 saturate every LayerNorm; every command (render, survey, the API) refuses more.
 LIMITS = {"steps": 10**7, "seeds": 10**4, "lr": 1e3, "init_scale": 1e3}
+# The Settings fields that change no shape and no step: traced, so a sweep over them compiles once.
+NUMBERS = ("lr", "lr_min", "b2", "init_scale", "sink_z", "sink_black")
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Optimiser settings; the defaults are the reference's."""
+    """Optimiser settings; the defaults are the reference's. A pytree whose leaves are the numbers (`NUMBERS`);
+    the other fields, the step plan, are static: pass it to `jax.jit` as an ordinary argument."""
 
     steps: int = 1500  # Adam steps per frame: explore = steps // 4 per seed, refine = the rest
     seeds: int = 3  # random starts explored per frame
@@ -60,7 +68,10 @@ class Settings:
     sink_black: float = SINK_BLACK  # the sink display's black level b: pixels are given (f + b) / Z
 
     def check(self) -> None:
-        """Refuse settings the optimiser cannot run, with one line naming the option."""
+        """Refuse settings the optimiser cannot run, with one line naming the option. Traced numbers (under jit)
+        are checked where they are known, as the settings were built: here only the plan is."""
+        if any(traced(getattr(self, k)) for k in NUMBERS):
+            return dataclasses.replace(self, **{k: getattr(Settings, k) for k in NUMBERS}).check()
         check_fields(self)
         rules = [
             (self.steps >= 4, f"`steps` must be at least 4 (explore is steps // 4), got {self.steps}"),
@@ -105,6 +116,16 @@ class Settings:
         return self.seeds * self.explore + self.refine
 
 
+jax.tree_util.register_dataclass(Settings, data_fields=list(NUMBERS),
+                                 meta_fields=[f.name for f in dataclasses.fields(Settings) if f.name not in NUMBERS])
+
+
+def traced_numbers(settings: Settings) -> Settings:
+    """The settings as a compiled program takes them: every number a float32 scalar (the program is compiled
+    for those, never for a Python float's weak type)."""
+    return jax.tree.map(np.float32, settings)
+
+
 # Named settings; options given explicitly override them. "reference": the reference's optimiser AND its
 # row-normalised target and z-scored display, so losses compare with it; "fast": the cheapest measured
 # setting at least as faithful as head space with the reference's optimiser (benchmarks/RESULTS.md):
@@ -115,6 +136,21 @@ PRESETS = {
 }
 # "fast" where head space cannot run (layer > 0): the embedding X wants a smaller step, and more of them.
 FAST_EMBEDDING = {"solver": "embedding", "steps": 400, "lr": 0.1}
+
+
+def preset_settings(name: str | None = None, layer: int = 0, **options) -> Settings:
+    """The settings preset `name` names (None: the defaults) for a head at `layer`, with `options` (Settings
+    fields) given explicitly over it. A preset in head space above layer 0, where head space cannot run, takes
+    the embedding solver's own steps and lr (FAST_EMBEDDING) unless `options` name a solver. Not checked:
+    `Settings.check` is."""
+    if name is not None and name not in PRESETS:
+        raise OptionError(f"`preset` must be one of {', '.join(PRESETS)}, got {name!r}.")
+    if not is_int(layer):  # its range is the model's, checked where the layer is loaded
+        raise OptionError(f"`layer` must be an integer, got {layer!r}.")
+    preset = PRESETS[name] if name is not None else {}
+    if preset.get("solver") == "headspace" and layer > 0 and "solver" not in options:
+        preset = {**preset, **FAST_EMBEDDING}
+    return Settings(**{**preset, **options})
 
 
 @flax.struct.dataclass
@@ -300,8 +336,8 @@ def initial_embeddings(seed: int, frame_index, n_seeds: int, L: int, E: int, sca
 def optimize_chunk(w: HeadWeights, space: HeadSpace | None, frames, frame_index, valid, seed,
                    settings: Settings, keep_best: bool = False) -> ChunkResult:
     """Frames [B, T, T] in [0, 1] (or [B, H, T, T]: one channel per head of a group) -> optimised
-    embeddings and attention maps (jit with static settings), encoded as `settings.encoding` says
-    for the head's model.
+    embeddings and attention maps, encoded as `settings.encoding` says for the head's model. Jitted with
+    `settings` an ordinary (traced) argument, one program serves every value of its numbers (`NUMBERS`).
 
     An encoding with two views per frame (full mode) optimises every frame's transpose alongside it, in
     the same vmapped batch, and each field of the result gains a view axis after the frame axis: [B, 2, ...].
@@ -332,4 +368,4 @@ def optimize_chunk(w: HeadWeights, space: HeadSpace | None, frames, frame_index,
     return jax.tree.map(lambda a: jnp.stack([a[v * B:(v + 1) * B] for v in range(V)], axis=1), result)
 
 
-optimize_chunk_jit = jax.jit(optimize_chunk, static_argnames=("settings", "keep_best"))
+optimize_chunk_jit = jax.jit(optimize_chunk, static_argnames="keep_best")  # settings: its numbers traced

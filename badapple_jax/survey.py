@@ -29,7 +29,8 @@ from badapple_jax.errors import BadInputError
 from badapple_jax.files import write_atomic
 from badapple_jax.headspace import head_space
 from badapple_jax.outputs import claim, mark
-from badapple_jax.optimize import FAST_EMBEDDING, PRECISIONS, PRESETS, SOLVERS, Settings, optimize_chunk
+from badapple_jax.optimize import (FAST_EMBEDDING, PRECISIONS, PRESETS, SOLVERS, Settings, optimize_chunk,
+                                   preset_settings)
 from badapple_jax.render import check_clip_options
 from badapple_jax.video import read_clip
 from badapple_jax.model import pick_head
@@ -190,12 +191,12 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     """The `survey` command: sample frames, survey, write the three files, print the top rows."""
-    # --preset fast's optimiser, with the learning rate each solver wants (benchmarks/RESULTS.md)
-    own = {"headspace": PRESETS["fast"]["lr"], "embedding": FAST_EMBEDDING["lr"]}
-    lr = lambda solver: own[solver] if args.lr is None else args.lr  # noqa: E731
-    settings = Settings(steps=args.steps, seeds=args.seeds, solver=args.solver, display=args.display, lr=lr(args.solver),
-                        b2=PRESETS["fast"]["b2"], schedule=PRESETS["fast"]["schedule"])
-    above = dataclasses.replace(settings, solver="embedding", lr=lr("embedding"))
+    # --preset fast's optimiser, with the learning rate each solver wants (benchmarks/RESULTS.md); --solver
+    # embedding runs every layer as the layers above 0 run
+    chosen = {"steps": args.steps, "seeds": args.seeds, "display": args.display,
+              **({} if args.lr is None else {"lr": args.lr})}
+    above = preset_settings("fast", 1, **chosen)
+    settings = preset_settings("fast", 0, **chosen) if args.solver == "headspace" else above
     settings.check()  # the rules render applies: one set for every command
     check_clip_options(args.size, args.fps, args.seed)
     if not 1 <= args.frames <= MAX_FRAMES:

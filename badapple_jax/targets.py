@@ -14,6 +14,11 @@ from badapple_jax.errors import BadInputError
 EPS = 1e-8  # keeps black pixels (zero attention) at a finite log
 
 
+def traced(value) -> bool:
+    """Whether `value` is only known when the program runs (under jit, vmap or grad): its checks wait for then."""
+    return isinstance(value, jax.core.Tracer)
+
+
 def frame_values(f):  # [..., T, T] -> float32, a NumPy array stays one
     """Frames as every target reads them: square, floats in [0, 1], or uint8 scaled by 1/255; anything else is a
     BadInputError. Values are checked only where they are known: not under jit, vmap or grad."""
@@ -25,7 +30,7 @@ def frame_values(f):  # [..., T, T] -> float32, a NumPy array stays one
         return f.astype(np.float32) / np.float32(255)
     if not xp.issubdtype(f.dtype, np.floating):
         raise BadInputError(f"frames must be floats in [0, 1] or uint8, got {f.dtype}.")
-    if f.size and not isinstance(f, jax.core.Tracer):
+    if f.size and not traced(f):
         lo, hi = float(f.min()), float(f.max())
         if not 0 <= lo <= hi <= 1:  # NaN fails every comparison
             raise BadInputError(f"frames must lie in [0, 1], got values in [{lo:g}, {hi:g}] (uint8 frames are "

@@ -5,9 +5,10 @@ import jax
 import numpy as np
 import pytest
 
+import badapple_jax as bj
 from badapple_jax.chunks import compile_chunk, optimize_frames
 from badapple_jax.errors import OptionError
-from badapple_jax.optimize import PRESETS, Settings, phase_optimizer, warm_restart_cosine
+from badapple_jax.optimize import FAST_EMBEDDING, PRESETS, Settings, phase_optimizer, warm_restart_cosine
 from badapple_jax.model import pick_head
 from badapple_jax.weights import load_layer
 
@@ -184,3 +185,25 @@ def test_one_start_on_one_cycle_runs_one_phase(head, frames):
     assert (r.start == 0).all()
     np.testing.assert_allclose(r.explore_loss[:, 0], r.refine_trace[:, 0], rtol=1e-5)  # the loss it starts from
     assert (r.loss < 0.5 * r.explore_loss[:, 0]).all()
+
+
+def test_a_preset_resolves_for_the_heads_layer():
+    """"fast" in head space above layer 0, where head space cannot run, takes the embedding solver's steps and lr;
+    options given explicitly win, an explicit solver included (then refused where it cannot run)."""
+    assert bj.preset_settings() == Settings()
+    assert bj.preset_settings("fast", 0) == Settings(**PRESETS["fast"])
+    assert bj.preset_settings("fast", 3) == Settings(**{**PRESETS["fast"], **FAST_EMBEDDING})
+    assert bj.preset_settings("fast", 3, steps=40) == Settings(**{**PRESETS["fast"], **FAST_EMBEDDING, "steps": 40})
+    assert bj.preset_settings("fast", 3, solver="headspace") == Settings(**PRESETS["fast"])
+    assert bj.preset_settings("reference", 3) == Settings(**PRESETS["reference"])
+    with pytest.raises(OptionError, match="preset must be one of reference, fast, got 'quick'"):
+        bj.preset_settings("quick")
+
+
+def test_a_preset_for_a_higher_layer_runs_there(tiny_ckpt, rng):
+    """The API resolves "fast" at layer 1 as the command line does; the preset as written cannot run there."""
+    w = pick_head(load_layer(tiny_ckpt, 1)[0], 0)
+    with pytest.raises(OptionError, match="solver headspace works at layer 0 only"):
+        compile_chunk(w, 4, 1, Settings(**{**PRESETS["fast"], "steps": 8}))
+    (_, result), = optimize_frames(w, rng.uniform(size=(1, 4, 4)), bj.preset_settings("fast", 1, steps=8))
+    assert np.isfinite(result.loss).all()
