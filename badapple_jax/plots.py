@@ -10,19 +10,16 @@ fidelity_histogram.png  the PSNR and SSIM distributions, their medians, flicker 
 Figures are plain `matplotlib.figure.Figure`s (no pyplot state); PNG output goes through Agg. All six
 are rendered in memory before the first is written, so a failure leaves no mix of old and new figures.
 """
-import dataclasses
 import io
-import json
-import zipfile
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 from matplotlib.figure import Figure
 
-from badapple_jax.display import gray_of
+from badapple_jax import workdir
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import write_atomic
+from badapple_jax.metrics import Run, read_run
 from badapple_jax.outputs import claim, mark
 
 DPI = 120
@@ -35,143 +32,6 @@ BEST_WORST = 4
 LOSS_LABEL = "loss (MSE of row-centred logits)"
 PSNR_LABEL = "PSNR (dB, peak 1)"
 SSIM_LABEL = "SSIM"
-RERUN = " (made before fidelity was measured? rerun render)"
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """What the figures need from a work directory."""
-
-    workdir: Path
-    loss: np.ndarray  # [N] per-frame loss, frame order
-    psnr: np.ndarray  # [N] dB, shown gray frame against target over the shown region
-    ssim: np.ndarray  # [N] in [-1, 1], the same comparison
-    flicker: float  # mean |v_t - v_(t-1)| of the shown frames
-    target_flicker: float  # the same of the targets
-    display: str  # how attention became a picture: "sink" or "zscore"
-    fps: float
-    targets: np.ndarray  # [N, T, T] uint8, white = 255
-    caption: str  # model, head and settings, for titles
-    colour: bool  # three heads as R, G and B: the frames are any RGB, not magma
-
-    def shown(self, i: int) -> np.ndarray:
-        """[T, T, 3] uint8: the attention map frame i was rendered as (a damaged PNG is a BadInputError)."""
-        return read_frame(frame_png(self.workdir, i), self.colour, self.targets.shape[-1])
-
-
-def frame_png(work: Path, i: int) -> Path:
-    return work / "frames" / f"frame_{i:06d}.png"
-
-
-def read_frame(path: Path, colour: bool, size: int | None = None) -> np.ndarray:
-    """A frame PNG as render writes it: [T, T, 3] uint8 (T = `size` if given), in magma's colours unless `colour`.
-    Anything else is a BadInputError naming the file."""
-    try:
-        frame = iio.imread(path, plugin="pillow")  # ours are PNGs: no search through every other format
-    except Exception as err:  # imageio raises whatever its plugin does for a truncated or foreign file
-        why = err.strerror if isinstance(err, OSError) and err.strerror else "it is not a decodable PNG image"
-        raise BadInputError(f"Cannot read {path}: {why}.") from None
-    T = frame.shape[0] if size is None else size
-    if frame.dtype != np.uint8 or frame.shape != (T, T, 3):
-        expected = "[T, T, 3]" if size is None else f"[{T}, {T}, 3] as the other frames"
-        raise BadInputError(f"{path} is {frame.dtype} {list(frame.shape)}, not a frame of this render "
-                            f"(uint8 {expected}).")
-    if not colour:
-        try:
-            gray_of(frame)  # decodes only a picture render drew
-        except ValueError:
-            raise BadInputError(f"{path} is not a frame of this render: it holds colours outside the magma "
-                                "colormap.") from None
-    return frame
-
-
-def read_run(workdir) -> Run:
-    """Load and check a work directory; anything unusable is a one-line BadInputError naming the path."""
-    work = Path(workdir)
-    if not work.is_dir():
-        if work.exists():
-            raise BadInputError(f"{work} is {'a file' if work.is_file() else 'not a directory'}, not a work directory.")
-        raise BadInputError(f"Work directory {work} does not exist.")
-    path = work / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInputError(f"No metrics.json in {work}: is it the work directory of a finished render?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadInputError(f"Cannot read {path}: {' '.join(str(err).split())}.") from None
-    if not isinstance(metrics, dict):
-        raise BadInputError(f"{path} is not the metrics of a render (a JSON {type(metrics).__name__}, not an object).")
-    loss = per_frame(metrics, "per_frame_loss", path, low=0.0)
-    fps = metrics.get("fps")
-    if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
-        raise BadInputError(f"{path} has no positive fps.")
-    psnr = per_frame(metrics, "per_frame_psnr", path, size=loss.size)
-    ssim = per_frame(metrics, "per_frame_ssim", path, size=loss.size, low=-1.0, high=1.0)
-    flicker, target_flicker = (amount(metrics, key, path) for key in ("flicker", "target_flicker"))
-    display = metrics.get("display")
-    if not (isinstance(display, str) and display):
-        raise BadInputError(f"{path} has no display name, sink or zscore{'' if 'display' in metrics else RERUN}.")
-    path = work / "targets.npz"
-    try:
-        with np.load(path) as npz:
-            targets = npz["frames"]
-    except FileNotFoundError:
-        raise BadInputError(f"No targets.npz in {work}: it is written by render at the end of a run.") from None
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
-        raise BadInputError(f"Cannot read frames from {path}: {' '.join(str(err).split())}.") from None
-    missing = [i for i in range(loss.size) if not frame_png(work, i).is_file()]
-    if missing:
-        raise BadInputError(f"{work / 'frames'} lacks frame_{missing[0]:06d}.png ({len(missing)} of {loss.size} "
-                            f"frame PNGs missing).")
-    job = metrics.get("settings")
-    colour = isinstance(job, dict) and job.get("color") is True
-    T = read_frame(frame_png(work, 0), colour).shape[0]
-    for i in range(1, loss.size):
-        read_frame(frame_png(work, i), colour, T)
-    if targets.dtype != np.uint8 or targets.shape != (loss.size, T, T):
-        raise BadInputError(f"{path} holds {targets.dtype} frames of shape {list(targets.shape)}, expected uint8 "
-                            f"[{loss.size}, {T}, {T}]: {loss.size} as per_frame_loss, {T}x{T} as the frame PNGs.")
-    return Run(work, loss, psnr, ssim, flicker, target_flicker, display, float(fps), targets, caption(metrics), colour)
-
-
-def per_frame(metrics, key: str, path: Path, size=None, low=-np.inf, high=np.inf) -> np.ndarray:
-    """metrics[key] as [N] floats, all finite and in [low, high] (N = size when given), else a BadInputError.
-
-    Fidelity keys (given a size) missing altogether mean a work directory older than SPEC section 12."""
-    try:
-        values = np.asarray(metrics[key], dtype=float)
-    except (TypeError, KeyError, ValueError):
-        values = np.zeros((0,))
-    if values.ndim != 1 or values.size == 0:
-        hint = RERUN if size is not None and key not in metrics else ""
-        raise BadInputError(f"{path} has no {key} list of numbers{hint}.")
-    if size is not None and values.size != size:
-        raise BadInputError(f"{path}: {key} has {values.size} values for {size} frames of per_frame_loss.")
-    if not np.all(np.isfinite(values) & (values >= low) & (values <= high)):
-        rule = f" in [{low:g}, {high:g}]" if np.isfinite(high) else f" >= {low:g}" if np.isfinite(low) else ""
-        raise BadInputError(f"{path}: {key} has values that are not finite numbers{rule}.")
-    return values
-
-
-def amount(metrics: dict, key: str, path: Path) -> float:
-    """metrics[key] as a finite float >= 0, else a BadInputError."""
-    if key not in metrics:
-        raise BadInputError(f"{path} has no {key}{RERUN}.")
-    value = metrics[key]
-    if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
-        raise BadInputError(f"{path}: {key} is {json.dumps(value)}, not a finite number >= 0.")
-    return float(value)
-
-
-def caption(metrics: dict) -> str:
-    """'random:gpt2-xl, layer 0 head 0, 256x256, sink display, embedding solver, 1500 steps x 3 seeds'."""
-    part = lambda d, key: d.get(key) if isinstance(d.get(key), dict) else {}  # noqa: E731  (a damaged file: "?")
-    job = part(metrics, "settings")
-    opt = part(job, "settings")
-    size = job.get("size", "?")
-    return (f"{part(metrics, 'model').get('name', 'unknown model')}, layer {job.get('layer', '?')} "
-            f"head {job.get('head', '?')}, {size}x{size}, {metrics.get('display', '?')} display, "
-            f"{opt.get('solver', '?')} solver, {opt.get('steps', '?')} steps x {opt.get('seeds', '?')} seeds")
 
 
 def spans_decades(loss: np.ndarray) -> bool:
@@ -344,14 +204,8 @@ def fidelity_histogram(run: Run) -> Figure:
     return fig
 
 
-FIGURES = {
-    "loss_timeline.png": loss_timeline,
-    "loss_histogram.png": loss_histogram,
-    "comparison_grid.png": comparison_grid,
-    "best_worst.png": best_worst,
-    "fidelity_timeline.png": fidelity_timeline,
-    "fidelity_histogram.png": fidelity_histogram,
-}
+FIGURES = dict(zip(workdir.FIGURES, (loss_timeline, loss_histogram, comparison_grid, best_worst, fidelity_timeline,
+                                      fidelity_histogram)))  # file name (the work directory's) -> drawing
 
 
 def png(fig: Figure) -> bytes:

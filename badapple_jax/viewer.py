@@ -15,10 +15,8 @@ import numpy as np
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import write_atomic
 from badapple_jax.outputs import claim, mark
-from badapple_jax.plots import Run, frame_png, read_run
-
-NAME = "viewer.html"
-
+from badapple_jax.metrics import Run, read_run
+from badapple_jax.workdir import VIEWER, frame_path
 
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
@@ -38,7 +36,7 @@ def strip(psnr: np.ndarray, width: int = 600, height: int = 60) -> str:
 
 def page(run: Run) -> str:
     """The HTML of the viewer for a checked run."""
-    shown = [data_uri(frame_png(run.workdir, i).read_bytes()) for i in range(run.loss.size)]
+    shown = [data_uri(frame_path(run.workdir, i).read_bytes()) for i in range(run.loss.size)]
     targets = [data_uri(iio.imwrite("<bytes>", t, extension=".png")) for t in run.targets]
     data = json.dumps({"shown": shown, "targets": targets, "loss": run.loss.tolist(), "psnr": run.psnr.tolist(),
                        "ssim": run.ssim.tolist(), "fps": run.fps})
@@ -101,7 +99,7 @@ show(0);
 def write_viewer(workdir, out=None) -> Path:
     """Write the viewer of a finished render (default WORKDIR/viewer.html); returns its path."""
     run = read_run(workdir)
-    path = claim(Path(out) if out is not None else run.workdir / NAME, "viewer")
+    path = claim(Path(out) if out is not None else run.workdir / VIEWER, "viewer")
     text = page(run)
     try:
         write_atomic(path, text.encode())

@@ -39,8 +39,6 @@ import numpy as np
 
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import TMP, ordinary_mode, sync_dir, write_atomic
-from badapple_jax.plots import FIGURES
-from badapple_jax.viewer import NAME as VIEWER
 from badapple_jax.video import BUILT_IN
 
 FORMAT = 4  # bump when the layout changes: an older work directory is then refused, not misread
@@ -49,6 +47,9 @@ RECORD_FIELDS = ("loss", "last_step_loss", "head_loss", "space_loss", "start", "
 PROVENANCE = ("first", "png_sha256")  # which frames a record vouches for: the first one's index, each PNG's hash
 LOCK = ".lock"
 RESTART = "add --restart to start this work directory over, or choose another --workdir"
+FIGURES = ("loss_timeline.png", "loss_histogram.png", "comparison_grid.png", "best_worst.png",
+           "fidelity_timeline.png", "fidelity_histogram.png")  # `plots` draws them, in this order
+VIEWER = "viewer.html"  # `viewer`'s page
 OURS = ("manifest.json", "metrics.json", "targets.npz", "embeddings.npy", "embeddings.partial.npy", *FIGURES,
         VIEWER)
 MANIFEST_FIELDS = {"format": int, "options": dict, "input": dict, "model": dict, "chunk_size": int, "device": dict}

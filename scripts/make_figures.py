@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from badapple_jax import read_clip  # noqa: E402
+from badapple_jax.workdir import frame_path  # noqa: E402
 
 
 def main():
@@ -38,7 +39,7 @@ def main():
     for col, i in enumerate(picks):
         axes[0, col].imshow(clip.frames[i], cmap="gray", vmin=0, vmax=1)
         axes[0, col].set_title(f"frame {i}", fontsize=9)
-        axes[1, col].imshow(iio.imread(args.workdir / "frames" / f"frame_{i:06d}.png"))
+        axes[1, col].imshow(iio.imread(frame_path(args.workdir, i)))
         axes[1, col].set_title(f"{psnr[i]:.1f} dB, loss {loss[i]:.2g}", fontsize=9)
     for ax in axes.flat:
         ax.set_axis_off()
