@@ -1,22 +1,19 @@
 """The whole job: clip -> targets -> optimised embeddings -> attention maps -> PNGs, metrics and mp4."""
 import dataclasses
-import datetime
 import errno
-import importlib.metadata
 import io
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from badapple_jax import fidelity
+from badapple_jax import metrics
 from badapple_jax.chunks import (SEED_MAX, auto_chunk_size, auto_program, check_fits, compile_chunk, fit_chunk_size,
                                  frame_mesh, frames_in, optimize_frames)
-from badapple_jax.display import gray_of, to_rgb
+from badapple_jax.display import to_rgb
 from badapple_jax.errors import BadInputError, OptionError, Interrupted
 from badapple_jax.files import write_atomic
 from badapple_jax.outputs import claim
@@ -33,7 +30,6 @@ from badapple_jax.workdir import (OURS, RECORD_FIELDS, Wanted, embeddings_store,
 # Bounds of the options every command that reads a clip shares (the optimiser's own are in optimize.LIMITS,
 # the sampling rate's in video.FPS_RANGE): a seed is a non-negative int32.
 LIMITS = {"seed": SEED_MAX}
-PACKAGES = ("badapple-jax", "jax", "jaxlib", "optax", "flax", "numpy", "scipy", "imageio", "imageio-ffmpeg")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,16 +130,6 @@ def check_not_an_input(job: Job) -> None:
                             "frame PNGs there; choose a --workdir apart from the input.")
 
 
-def versions() -> dict:
-    found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 @dataclasses.dataclass(frozen=True)
 class Subject:
     """What a job renders, read before any file is written."""
@@ -219,65 +205,83 @@ def finished_twin(job: Job, subject: Subject) -> Path | None:
 
 
 def _opened(job: Job, subject: Subject, log, progress) -> dict:
-    """`render` once its work directory is locked: decide, then write."""
+    """`render` once its work directory is locked: decide, write, then plan -> run -> report."""
     opening = plan_opening(job.work, subject.wanted, job.restart)
     recorded = open_workdir(job.work, opening, subject.wanted, log)
     with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
         try:
-            return _render(job, subject, recorded, list(opening.done), stop, log, progress)
+            plan = make_plan(job, subject, recorded, list(opening.done), log)
+            seconds = run(job, subject, plan, stop, log, progress)
+            return report(job, subject, plan, seconds, log)
         except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
             remove_leftovers(job.work)
             raise Interrupted(resume_message(job.work, len(subject.frames)), busy=True) from None
 
 
-def _render(job: Job, subject: Subject, recorded, done: list, stop, log, progress) -> dict:
-    w, info, clip, frames, mesh = subject.w, subject.info, subject.clip, subject.frames, subject.mesh
-    work, N, T, E = job.work, len(frames), job.size, info.config.n_embd
-    encoding = job.settings.encoding(info.config.causal)
-    full = encoding.views == 2
-    device = mesh.devices.flat[0]
-    chunk = recorded["chunk_size"] if recorded else None
-    log(f"model: {info.source}; layer {job.layer}, head {job.head}")
-    log(f"input: {clip.label}, {N} frames of {T}x{T} at {clip.fps:g} fps")
+@dataclasses.dataclass
+class Plan:
+    """How the chunks of a job get computed in this run."""
+
+    chunk: int  # frames per chunk
+    starts: list  # every chunk's first frame
+    todo: list  # the starts this run computes (the others are recorded)
+    program: object  # the compiled chunk step (chunks.Program), None when nothing is left to compute
+    key: str  # the job key every record carries (workdir.job_key)
+    store: object  # embeddings.partial.npy, memory-mapped, with --save-embeddings
+    device: dict  # device_info
+    compile_seconds: float
+
+
+def make_plan(job: Job, subject: Subject, recorded, done: list, log) -> Plan:
+    """The chunks of the job and the compiled step for those left; a fresh job's manifest is written here,
+    once its chunk size is known."""
+    w, mesh, N, T = subject.w, subject.mesh, len(subject.frames), job.size
+    encoding = job.settings.encoding(subject.info.config.causal)
+    log(f"model: {subject.info.source}; layer {job.layer}, head {job.head}")
+    log(f"input: {subject.clip.label}, {N} frames of {T}x{T} at {subject.clip.fps:g} fps")
     here = device_info(mesh)
     if recorded is not None and recorded["device"] != here:
-        log(f"note: {work} was started on {recorded['device']}; frames computed here on {here} may "
+        log(f"note: {job.work} was started on {recorded['device']}; frames computed here on {here} may "
             "differ from its others beyond float rounding (README: Determinism)")
-    starts = list(range(0, N, chunk)) if recorded else []
     store = None
     if job.save_embeddings:  # [N, L, E], or [N, 2, L, E] in full mode: the frame's and its transpose's
-        L = encoding.tokens(T)
-        store, kept = embeddings_store(work, (N, 2, L, E) if full else (N, L, E))
+        shape = (N, *((2,) if encoding.views == 2 else ()), encoding.tokens(T), subject.info.config.n_embd)
+        store, kept = embeddings_store(job.work, shape)
         done = done if kept else []
-
-    t0 = time.perf_counter()
-    compile_seconds, todo, program = 0.0, [], None
-    if recorded is None:
-        if job.chunk_size is None:  # compiled once here where the largest useful chunk fits
-            program = auto_program(w, T, N, job.settings, mesh)
-            chunk = program.chunk_size
-        else:
-            chunk = fit_chunk_size(job.chunk_size, N, mesh)
-        starts = list(range(0, N, chunk))
+    t0, program = time.perf_counter(), None
+    if recorded is not None:
+        chunk = recorded["chunk_size"]
+    elif job.chunk_size is None:  # compiled once here where the largest useful chunk fits
+        program = auto_program(w, T, N, job.settings, mesh)
+        chunk = program.chunk_size
+    else:
+        chunk = fit_chunk_size(job.chunk_size, N, mesh)
+    starts = list(range(0, N, chunk))
     todo = [s for s in starts if s not in done]
     if done:
-        log(f"resuming: {N - frames_in(todo, chunk, N)} of {N} frames are already in {work}")
+        log(f"resuming: {N - frames_in(todo, chunk, N)} of {N} frames are already in {job.work}")
     if todo:
+        device = mesh.devices.flat[0]
         log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); one "
             f"{job.settings.solver} step for {chunk} frames x {job.settings.seeds} seeds")
         program = program or compile_chunk(w, T, chunk, job.settings, mesh)[0]
         check_fits(program, mesh)
-        compile_seconds = time.perf_counter() - t0
+    compile_seconds = time.perf_counter() - t0 if todo else 0.0
     if recorded is None:
-        recorded = {**subject.wanted.identity, "chunk_size": chunk, "device": here, "versions": versions()}
-        write_atomic(work / "manifest.json", json.dumps(recorded, indent=1).encode())
-    key = job_key(recorded)
-    t0 = time.perf_counter()
-    chunks = optimize_frames(w, frames, job.settings, seed=job.seed, compiled=program, mesh=mesh, starts=todo,
-                             stop=stop, progress=progress) if todo else ()
+        recorded = {**subject.wanted.identity, "chunk_size": chunk, "device": here, "versions": metrics.versions()}
+        write_atomic(job.work / "manifest.json", json.dumps(recorded, indent=1).encode())
+    return Plan(chunk, starts, todo, program, job_key(recorded), store, here, compile_seconds)
+
+
+def run(job: Job, subject: Subject, plan: Plan, stop, log, progress) -> float:
+    """Compute and record every chunk of `plan.todo`; returns the seconds it took. A stop asked for between
+    chunks is `Interrupted`, with every finished chunk recorded."""
+    t0, done = time.perf_counter(), []
+    chunks = optimize_frames(subject.w, subject.frames, job.settings, seed=job.seed, compiled=plan.program,
+                             mesh=subject.mesh, starts=plan.todo, stop=stop, progress=progress) if plan.todo else ()
     for start, result in chunks:
-        save_chunk(work, start, to_rgb(result.picture, job.color), {k: getattr(result, k) for k in RECORD_FIELDS},
-                   key, store, None if store is None else result.x)
+        save_chunk(job.work, start, to_rgb(result.picture, job.color), {k: getattr(result, k) for k in RECORD_FIELDS},
+                   plan.key, plan.store, None if plan.store is None else result.x)
         finite = np.isfinite(result.loss.reshape(len(result.failed), -1)).all(axis=1)
         for name, which in (("redone at half the learning rate", result.retried),
                             ("non-finite again, shown from its best finite state", result.failed & finite),
@@ -285,85 +289,42 @@ def _render(job: Job, subject: Subject, recorded, done: list, stop, log, progres
             if which.any():
                 log(f"non-finite loss: frames {(start + np.flatnonzero(which)).tolist()} {name}")
         done.append(start)
-    optimize_seconds = time.perf_counter() - t0
-    if any(s not in done for s in starts):
-        raise Interrupted(resume_message(work, N), busy=False)
+    if len(done) < len(plan.todo):
+        raise Interrupted(resume_message(job.work, len(subject.frames)), busy=False)
+    return time.perf_counter() - t0
 
-    rgb, records = zip(*(load_chunk(work, s, min(chunk, N - s), key, subject.wanted.shape) for s in starts))
-    rgb = np.concatenate(rgb)  # [N, T, T, 3] uint8, read back from the PNGs: a resumed run shows the same bytes
+
+def report(job: Job, subject: Subject, plan: Plan, optimize_seconds: float, log) -> dict:
+    """Assemble the finished render from its records and PNGs (a resumed run shows the same bytes): metrics.json,
+    targets.npz and the video; returns the metrics."""
+    N, work, clip = len(subject.frames), job.work, subject.clip
+    rgb, records = zip(*(load_chunk(work, s, min(plan.chunk, N - s), plan.key, subject.wanted.shape)
+                         for s in plan.starts))
+    rgb = np.concatenate(rgb)  # [N, T, T, 3] uint8
     kept = {k: np.concatenate([r[k] for r in records]) for k in records[0]}  # [N, ...], or [N, 2, ...] in full mode
-    if store is not None:
-        finish_embeddings(work, store)
-    loss = kept["loss"].mean(axis=1) if full else kept["loss"]
-    n_now = frames_in(todo, chunk, N)
-    region = encoding.region(T)
-    shown = fidelity.flicker(rgb, region, decode=lambda block: gray_of(block, job.color))
-    metrics = {
-        "input": clip.label,
-        "model": info.as_dict(),
-        "settings": dataclasses.asdict(job),
-        "frames": N,
-        "fps": clip.fps,
-        "per_frame_loss": loss.tolist(),  # of the saved embedding (full mode: the mean of the two halves)
-        **({"per_frame_loss_lower": kept["loss"][:, 0].tolist(), "per_frame_loss_upper": kept["loss"][:, 1].tolist()}
-           if full else {}),
-        "per_frame_last_step_loss": kept["last_step_loss"].tolist(),  # inside the last Adam step: the reference's
-        "per_frame_start": kept["start"].tolist(),  # which random start was kept and refined
-        "per_frame_explore_loss": kept["explore_loss"].tolist(),
-        **({"heads": list(job.heads), "per_frame_head_loss": kept["head_loss"].tolist()} if job.color else {}),
-        **({"per_frame_headspace_loss": kept["space_loss"].tolist()} if job.settings.solver == "headspace" else {}),
-        "mean_loss": float(loss.mean()),
-        "median_loss": float(np.median(loss)),
-        "display": job.settings.display,
-        **encoding.constants(T),  # sink_z and sink_black for the sink display
-        "per_frame_psnr": kept["psnr"].tolist(),  # dB, the shown gray frame against the target over the shown region
-        "per_frame_ssim": kept["ssim"].tolist(),
-        **fidelity.summary(kept["psnr"], kept["ssim"]),
-        "flicker": shown,  # mean |v_t - v_(t-1)| of the shown frames (decoded from the PNGs) over the region
-        "target_flicker": fidelity.flicker(frames, region),  # the same of the targets
-        "retried_frames": np.flatnonzero(kept["retried"]).tolist(),  # non-finite once, redone at half the lr
-        "failed_frames": np.flatnonzero(kept["failed"]).tolist(),  # non-finite again: shown from the best finite state
-        "resumed_frames": N - n_now,  # frames finished by earlier runs of this work directory
-        "compile_seconds": compile_seconds,
-        "optimize_seconds": optimize_seconds,
-        "seconds_per_frame": optimize_seconds / n_now if n_now else None,
-        "chunk_size": chunk,
-        "device": here,
-        "versions": versions(),
-        "command": sys.argv,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    if plan.store is not None:
+        finish_embeddings(work, plan.store)
+    computed = frames_in(plan.todo, plan.chunk, N)
+    found = metrics.of_render(job, subject.info, clip, subject.frames, kept, rgb, {
+        "compile_seconds": plan.compile_seconds, "optimize_seconds": optimize_seconds, "computed": computed,
+        "chunk_size": plan.chunk, "device": plan.device})
     gray = clip.frames.mean(axis=-1) if job.color else clip.frames  # the plots compare gray targets
     buffer = io.BytesIO()
     np.savez_compressed(buffer, frames=(gray * 255).round().astype(np.uint8))
     write_atomic(work / "targets.npz", buffer.getvalue())  # [N, T, T] uint8: the plots' "target" row
-    write_atomic(work / "metrics.json", json.dumps(strict_json(metrics), indent=1, allow_nan=False).encode())
+    metrics.write(work, found)
     if job.side_by_side:
         targets = (clip.frames * 255).round().astype(np.uint8)
         targets = targets if job.color else np.repeat(targets[..., None], 3, axis=-1)
         rgb = np.concatenate([targets, rgb], axis=2)  # [N, T, 2T, 3]
     audio = job.audio or clip.audio
     write_video(rgb, job.output, fps=clip.fps, audio=audio)
-    log(
-        f"done: {N} frames{f' ({N - n_now} from earlier runs)' if n_now < N else ''} in {optimize_seconds:.1f} s (+{compile_seconds:.1f} s "
-        f"compile), loss mean {metrics['mean_loss']:.4g} median {metrics['median_loss']:.4g}, PSNR median "
-        f"{metrics['median_psnr']:.1f} dB, SSIM median {metrics['median_ssim']:.3f} ({job.settings.display} display); "
-        f"video {job.output} ({'with' if audio else 'no'} audio), frames and metrics in {work}"
-    )
-    return metrics
-
-
-def strict_json(value):
-    """`value` with every NaN or infinite float as null: bare NaN is no JSON, and readers choke on it."""
-    if isinstance(value, np.generic):  # a NumPy scalar an API caller passed as a setting
-        value = value.item()
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
+    earlier = f" ({N - computed} from earlier runs)" if computed < N else ""
+    log(f"done: {N} frames{earlier} in {optimize_seconds:.1f} s (+{plan.compile_seconds:.1f} s compile), loss mean "
+        f"{found['mean_loss']:.4g} median {found['median_loss']:.4g}, PSNR median {found['median_psnr']:.1f} dB, "
+        f"SSIM median {found['median_ssim']:.3f} ({job.settings.display} display); video {job.output} "
+        f"({'with' if audio else 'no'} audio), frames and metrics in {work}")
+    return found
 
 
 def resume_message(work: Path, n_frames: int) -> str:
