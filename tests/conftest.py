@@ -1,6 +1,27 @@
 """Shared fixtures: tiny GPT-2 and BERT checkpoints written by transformers itself, never downloaded."""
+import os
+import shutil
+import tempfile
+
+import jax  # noqa: F401  (imported before the cache below is named: this process keeps compiling in memory)
 import numpy as np
 import pytest
+
+
+def pytest_configure(config):
+    """Child processes (`python -m badapple_jax`, examples, benchmarks) share one XLA compilation cache for the
+    session: each program they run is compiled once per suite, not once per child. This process keeps its own
+    in-memory cache, so tests that count compiles here count real ones."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        config._xla_cache = tempfile.mkdtemp(prefix="badapple-jax-tests-xla-")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = config._xla_cache
+
+
+def pytest_unconfigure(config):
+    cache = getattr(config, "_xla_cache", None)
+    if cache:
+        os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+        shutil.rmtree(cache, ignore_errors=True)
 
 # initializer_range 0.2 (HF default 0.02): with n_embd 64 the weak default weights cannot reach the logit range
 # a high-contrast frame needs, so an optimiser on them would stall at a loss no test can tell from a bug.

@@ -76,6 +76,9 @@ def frames():
     return np.stack([0.05 + 0.95 * ((xx - 0.1 * k) ** 2 + (yy - 0.6) ** 2 < 0.12) for k in range(4)]).astype(np.float32)
 
 
+SHORT = 8  # steps of the tests that compare starts: one compiled program per solver, shared by them
+
+
 def solve(head, frames, **kw):
     settings = Settings(**{"steps": 40, "seeds": 2, "solver": "headspace", **kw})
     results = [r for _, r in optimize_frames(head, frames, settings, chunk_size=4, progress=False)]
@@ -91,14 +94,14 @@ def test_headspace_solver_optimises_and_its_lift_is_exact(head, frames):
 
 
 def test_headspace_starts_where_the_embedding_solver_starts(head, frames):
-    ours = solve(head, frames, steps=4)
-    theirs = solve(head, frames, steps=4, solver="embedding")
+    ours = solve(head, frames, steps=SHORT)
+    theirs = solve(head, frames, steps=SHORT, solver="embedding")
     np.testing.assert_allclose(ours.explore_trace[:, 0], theirs.explore_trace[:, 0], rtol=1e-4)
 
 
 def test_warm_start_begins_closer(head, frames):
-    warm = solve(head, frames, steps=8, warm_start=True)
-    cold = solve(head, frames, steps=8)
+    warm = solve(head, frames, steps=SHORT, warm_start=True)
+    cold = solve(head, frames, steps=SHORT)
     assert np.all(warm.explore_trace[:, 0, 0] < cold.explore_trace[:, 0, 0])
     np.testing.assert_allclose(warm.explore_trace[:, :, 1], cold.explore_trace[:, :, 1], rtol=1e-5)  # others as before
 
@@ -127,8 +130,8 @@ def test_lift_is_exact_across_configs_and_heads(model, heads, tiny_ckpt, wide_ck
 @pytest.mark.parametrize("solver", ["embedding", "headspace"])
 def test_a_group_of_one_head_is_that_head(head, frames, solver):
     group = jax.tree.map(lambda a: a[None], head)  # a group of one
-    one = solve(head, frames, steps=12, solver=solver)
-    grouped = [r for _, r in optimize_frames(group, frames[:, None], Settings(steps=12, seeds=2, solver=solver),
+    one = solve(head, frames, steps=SHORT, solver=solver)
+    grouped = [r for _, r in optimize_frames(group, frames[:, None], Settings(steps=SHORT, seeds=2, solver=solver),
                                              chunk_size=4, progress=False)][0]
     assert grouped.attention.shape == (4, 1, 17, 17) and grouped.head_loss.shape == (4, 1)
     np.testing.assert_allclose(grouped.loss, one.loss, rtol=1e-4)
