@@ -21,6 +21,7 @@ Every NaN or infinite number is written as null (strict JSON).
 import dataclasses
 import datetime
 import importlib.metadata
+import io
 import json
 import platform
 import sys
@@ -37,6 +38,7 @@ from badapple_jax.files import write_atomic
 from badapple_jax.workdir import frame_path
 
 NAME = "metrics.json"
+TARGETS = "targets.npz"
 PACKAGES = ("badapple-jax", "jax", "jaxlib", "optax", "flax", "numpy", "scipy", "imageio", "imageio-ffmpeg")
 RERUN = " (made before fidelity was measured? rerun render)"
 
@@ -87,7 +89,12 @@ def of_render(job, info, clip, frames: np.ndarray, kept: dict, rgb: np.ndarray, 
     }
 
 
-def write(work: Path, metrics: dict) -> None:
+def write(work: Path, metrics: dict, targets: np.ndarray) -> None:
+    """metrics.json, and beside it targets.npz: the gray targets [N, T, T] in [0, 1] as uint8 (`frames`), the
+    figures' "target" row."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, frames=(targets * 255).round().astype(np.uint8))
+    write_atomic(work / TARGETS, buffer.getvalue())
     write_atomic(work / NAME, json.dumps(strict_json(metrics), indent=1, allow_nan=False).encode())
 
 
@@ -183,7 +190,7 @@ def read_run(workdir) -> Run:
     display = metrics.get("display")
     if not (isinstance(display, str) and display):
         raise BadInputError(f"{path} has no display name, sink or zscore{'' if 'display' in metrics else RERUN}.")
-    path = work / "targets.npz"
+    path = work / TARGETS
     try:
         with np.load(path) as npz:
             targets = npz["frames"]
@@ -193,8 +200,8 @@ def read_run(workdir) -> Run:
         raise BadInputError(f"Cannot read frames from {path}: {' '.join(str(err).split())}.") from None
     missing = [i for i in range(loss.size) if not frame_path(work, i).is_file()]
     if missing:
-        raise BadInputError(f"{work / 'frames'} lacks {frame_path(work, missing[0]).name} ({len(missing)} of {loss.size} "
-                            f"frame PNGs missing).")
+        raise BadInputError(f"{work / 'frames'} lacks {frame_path(work, missing[0]).name} ({len(missing)} of "
+                            f"{loss.size} frame PNGs missing).")
     job = metrics.get("settings")
     colour = isinstance(job, dict) and job.get("color") is True
     T = read_frame(frame_path(work, 0), colour).shape[0]

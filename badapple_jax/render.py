@@ -1,8 +1,6 @@
 """The whole job: clip -> targets -> optimised embeddings -> attention maps -> PNGs, metrics and mp4."""
 import dataclasses
 import errno
-import io
-import json
 import os
 import sys
 import time
@@ -15,7 +13,6 @@ from badapple_jax.chunks import (SEED_MAX, auto_chunk_size, auto_program, check_
                                  frame_mesh, frames_in, optimize_frames)
 from badapple_jax.display import to_rgb
 from badapple_jax.errors import BadInputError, OptionError, Interrupted
-from badapple_jax.files import write_atomic
 from badapple_jax.outputs import claim
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.interrupt import stop_on_signal
@@ -24,8 +21,8 @@ from badapple_jax.video import BUILT_IN, FPS_RANGE, VIDEO_SUFFIXES, check_source
 from badapple_jax.model import pick_head, pick_heads
 from badapple_jax.weights import load_layer
 from badapple_jax.workdir import (OURS, RECORD_FIELDS, Wanted, embeddings_store, finish_embeddings, identity, job_key,
-                                  load_chunk, one_writer, open_workdir, plan_opening, record_path, remove_leftovers,
-                                  save_chunk, sha256_of)
+                                  load_chunk, one_writer, open_workdir, plan_opening, remove_leftovers, save_chunk,
+                                  saved_frames, sha256_of, write_manifest)
 
 # Bounds of the options every command that reads a clip shares (the optimiser's own are in optimize.LIMITS,
 # the sampling rate's in video.FPS_RANGE): a seed is a non-negative int32.
@@ -269,7 +266,7 @@ def make_plan(job: Job, subject: Subject, recorded, done: list, log) -> Plan:
     compile_seconds = time.perf_counter() - t0 if todo else 0.0
     if recorded is None:
         recorded = {**subject.wanted.identity, "chunk_size": chunk, "device": here, "versions": metrics.versions()}
-        write_atomic(job.work / "manifest.json", json.dumps(recorded, indent=1).encode())
+        write_manifest(job.work, recorded)
     return Plan(chunk, starts, todo, program, job_key(recorded), store, here, compile_seconds)
 
 
@@ -308,11 +305,7 @@ def report(job: Job, subject: Subject, plan: Plan, optimize_seconds: float, log)
     found = metrics.of_render(job, subject.info, clip, subject.frames, kept, rgb, {
         "compile_seconds": plan.compile_seconds, "optimize_seconds": optimize_seconds, "computed": computed,
         "chunk_size": plan.chunk, "device": plan.device})
-    gray = clip.frames.mean(axis=-1) if job.color else clip.frames  # the plots compare gray targets
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, frames=(gray * 255).round().astype(np.uint8))
-    write_atomic(work / "targets.npz", buffer.getvalue())  # [N, T, T] uint8: the plots' "target" row
-    metrics.write(work, found)
+    metrics.write(work, found, clip.frames.mean(axis=-1) if job.color else clip.frames)  # gray targets
     if job.side_by_side:
         targets = (clip.frames * 255).round().astype(np.uint8)
         targets = targets if job.color else np.repeat(targets[..., None], 3, axis=-1)
@@ -328,14 +321,8 @@ def report(job: Job, subject: Subject, plan: Plan, optimize_seconds: float, log)
 
 
 def resume_message(work: Path, n_frames: int) -> str:
-    try:
-        chunk = json.loads((work / "manifest.json").read_text())["chunk_size"]
-    except (OSError, ValueError, KeyError):
-        chunk = None  # stopped before the first chunk was planned
-    saved = 0 if chunk is None else frames_in(
-        [s for s in range(0, n_frames, chunk) if record_path(work, s).is_file()], chunk, n_frames)
-    return (f"interrupted: {saved} of {n_frames} frames are saved in {work}; run the same command again to resume "
-            "from there.")
+    return (f"interrupted: {saved_frames(work, n_frames)} of {n_frames} frames are saved in {work}; run the same "
+            "command again to resume from there.")
 
 
 def device_info(mesh) -> dict:

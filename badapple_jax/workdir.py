@@ -148,6 +148,21 @@ def read_manifest(work: Path) -> dict | None:
     return manifest
 
 
+def write_manifest(work: Path, manifest: dict) -> None:
+    """The manifest of a fresh job, once its chunk size is known: written before its first chunk's record."""
+    write_atomic(work / "manifest.json", json.dumps(manifest, indent=1).encode())
+
+
+def saved_frames(work: Path, n_frames: int) -> int:
+    """How many of the job's `n_frames` frames `work` holds recorded (0 before its manifest is written)."""
+    try:
+        chunk = read_manifest(work)["chunk_size"]
+    except (ValueError, TypeError):  # no manifest yet (None), or unreadable
+        return 0
+    starts = range(0, n_frames, chunk)
+    return sum(min(chunk, n_frames - s) for s in starts if record_path(work, s).is_file())
+
+
 def plan_opening(work: Path, wanted: Wanted, restart: bool) -> Opening:
     """Decide, reading only, what to do with `work` for the job `wanted`; every record and frame to be kept is
     checked here, so a refusal comes before the first byte is written.
@@ -263,7 +278,7 @@ def extend(work: Path, recorded: dict, wanted: dict, log) -> dict:
         record = read_record(work, path, keys, start)
         write_record(work, start, {**record, "first": np.asarray(start)}, job_key(grown))
     sync_dir(work / "chunks")
-    write_atomic(work / "manifest.json", json.dumps(grown, indent=1).encode())
+    write_manifest(work, grown)
     log(f"extending {work} from {n} to {N} frames: the first {len(kept) * recorded['chunk_size']} are kept")
     return grown
 
