@@ -62,6 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="badapple-jax", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('badapple-jax')}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    add_render_parser(commands)
+    plots = commands.add_parser("plots", help="loss timeline, loss histogram, comparison grid and best/worst "
+                                              "frames of a finished render, as PNGs in its work directory")
+    plots.add_argument("workdir", help="the work directory of a finished render")
+    survey.add_parser(commands)
+    viewer = commands.add_parser("viewer", help="one self-contained HTML page of a finished render: every frame "
+                                                "beside its target, loss, PSNR and SSIM, a slider and play")
+    viewer.add_argument("workdir", help="the work directory of a finished render")
+    viewer.add_argument("-o", "--output", help="the page (default: WORKDIR/viewer.html)")
+    export = commands.add_parser("export", help="write random:NAME weights as a transformers checkpoint (config.json "
+                                                "+ model.safetensors), to check a render with another implementation")
+    export.add_argument("model", help="random:NAME, e.g. random:gpt2-xl")
+    export.add_argument("-o", "--output", required=True, help="a new directory")
+    export.add_argument("--layer", type=int, default=0, help="the render's --layer: blocks 0..LAYER are written")
+    return parser
+
+
+def add_render_parser(commands) -> None:
+    """The `render` subcommand's options: one flat table, the Job's and the Settings' fields as flags (longer
+    than the usual function, but one option a line reads best)."""
     p = commands.add_parser(
         "render",
         help="optimise one head of a frozen transformer to display every frame, then write PNGs and an mp4",
@@ -124,20 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="discard what the work directory holds and start over (by default a rerun of the same "
                         "command resumes it, and a different command is refused)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
-    plots = commands.add_parser("plots", help="loss timeline, loss histogram, comparison grid and best/worst "
-                                              "frames of a finished render, as PNGs in its work directory")
-    plots.add_argument("workdir", help="the work directory of a finished render")
-    survey.add_parser(commands)
-    viewer = commands.add_parser("viewer", help="one self-contained HTML page of a finished render: every frame "
-                                                "beside its target, loss, PSNR and SSIM, a slider and play")
-    viewer.add_argument("workdir", help="the work directory of a finished render")
-    viewer.add_argument("-o", "--output", help="the page (default: WORKDIR/viewer.html)")
-    export = commands.add_parser("export", help="write random:NAME weights as a transformers checkpoint (config.json "
-                                                "+ model.safetensors), to check a render with another implementation")
-    export.add_argument("model", help="random:NAME, e.g. random:gpt2-xl")
-    export.add_argument("-o", "--output", required=True, help="a new directory")
-    export.add_argument("--layer", type=int, default=0, help="the render's --layer: blocks 0..LAYER are written")
-    return parser
 
 
 def check_backend() -> None:
