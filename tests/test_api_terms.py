@@ -82,18 +82,3 @@ def test_the_loss_quoted_is_the_one_recomputed_from_the_saved_embeddings(tiny_ck
 def test_chunk_result_and_loss_document_themselves():
     assert "the loss of the saved embedding" in bj.ChunkResult.__doc__
     assert "LOGITS" in bj.frame_loss.__doc__ and "logits" in inspect.signature(bj.frame_loss).parameters
-
-
-def test_a_compiled_program_serves_any_number_of_frames(tiny_ckpt, monkeypatch, rng):
-    """Item 6: fewer frames than the compiled chunk are padded to it, never recompiled (nor refused by XLA)."""
-    from badapple_jax import chunks
-
-    w = bj.pick_head(bj.load_layer(tiny_ckpt)[0], 0)
-    settings = bj.Settings(steps=8, seeds=1)
-    program, _ = bj.compile_chunk(w, 8, 4, settings)
-    monkeypatch.setattr(chunks, "compile_chunk", lambda *a, **k: pytest.fail("recompiled"))
-    for n in (1, 3, 6):
-        results = list(bj.optimize_frames(w, rng.random((n, 8, 8)).astype(np.float32), settings, compiled=program))
-        assert sum(len(r.loss) for _, r in results) == n
-    with pytest.raises(bj.BadInputError, match="chunk_size 2 differs from the compiled program's 4"):
-        next(bj.optimize_frames(w, rng.random((3, 8, 8)).astype(np.float32), settings, compiled=program, chunk_size=2))

@@ -1,4 +1,6 @@
-"""Frames sharded over several devices give what one device gives (two host CPU devices stand in for GPUs)."""
+"""chunks.py, the one chunk driver: frames sharded over several devices give what one device gives (two host CPU
+devices stand in for GPUs), chunk sizes fit the clip and the memory, a compiled program serves any number of
+frames, and the non-finite guard retries a frame once and reports it if it fails again."""
 import json
 import os
 import subprocess
@@ -8,9 +10,10 @@ import jax
 import numpy as np
 import pytest
 
+import badapple_jax as bj
 from badapple_jax import chunks
 from badapple_jax.chunks import auto_program, fit_chunk_size, frame_mesh, optimize_frames
-from badapple_jax.optimize import Settings
+from badapple_jax.optimize import LIMITS, Settings
 from badapple_jax.model import pick_head
 from badapple_jax.weights import load_layer
 
@@ -80,3 +83,53 @@ def test_auto_chunk_compiles_once_where_it_fits_and_cuts_where_it_does_not(tiny_
     program = auto_program(w, 16, 10, settings, mesh)
     assert compiled[0] == 10 and len(compiled) == 2 and 1 <= program.chunk_size < 10
     assert chunks.needed_bytes(program) <= big / 2
+
+
+def test_a_compiled_program_serves_any_number_of_frames(tiny_ckpt, monkeypatch, rng):
+    """Item 6: fewer frames than the compiled chunk are padded to it, never recompiled (nor refused by XLA)."""
+    w = bj.pick_head(bj.load_layer(tiny_ckpt)[0], 0)
+    settings = bj.Settings(steps=8, seeds=2)
+    program, _ = bj.compile_chunk(w, 16, 5, settings)  # the program of 5 frames above
+    monkeypatch.setattr(chunks, "compile_chunk", lambda *a, **k: pytest.fail("recompiled"))
+    for n in (1, 3, 7):
+        results = list(bj.optimize_frames(w, rng.random((n, 16, 16)).astype(np.float32), settings, compiled=program))
+        assert sum(len(r.loss) for _, r in results) == n
+    with pytest.raises(bj.BadInputError, match="chunk_size 2 differs from the compiled program's 5"):
+        next(bj.optimize_frames(w, rng.random((3, 16, 16)).astype(np.float32), settings, compiled=program,
+                                chunk_size=2))
+
+
+# --- the non-finite guard -----------------------------------------------------------------------------------------
+# Adam moves every coordinate by about the learning rate per step: at lr 1e37 the embeddings overflow float32
+# within a few steps (NaN loss) but half of it stays finite on the tiny model; at 1e38 both attempts overflow.
+
+
+@pytest.fixture(scope="module")
+def head(tiny_ckpt):
+    return pick_head(load_layer(str(tiny_ckpt))[0], 0)
+
+
+@pytest.fixture
+def absurd_lr(monkeypatch):
+    monkeypatch.setitem(LIMITS, "lr", 1e40)  # every command and Settings.check refuse such rates
+
+
+def test_a_non_finite_frame_is_retried_at_half_the_learning_rate(head, rng, absurd_lr):
+    frames = rng.random((2, 16, 16)).astype(np.float32)
+    (_, r), = optimize_frames(head, frames, Settings(steps=40, seeds=2, lr=1e37, lr_min=0), chunk_size=2,
+                              progress=False)
+    assert r.retried.all() and not r.failed.any()
+    assert np.isfinite(r.loss).all() and np.isfinite(r.attention).all() and np.isfinite(r.refine_trace).all()
+    (_, calm), = optimize_frames(head, frames, Settings(steps=40, seeds=2), chunk_size=2, progress=False)
+    assert not calm.retried.any() and not calm.failed.any()
+
+
+@pytest.mark.parametrize("plan", [dict(seeds=2), dict(seeds=1, schedule="cosine", b2=0.9)])  # one phase too
+def test_a_frame_non_finite_twice_is_reported_and_shown_from_its_best_finite_state(plan, head, rng, absurd_lr):
+    frames = rng.random((2, 16, 16)).astype(np.float32)
+    (_, r), = optimize_frames(head, frames, Settings(steps=40, lr=1e38, lr_min=0, **plan), chunk_size=2,
+                              progress=False)
+    assert r.retried.all() and r.failed.all()
+    assert np.isfinite(r.loss).all() and np.isfinite(r.last_step_loss).all() and np.isfinite(r.x).all()
+    np.testing.assert_allclose(r.last_step_loss, r.loss, rtol=1e-5)  # the loss reported is that of the state shown
+    assert np.isfinite(r.attention).all() and np.allclose(r.attention.sum(-1), 1, atol=1e-5)

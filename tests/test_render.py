@@ -1,14 +1,21 @@
-"""The attention-sink display end to end: written frames are what transformers computes from the saved
-embeddings; both displays, full mode, colour and resume carry the choice and its fidelity (SPEC 11-12)."""
+"""render.py end to end, where only a render can show it: written frames are what transformers computes from the
+saved embeddings; both displays, full mode and colour carry the choice and its fidelity into metrics.json, the
+PNGs and the video (SPEC 11-12); non-finite frames are listed."""
+import dataclasses
 import json
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 
+import imageio_ffmpeg
+
 from badapple_jax.cli import main
 from badapple_jax.display import gray_of
+from badapple_jax.errors import BadInputError
 from badapple_jax.fidelity import psnr
+from badapple_jax.optimize import LIMITS, Settings
+from badapple_jax.render import Job, render
 from badapple_jax.video import read_clip
 
 from test_kernel import hf_attentions
@@ -29,13 +36,18 @@ def rendered(work, colour=False):  # -> frames shown [N, (3,) T, T] decoded from
     return np.stack([gray_of(iio.imread(p), colour) for p in pngs]), metrics
 
 
-@pytest.mark.parametrize("layer, solver", [(0, "headspace"), (1, "embedding")])
+@pytest.mark.parametrize("layer, solver, extra", [(0, "headspace", ["--warm-start"]), (1, "embedding", [])])
 def test_written_frames_are_the_maps_transformers_computes_from_the_saved_embeddings(tiny_ckpt, tmp_path, layer,
-                                                                                    solver):
+                                                                                    solver, extra):
     out = tmp_path / "s.mp4"
     assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--layer", str(layer), "--head", "1",
-                 "--solver", solver, "--steps", "200", "--save-embeddings", *SMALL]) == 0
+                 "--solver", solver, "--steps", "200", "--save-embeddings", "--chunk-size", "auto", *extra,
+                 *SMALL]) == 0
     shown, metrics = rendered(tmp_path / "s.work")
+    assert metrics["settings"]["settings"]["solver"] == solver and 1 <= metrics["chunk_size"] <= 3
+    if solver == "headspace":  # both losses recorded: the lifted embedding's and head space's, equal
+        lifted, space = np.asarray(metrics["per_frame_loss"]), np.asarray(metrics["per_frame_headspace_loss"])
+        np.testing.assert_allclose(lifted, space, rtol=1e-4, atol=1e-6)
     x = np.load(tmp_path / "s.work" / "embeddings.npy")
     assert x.shape == (3, 17, 64)  # T + 1 tokens: token 0 the sink
     assert metrics["display"] == "sink" and metrics["sink_z"] == 2.0 * 16
@@ -65,24 +77,40 @@ def test_zscore_display_names_itself_and_a_rerun_with_the_other_display_is_refus
     assert "--display zscore there, sink here" in capsys.readouterr().err
 
 
-def test_full_mode_sink_shows_the_whole_frame_without_a_seam(tiny_ckpt, tmp_path):
+def test_full_mode_sink_shows_the_whole_frame_without_a_seam_and_plots_follow(tiny_ckpt, tmp_path, capsys):
     out = tmp_path / "f.mp4"
     assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--mode", "full", "--solver",
-                 "headspace", "--steps", "200", "--save-embeddings", *SMALL]) == 0
+                 "headspace", "--steps", "200", "--save-embeddings", "--chunk-size", "2", *SMALL]) == 0
     shown, metrics = rendered(tmp_path / "f.work")
+    lower, upper = np.asarray(metrics["per_frame_loss_lower"]), np.asarray(metrics["per_frame_loss_upper"])
+    np.testing.assert_allclose(metrics["per_frame_loss"], (lower + upper) / 2)
     assert np.load(tmp_path / "f.work" / "embeddings.npy").shape == (3, 2, 17, 64)
+    frame = iio.imread(tmp_path / "f.work" / "frames" / "frame_000000.png").astype(int)
+    assert frame[np.triu_indices(16, 1)].sum() > 0  # no black triangle
     targets = read_clip("demo", size=16, max_frames=3).frames
     whole = np.ones((16, 16), bool)
     assert_same_fidelity(shown, targets, whole, metrics["per_frame_psnr"])
     upper = np.triu(whole, 1)
     assert np.abs(shown - targets)[:, upper].mean() < 0.1  # the upper half shows the frame too, same units
+    capsys.readouterr()
+    assert main(["plots", str(tmp_path / "f.work")]) == 0
+    written = capsys.readouterr().out.split()
+    assert sorted(p.rsplit("/", 1)[-1] for p in written) == [
+        "best_worst.png", "comparison_grid.png", "fidelity_histogram.png", "fidelity_timeline.png", "loss_histogram.png",
+        "loss_timeline.png"]
 
 
-def test_colour_sink_shows_true_colours(tiny_ckpt, tmp_path):
+def test_colour_sink_shows_true_colours_from_three_heads(tiny_ckpt, tmp_path):
     out = tmp_path / "c.mp4"
-    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--heads", "0,1,2", "--color",
-                 "--steps", "200", *SMALL]) == 0  # three heads of d_head 16 fill n_embd 64: no head space
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--heads", "2,0,1", "--color",
+                 "--side-by-side", "--steps", "200", *SMALL]) == 0  # three heads of d_head 16 fill n_embd 64: no head space
     shown, metrics = rendered(tmp_path / "c.work", colour=True)  # [3, 3, T, T]
+    assert metrics["heads"] == [2, 0, 1] and np.asarray(metrics["per_frame_head_loss"]).shape == (3, 3)
+    frame = iio.imread(tmp_path / "c.work" / "frames" / "frame_000000.png")
+    assert frame.shape == (16, 16, 3) and len(np.unique(frame.reshape(-1, 3), axis=0)) > 10  # not gray
+    reader = imageio_ffmpeg.read_frames(str(out))
+    assert next(reader)["size"] == (32, 16)  # target | attention map, each 16 x 16
+    reader.close()
     targets = np.moveaxis(read_clip("demo", size=16, max_frames=3, colour=True).frames, -1, 1)
     tri = np.tri(16, dtype=bool)
     assert_same_fidelity(shown, targets, tri, metrics["per_frame_psnr"])
@@ -103,3 +131,21 @@ def test_the_readme_lines_on_the_sink(tiny_ckpt, rng):
     np.testing.assert_allclose(v, np.clip(enc.Z(T) * a[1:, 1:] - enc.black, 0, 1) * np.tri(T), atol=1e-6)
     assert np.isfinite(bj.frame_loss(bj.head_logits(x, w), d, mask))
     assert bj.Settings().encoding(True) == enc and bj.Settings(display="zscore").encoding(True) == bj.ZScore()
+
+
+@pytest.fixture
+def absurd_lr(monkeypatch):
+    monkeypatch.setitem(LIMITS, "lr", 1e40)  # every command and Settings.check refuse such rates
+
+
+def test_render_lists_retried_and_failed_frames(tiny_ckpt, tmp_path, absurd_lr):
+    settings = Settings(steps=40, seeds=2, lr=1e38, lr_min=0)
+    job = Job(input="demo", output=str(tmp_path / "nan.mp4"), model=str(tiny_ckpt), size=16, max_frames=2,
+              settings=settings)
+    messages = []
+    metrics = render(job, log=messages.append, progress=False)
+    assert metrics["retried_frames"] == [0, 1] and metrics["failed_frames"] == [0, 1]
+    assert any("frames [0, 1] non-finite again, shown from its best finite state" in m for m in messages)
+    assert np.isfinite(metrics["per_frame_loss"]).all()
+    with pytest.raises(BadInputError, match="lr must be at most 1e"):
+        render(dataclasses.replace(job, settings=dataclasses.replace(settings, lr=1e41)))
