@@ -2,52 +2,95 @@
 
 The reference's post-softmax rows hover near 1/(i+1), so each row is z-scored to show its relative
 pattern, outliers are clipped at the 1st/99th percentiles, and a small blur hides the horizontal
-streaks the per-row normalisation leaves. Purely visual: nothing here feeds the optimisation.
-Which picture a map gets is the encoding's choice (`encoding.py`); this module draws them.
+streaks the per-row normalisation leaves. Nothing here feeds the optimisation, but the pictures are
+jax.numpy (the blur is scipy.ndimage's, written out), so a pixel-space loss can jit and differentiate
+through them. Which picture a map gets is the encoding's choice (`encoding.py`); this module draws them;
+the colours (`colourise`, `to_rgb`, `gray_of`) are NumPy, for the PNGs.
 """
+import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from badapple_jax.errors import BadInputError
 
 STD_FLOOR = 1e-10  # rows flatter than this (and row 0, a single entry) stay 0
 PERCENTILES = (1.0, 99.0)
 SIGMA = 1.5  # blur in pixels, image axes only
+TRUNCATE = 4.0  # scipy.ndimage.gaussian_filter's default: the kernel reaches int(4 sigma + 0.5) = 6 pixels
 BLOCK = 64  # frames per block
 
 
-def normalise_display(a: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
+def normalise_display(a, region=None) -> jax.Array:
     """[..., T, T] attention maps (post-softmax) -> [..., T, T] float32 in [0, 1], zero outside `region`
-    ([T, T] bool, the entries each row may see; default the causal triangle j <= i)."""
-    a = np.asarray(a)
+    ([T, T] bool, the entries each row may see; default the causal triangle j <= i). jax.numpy throughout:
+    `jax.jit` and `jax.grad` go through it."""
+    a = jnp.asarray(a, jnp.float32)
     T = a.shape[-1]
-    mask = np.tri(T, dtype=bool) if region is None else region
-    frames = a.reshape(-1, T, T)  # [N, T, T]
-    # Blocks of frames keep the float64 temporaries small when a whole video comes at once.
-    blocks = [_normalise_block(frames[s:s + BLOCK], mask) for s in range(0, len(frames), BLOCK)]
-    return np.concatenate(blocks or [np.zeros((0, T, T), np.float32)]).reshape(a.shape)
+    mask = jnp.tri(T, dtype=bool) if region is None else jnp.asarray(region, bool)
+    return _normalise_frames(a.reshape(-1, T, T), mask).reshape(a.shape)
 
 
-def _normalise_block(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """[N, T, T] -> [N, T, T] float32: steps 1-4 of SPEC section 7 over `mask` [T, T]."""
-    a = a.astype(np.float64)
-    counts = mask.sum(axis=-1, keepdims=True)  # [T, 1]
+@jax.jit
+def _normalise_frames(a, mask):  # [N, T, T], [T, T] bool -> [N, T, T]
+    # Blocks of frames keep the temporaries small when a whole video comes at once.
+    return jax.lax.map(lambda m: normalise_map(m, mask), a, batch_size=BLOCK)
 
-    # 1. z-score each row over its causal entries (population std, numpy's default).
-    mean = np.where(mask, a, 0.0).sum(-1, keepdims=True) / counts
-    centred = np.where(mask, a - mean, 0.0)
-    std = np.sqrt((centred**2).sum(-1, keepdims=True) / counts)  # [N, T, 1]
-    z = np.divide(centred, std, out=np.zeros_like(centred), where=std >= STD_FLOOR)
 
-    # 2. clip each frame to the percentiles of its causal entries, rescale to [0, 1].
-    lo, hi = np.percentile(z[:, mask], PERCENTILES, axis=1)[:, :, None, None]  # [N, 1, 1] each
+def normalise_map(a, mask):  # [T, T] map, [T, T] bool -> [T, T] float32: steps 1-4 of SPEC section 7
+    v = clip_percentiles(zscore_rows(a, mask), mask)
+    # 3. blur, 4. keep the visible entries. The clip absorbs float rounding of the blur.
+    return jnp.clip(jnp.where(mask, blur(v), 0.0), 0.0, 1.0)
+
+
+def zscore_rows(a, mask):  # [..., T, T], [T, T] bool -> [..., T, T]: 1. each row z-scored over its entries
+    """(a - mean) / std over each row's `mask` entries (population std, NumPy's default); rows whose std is below
+    STD_FLOOR, and every entry outside the mask, are 0."""
+    counts = jnp.maximum(mask.sum(-1, keepdims=True), 1)  # [T, 1]
+    # Shifted by the row's largest entry first: a flat row stays exactly flat in float32, where its rounded
+    # mean would leave noise for the division to blow up (float64 hid this before).
+    top = jnp.max(jnp.where(mask, a, -jnp.inf), axis=-1, keepdims=True)
+    shifted = jnp.where(mask, a - top, 0.0)
+    centred = jnp.where(mask, shifted - shifted.sum(-1, keepdims=True) / counts, 0.0)
+    var = jnp.sum(centred**2, axis=-1, keepdims=True) / counts
+    flat = var < STD_FLOOR**2
+    return jnp.where(flat, 0.0, centred / jnp.sqrt(jnp.where(flat, 1.0, var)))  # no 0 / 0 for the gradient either
+
+
+def clip_percentiles(z, mask):  # [T, T], [T, T] bool -> [T, T]: 2. clipped to the map's percentiles, to [0, 1]
+    """z clipped to the PERCENTILES of its `mask` entries (NumPy's linear interpolation) and rescaled to [0, 1];
+    every entry is rescaled (those outside the mask still feed the blur). A map of one value gives 0."""
+    lo, hi = jnp.nanpercentile(jnp.where(mask, z, jnp.nan), jnp.array(PERCENTILES))
     span = hi - lo
-    v = np.divide(np.clip(z, lo, hi) - lo, span, out=np.zeros_like(z), where=span > 0)
+    return jnp.where(span > 0, (jnp.clip(z, lo, hi) - lo) / jnp.where(span > 0, span, 1.0), 0.0)
 
-    # 3. blur within each frame; 4. keep the visible entries. The clip absorbs float rounding of the blur.
-    v = gaussian_filter(v, sigma=(0, SIGMA, SIGMA))
-    return np.clip(np.where(mask, v, 0.0), 0.0, 1.0).astype(np.float32)
+
+def gaussian_kernel(sigma: float = SIGMA, truncate: float = TRUNCATE) -> np.ndarray:  # -> [2 r + 1] float64
+    """scipy.ndimage's Gaussian: exp(-x^2 / (2 sigma^2)) for |x| <= r = int(truncate sigma + 0.5), summing to 1."""
+    r = int(truncate * sigma + 0.5)
+    x = np.arange(-r, r + 1)
+    phi = np.exp(-0.5 / sigma**2 * x**2)
+    return phi / phi.sum()
+
+
+def blur_matrix(T: int, sigma: float = SIGMA) -> np.ndarray:  # -> [T, T] float64, row i: the weights pixel i takes
+    """scipy.ndimage.gaussian_filter1d(mode="reflect") over T pixels as a matrix: the kernel centred on each pixel
+    over the signal mirrored at each edge, the edge pixel repeated (NumPy's "symmetric" padding), folded back
+    onto the pixels it copies."""
+    k = gaussian_kernel(sigma)
+    r = len(k) // 2
+    source = np.pad(np.arange(T), r, mode="symmetric")  # [T + 2 r]: the pixel each padded position copies
+    B = np.zeros((T, T))
+    for i in range(T):
+        np.add.at(B[i], source[i:i + 2 * r + 1], k)
+    return B
+
+
+def blur(v, sigma: float = SIGMA):  # [..., H, W] -> [..., H, W]
+    """Gaussian blur of the last two axes as scipy.ndimage.gaussian_filter(v, (0, sigma, sigma)) draws it: the
+    separable 1-D filter along each axis, B_H v B_W^T, in full float32 (no TF32 on a GPU)."""
+    rows, cols = (jnp.asarray(blur_matrix(n, sigma), jnp.float32) for n in v.shape[-2:])
+    return jnp.matmul(jnp.matmul(rows, v, precision="highest"), cols.T, precision="highest")
 
 
 def colourise(v: np.ndarray, cmap: str = "magma") -> np.ndarray:
@@ -59,14 +102,14 @@ def colourise(v: np.ndarray, cmap: str = "magma") -> np.ndarray:
     return lut[index]
 
 
-def stitch_full(v: np.ndarray) -> np.ndarray:
+def stitch_full(v) -> jax.Array:
     """[..., 2, T, T] pictures of a frame's map and of its transpose's map -> [..., T, T] whole frame.
 
     The second map shows the transposed target in its lower triangle: transposed back it fills j > i.
     The diagonal always comes from the first (the frame's own causal map)."""
-    T = v.shape[-1]
-    upper = np.triu(np.ones((T, T), dtype=bool), 1)
-    return np.where(upper, np.swapaxes(v[..., 1, :, :], -1, -2), v[..., 0, :, :])
+    v = jnp.asarray(v)
+    upper = jnp.triu(jnp.ones(v.shape[-2:], dtype=bool), 1)
+    return jnp.where(upper, jnp.swapaxes(v[..., 1, :, :], -1, -2), v[..., 0, :, :])
 
 
 def to_rgb(v: np.ndarray, colour: bool = False) -> np.ndarray:

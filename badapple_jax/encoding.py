@@ -7,7 +7,7 @@ The pipeline asks one object, never the variant's name:
     region(T)    [T, T] bool: the pixels the picture shows (fidelity is measured there)
     target(f)    [..., T, T] frames in [0, 1] -> [..., L, L] desired attention distributions
     desired(f)   -> [..., L, L] desired logits: log(target) centred per row over the mask
-    picture(a)   [..., L, L] attention maps -> [..., T, T] gray frames in [0, 1] (host, NumPy)
+    picture(a)   [..., L, L] attention maps -> [..., T, T] gray frames in [0, 1] (jax.numpy: jit, grad)
     constants(T) the documented constants a run used, for metrics.json
     views        embeddings per frame: 1, or 2 for `Full` (a frame and its transpose)
 
@@ -20,6 +20,8 @@ upper triangle. `causal` is the model's: a causal head sees j <= i, an encoder h
 import dataclasses
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from badapple_jax.display import normalise_display, stitch_full
@@ -78,8 +80,10 @@ class ZScore:
     def desired(self, f):
         return centred_log(self.target(f), self.mask(np.shape(f)[-1]))  # target checked f
 
-    def picture(self, a) -> np.ndarray:
-        return normalise_display(a, self.region(a.shape[-1]))
+    def picture(self, a) -> jax.Array:
+        """[..., T, T] attention maps -> [..., T, T] float32 in [0, 1]: each row z-scored, the map clipped to
+        its 1st-99th percentiles and blurred (SPEC 7, `display.normalise_display`); 0 outside `region`."""
+        return normalise_display(a, self.region(np.shape(a)[-1]))
 
     def constants(self, T: int) -> dict:
         return {}
@@ -108,31 +112,44 @@ class Sink:
     def tokens(self, T: int) -> int:
         return T + 1
 
-    def mask(self, T: int) -> np.ndarray:  # display rows, over the sink and the pixels they may see
+    def mask(self, T: int) -> np.ndarray:
+        """[T + 1, T + 1] bool: the (row, column) entries targets and loss count: display rows 1..T over the
+        sink (column 0) and the pixels they may see; the sink's own row 0 is not counted."""
         m = np.zeros((T + 1, T + 1), bool)
         m[1:, 0] = True
         m[1:, 1:] = visible(T, self.causal)
         return m
 
     def region(self, T: int) -> np.ndarray:
+        """[T, T] bool: the pixels the picture shows, j <= i for a causal head, all for an encoder's."""
         return visible(T, self.causal)
 
     def target(self, f):
+        """[..., T, T] frames in [0, 1] -> [..., T + 1, T + 1] desired attention: pixel (i, j) gets (f + b) / Z of
+        row i + 1, the sink the rest; rows and columns outside `mask` 0."""
         f = frame_values(f)
         T = f.shape[-1]
         return sink_target(f, self.region(T), self.Z(T), self.black)
 
     def desired(self, f):
+        """[..., T, T] frames -> [..., T + 1, T + 1] desired logits d: log(target), centred per row over `mask`
+        (0 elsewhere), the logits the loss pulls the head's scores towards (SPEC 5)."""
         return centred_log(self.target(f), self.mask(np.shape(f)[-1]))  # target checked f
 
-    def picture(self, a) -> np.ndarray:
-        a = np.asarray(a)
-        T = a.shape[-1] - 1
-        v = np.float32(self.Z(T)) * a[..., 1:, 1:] - np.float32(self.black)
-        return np.where(self.region(T), np.clip(v, 0.0, 1.0), 0.0).astype(np.float32)
+    def picture(self, a) -> jax.Array:
+        """[..., T + 1, T + 1] attention maps -> [..., T, T] float32 in [0, 1]: clip(Z a[1:, 1:] - b, 0, 1), the
+        frame at its true brightness, 0 outside `region`. Z and b may be traced (jit, grad)."""
+        T = np.shape(a)[-1] - 1
+        return _sink_picture(jnp.asarray(a, jnp.float32), jnp.asarray(self.Z(T), jnp.float32),
+                             jnp.asarray(self.black, jnp.float32), self.region(T))
 
     def constants(self, T: int) -> dict:
         return {"sink_z": self.Z(T), "sink_black": self.black}
+
+
+@jax.jit  # one program per shape, never per Z or b
+def _sink_picture(a, Z, black, region):  # [..., T + 1, T + 1], scalars, [T, T] bool -> [..., T, T]
+    return jnp.where(region, jnp.clip(Z * a[..., 1:, 1:] - black, 0.0, 1.0), 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,9 +179,9 @@ class Full:
     def desired(self, f):
         return self.inner.desired(f)
 
-    def picture(self, a) -> np.ndarray:  # [N, 2, ..., L, L] -> [N, ..., T, T]
+    def picture(self, a) -> jax.Array:  # [N, 2, ..., L, L] -> [N, ..., T, T]
         """Each view pictured in its own orientation; the diagonal comes from the frame's own view."""
-        return stitch_full(self.inner.picture(np.moveaxis(np.asarray(a), 1, -3)))
+        return stitch_full(self.inner.picture(jnp.moveaxis(jnp.asarray(a), 1, -3)))
 
     def constants(self, T: int) -> dict:
         return self.inner.constants(T)

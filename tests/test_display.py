@@ -102,7 +102,7 @@ def test_a_frame_equal_to_its_transpose_gives_two_equal_halves(rng):
 
 
 def test_stitching_takes_the_diagonal_from_the_lower_half_and_transposes_the_upper(rng):
-    v = rng.random((2, 12, 12))
+    v = rng.random((2, 12, 12)).astype(np.float32)  # pictures are float32
     full = stitch_full(v)
     i, j = np.tril_indices(12)
     np.testing.assert_array_equal(full[i, j], v[0][i, j])  # lower triangle and diagonal: the frame's own map
