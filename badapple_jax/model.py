@@ -54,13 +54,25 @@ class LayerWeights:
 
 @flax.struct.dataclass
 class HeadWeights:
-    pos: jax.Array  # [n_positions, n_embd]
-    ln_g: jax.Array  # [n_embd]
-    ln_b: jax.Array  # [n_embd]
-    w_q: jax.Array  # [n_embd, d_head]
-    b_q: jax.Array  # [d_head]
-    w_k: jax.Array  # [n_embd, d_head]
-    b_k: jax.Array  # [d_head]
+    """One head's part of its layer, all `kernel.py` needs for A = (h W_q + b_q)(h W_k + b_k)^T / sqrt(d_head),
+    with h = LayerNorm(u; ln_g, ln_b) and u = X + pos[:T] carried through `blocks`:
+
+        pos         [n_positions, n_embd]  added to X (GPT-2: wpe; BERT: position + token type 0)
+        ln_g, ln_b  [n_embd]               the LayerNorm the head reads through (GPT-2: the layer's ln_1)
+        w_q, w_k    [n_embd, d_head]       the head's query and key columns of the layer's w_qk
+        b_q, b_k    [d_head]
+        blocks      the blocks below the head's layer, as the family's `block` takes them (none at layer 0)
+        config      the model's ModelConfig (static)
+
+    `pick_head` makes one; `pick_heads` stacks H heads (a colour group) on a leading axis of every array."""
+
+    pos: jax.Array
+    ln_g: jax.Array
+    ln_b: jax.Array
+    w_q: jax.Array
+    b_q: jax.Array
+    w_k: jax.Array
+    b_k: jax.Array
     blocks: tuple
     config: ModelConfig = flax.struct.field(pytree_node=False)
 
