@@ -49,7 +49,17 @@ NUMBERS = ("lr", "lr_min", "b2", "init_scale", "sink_z", "sink_black")
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Optimiser settings; the defaults are the reference's. A pytree whose leaves are the numbers (`NUMBERS`);
-    the other fields, the step plan, are static: pass it to `jax.jit` as an ordinary argument."""
+    the other fields, the step plan, are static: pass it to `jax.jit` as an ordinary argument.
+
+        steps, seeds          Adam steps per frame (a quarter explore each start), random starts per frame
+        lr, lr_min, b2        each cosine cycle's peak and final learning rate; Adam's beta2
+        schedule              "restarts" (warm restarts) or "cosine" (one cycle) per phase
+        init_scale            the random starts: X0 ~ N(0, 1) * init_scale
+        seed_select           "frame": each frame keeps its best start; "chunk": one for the chunk (reference)
+        solver, warm_start    "embedding" optimises X; "headspace" z, lifted to X (warm_start: start 0 by SVD)
+        precision             GPU matmuls: fp32, tf32 or bf16
+        display, mode, sink_z, sink_black: the encoding, `encoding(causal)` (sink or zscore, causal or full,
+                              the sink's Z / T and black level b)"""
 
     steps: int = 1500  # Adam steps per frame: explore = steps // 4 per seed, refine = the rest
     seeds: int = 3  # random starts explored per frame
@@ -157,7 +167,20 @@ def preset_settings(name: str | None = None, layer: int = 0, **options) -> Setti
 class ChunkResult:
     """What `optimize_chunk` returns for B frames (full mode adds a view axis after B, colour a head axis H).
     `loss` is the one to quote: the loss of the saved embedding, which anyone recomputes from `x` (SPEC 5);
-    `last_step_loss` is the value the reference reports, taken inside its last Adam step."""
+    `last_step_loss` is the value the reference reports, taken inside its last Adam step.
+
+    L = encoding.tokens(T) tokens, E = n_embd, S = settings.seeds starts:
+        x [B, L, E]                    the final embeddings X (a head-space solver's z lifted to X)
+        attention [B, (H,) L, L]       softmax(A) of x through the ordinary kernel
+        loss, last_step_loss [B]       as above; head_loss [B, H] is `loss` per head
+        space_loss [B]                 the loss in the solver's own parameters (= loss for X)
+        start [B] int                  which of the S starts was kept and refined
+        explore_loss [B, S]            each start's loss at its last explore step
+        explore_trace [B, explore, S], refine_trace [B, refine]: the loss at every step
+        retried, failed [B] bool       the non-finite guard's: redone once; non-finite again
+        picture [B, (H,) T, T]         what the display shows, in [0, 1] (`encoding.picture`)
+        psnr, ssim [B]                 the picture against its frame, over the shown region
+    The last five are set on the host (`chunks.run_chunk`, `finish_chunk`): None from the compiled program."""
 
     x: jax.Array  # [B, L, E] final embeddings (lifted from head space by that solver); L = encoding.tokens(T)
     attention: jax.Array  # [B, (H,) L, L] attention maps of the final embeddings, through the ordinary kernel
@@ -260,7 +283,11 @@ def select_start(explore_loss, valid, how: str):  # [S, B], [B] bool -> [B] int
 def multi_start(w: HeadWeights, space: HeadSpace | None, d, mask, p0, valid, settings: Settings,
                 keep_best: bool = False) -> ChunkResult:
     """Explore every start in `p0` [S, B, L, P] against desired logits `d` [B, (H,) L, L] over `mask` [L, L],
-    keep the best, refine. S is `settings.seeds`.
+    keep the best, refine. S is `settings.seeds`. `valid` [B] bool marks the chunk's real frames against its
+    padding: only they count when `settings.seed_select` is "chunk" (one start for all, by their mean loss).
+    The result's `picture`, `psnr` and `ssim` stay None: `d` carries neither the frames nor their encoding.
+    Draw them as `chunks.finish_chunk` does: `picture = encoding.picture(result.attention)`, then
+    `psnr(picture, frames, encoding.region(T))`.
 
     `space` None optimises X itself (P = n_embd); a HeadSpace optimises z (P = 2 d_head) and lifts it.
     `keep_best` (the non-finite guard's retry) ends each phase at its best finite parameters."""
