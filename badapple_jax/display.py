@@ -7,9 +7,10 @@ jax.numpy (the blur is scipy.ndimage's, written out), so a pixel-space loss can 
 through them. Which picture a map gets is the encoding's choice (`encoding.py`); this module draws them;
 the colours (`colourise`, `to_rgb`, `gray_of`) are NumPy, for the PNGs.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 
 from badapple_jax.errors import BadInputError
@@ -93,12 +94,21 @@ def blur(v, sigma: float = SIGMA):  # [..., H, W] -> [..., H, W]
     return jnp.matmul(jnp.matmul(rows, v, precision="highest"), cols.T, precision="highest")
 
 
+@functools.cache
+def lookup_table(cmap: str = "magma") -> np.ndarray:  # -> [N_colours, 3] uint8
+    """A matplotlib colormap's colours, imported here and not at the top: the pictures' maths (and the jitted core
+    that imports them) need no drawing library."""
+    from matplotlib import colormaps
+
+    colormap = colormaps[cmap]
+    return colormap(np.arange(colormap.N), bytes=True)[:, :3]
+
+
 def colourise(v: np.ndarray, cmap: str = "magma") -> np.ndarray:
     """[..., T, T] in [0, 1] -> [..., T, T, 3] uint8 through a matplotlib colormap's lookup table."""
-    colormap = matplotlib.colormaps[cmap]
-    lut = colormap(np.arange(colormap.N), bytes=True)[:, :3]  # [N_colours, 3] uint8
+    lut = lookup_table(cmap)
     # Same binning as matplotlib's own float lookup: floor(v * N), 1.0 in the last bin.
-    index = np.clip((np.asarray(v, np.float32) * colormap.N).astype(np.int32), 0, colormap.N - 1)
+    index = np.clip((np.asarray(v, np.float32) * len(lut)).astype(np.int32), 0, len(lut) - 1)
     return lut[index]
 
 
@@ -125,12 +135,11 @@ def gray_of(rgb: np.ndarray, colour: bool = False) -> np.ndarray:
         raise BadInputError(f"frames must be uint8 colours [..., T, T, 3], got {rgb.dtype} {rgb.shape}.")
     if colour:
         return np.moveaxis(rgb, -1, -3).astype(np.float32) / 255
-    colormap = matplotlib.colormaps["magma"]
-    lut = colormap(np.arange(colormap.N), bytes=True)[:, :3].astype(np.int64)  # [N_colours, 3]
+    lut = lookup_table("magma").astype(np.int64)  # [N_colours, 3]
     code = lambda c: (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]  # noqa: E731
     order = np.argsort(code(lut))
     keys = code(np.asarray(rgb, np.int64))
     at = np.clip(np.searchsorted(code(lut)[order], keys), 0, len(lut) - 1)
     if not np.all(code(lut)[order][at] == keys):
         raise BadInputError("frames hold colours outside the magma colormap: not a picture this project drew.")
-    return ((order[at] + 0.5) / colormap.N).astype(np.float32)
+    return ((order[at] + 0.5) / len(lut)).astype(np.float32)

@@ -24,6 +24,13 @@ print("untouched")
 """
 
 
+def test_the_jitted_core_imports_no_drawing_library():
+    probe = ("import sys, badapple_jax.optimize, badapple_jax.chunks, badapple_jax.encoding; "
+             "print('matplotlib' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "False", done.stderr
+
+
 def test_importing_and_using_the_library_leaves_the_process_as_it_was(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     done = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "v.mp4")], env=env,
