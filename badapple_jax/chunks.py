@@ -30,10 +30,10 @@ from tqdm.auto import tqdm
 
 from badapple_jax import fidelity
 from badapple_jax.errors import BadInputError, OptionError
-from badapple_jax.headspace import HeadSpace, head_space
 from badapple_jax.model import HeadWeights, is_int
 from badapple_jax.optimize import (NUMBERS, PRECISIONS, RETRY, ChunkResult, Settings, checked_frames, group_of,
                                    optimize_chunk_jit, traced_numbers)
+from badapple_jax.solver import Solver, make_solver
 
 MEMORY_MARGIN = 0.7  # use at most this share of the free device memory
 MAX_AUTO_CHUNK = {"cpu": 16, "gpu": 1024}  # CPU: caches favour small chunks (benchmarks/RESULTS.md)
@@ -51,12 +51,12 @@ class Program:
 
     compiled: Any  # jax.stages.Compiled
     w: HeadWeights
-    space: HeadSpace | None
+    solver: Solver  # settings.solver's, for these weights (solver.make_solver)
     chunk_size: int  # frames per call
     settings: Settings
 
     def __call__(self, frames, frame_index, valid, seed) -> ChunkResult:
-        return self.compiled(self.w, self.space, frames, frame_index, valid, seed, traced_numbers(self.settings))
+        return self.compiled(self.w, self.solver, frames, frame_index, valid, seed, traced_numbers(self.settings))
 
     def with_settings(self, settings: Settings) -> "Program":
         """The same program run with other numbers (lr, b2, ...): refused where the step plan differs."""
@@ -86,8 +86,7 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     mesh = mesh or frame_mesh()
     t0 = time.perf_counter()
     split, whole = NamedSharding(mesh, PartitionSpec("frames")), NamedSharding(mesh, PartitionSpec())
-    space = head_space(w) if settings.solver == "headspace" else None
-    w, space = jax.device_put((w, space), whole)
+    w, solver = jax.device_put((w, make_solver(settings.solver, w)), whole)
     channels = group_of(w)  # a group of heads: one target channel each
     shapes = (
         jax.ShapeDtypeStruct((chunk_size, *channels, T, T), jnp.float32, sharding=split),
@@ -96,17 +95,17 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
         jax.ShapeDtypeStruct((), jnp.int32, sharding=whole),
         jax.tree.map(lambda _: jax.ShapeDtypeStruct((), jnp.float32, sharding=whole), settings),
     )
-    weights = jax.tree.map(lambda a: (a.shape, a.dtype), (w, space))  # their config is in the tree's structure
+    weights = jax.tree.map(lambda a: (a.shape, a.dtype), (w, solver))  # their config is in the tree's structure
     key = (jax.tree.structure(settings), jax.tree.structure(weights), tuple(jax.tree.leaves(weights)), T, chunk_size,
            mesh, keep_best)
     compiled = _programs.pop(key, None)
     if compiled is None:
         with jax.default_matmul_precision(PRECISIONS[settings.precision]):
-            compiled = optimize_chunk_jit.lower(w, space, *shapes, keep_best=keep_best).compile()
+            compiled = optimize_chunk_jit.lower(w, solver, *shapes, keep_best=keep_best).compile()
     _programs[key] = compiled
     while len(_programs) > PROGRAMS_KEPT:
         _programs.popitem(last=False)
-    return Program(compiled, w, space, chunk_size, settings), time.perf_counter() - t0
+    return Program(compiled, w, solver, chunk_size, settings), time.perf_counter() - t0
 
 
 def needed_bytes(program: Program) -> int:
@@ -143,7 +142,7 @@ def auto_program(w: HeadWeights, T: int, n_frames: int, settings: Settings, mesh
     budget, needed = MEMORY_MARGIN * free_bytes_per_device(mesh), needed_bytes(program)
     if needed <= budget or chunk == n:
         return program
-    fixed = sum(a.nbytes for a in jax.tree.leaves((program.w, program.space)))  # the weights, on every device
+    fixed = sum(a.nbytes for a in jax.tree.leaves((program.w, program.solver)))  # the weights, on every device
     per_frame = max((needed - fixed) / (chunk // n), 1)
     return compile_chunk(w, T, auto_chunk_size(n_frames, mesh, int((budget - fixed) // per_frame)), settings, mesh)[0]
 
@@ -177,18 +176,6 @@ def finite_frames(result: ChunkResult) -> np.ndarray:  # -> [B] bool
             & np.isfinite(result.attention.reshape(B, -1)).all(1))
 
 
-LIFT_RTOL, LIFT_ATOL = 1e-4, 1e-6  # the floor: float32 logits of O(10) leave ~1e-7 noise in a loss
-
-
-def check_lift(result: ChunkResult, index: np.ndarray) -> None:
-    """The lifted X must show the head what z did: the same loss through the ordinary kernel."""
-    bad = np.abs(result.loss - result.space_loss) > LIFT_RTOL * result.space_loss + LIFT_ATOL
-    if np.any(bad):
-        where = tuple(np.argwhere(bad)[0])  # (frame,) or (frame, view)
-        raise RuntimeError(f"head-space lift failed at frame {index[where[0]]}: loss {result.space_loss[where]:.6g} "
-                           f"in head space but {result.loss[where]:.6g} through the kernel (please report this)")
-
-
 def run_chunk(program: Program, frames: np.ndarray, index: np.ndarray, seed: int, mesh: Mesh,
               retry=None) -> ChunkResult:
     """Optimise frames[index] (at most one chunk) -> result on the host, padding removed, with the
@@ -206,10 +193,9 @@ def run_chunk(program: Program, frames: np.ndarray, index: np.ndarray, seed: int
 
 
 def finish_chunk(program: Program, result: ChunkResult, frames: np.ndarray, index: np.ndarray) -> ChunkResult:
-    """The host's part of a chunk, done while the next one computes: the lift checked, and `picture`, `psnr`
-    and `ssim` filled in."""
-    if program.space is not None:
-        check_lift(result, index)
+    """The host's part of a chunk, done while the next one computes: the solver's check (head space: the lift),
+    and `picture`, `psnr` and `ssim` filled in."""
+    program.solver.check(result, index)
     attention, picture, psnr, ssim = shown(result.attention, frames[index],
                                            program.settings.encoding(program.w.config.causal))
     return result.replace(attention=attention, picture=picture, psnr=psnr, ssim=ssim)

@@ -25,11 +25,14 @@ from badapple_jax.model import HeadWeights, ModelConfig
 
 LAYER0_ONLY = ("`solver` headspace works at layer 0 only (above it the heads read the stream after whole "
                "blocks, not X + pos); use `solver` embedding for `layer` > 0.")
+LIFT_RTOL, LIFT_ATOL = 1e-4, 1e-6  # the lift check's floor: float32 logits of O(10) leave ~1e-7 noise in a loss
 LIFT_SCALE = 100.0  # |u| per coordinate after the lift: LayerNorm's eps then changes n by ~eps / scale^2 / 2
 
 
 @flax.struct.dataclass
 class HeadSpace:
+    """The head-space solver (`solver.py`): z, 2 d_head numbers per row (per head of a group), lifted to X."""
+
     U: jax.Array  # [n_embd, 2 d_head H] orthonormal columns spanning Mc (zero where S = 0): n -> z = n U
     SVt: jax.Array  # [2 d_head H, 2 d_head H] S V^T: z -> y = [q k] - c
     c: jax.Array  # [2 d_head H]
@@ -37,6 +40,29 @@ class HeadSpace:
     pos: jax.Array  # [n_positions, n_embd]
     config: ModelConfig = flax.struct.field(pytree_node=False)
     heads: int = flax.struct.field(pytree_node=False, default=0)  # 0: one head; H: a group sharing z (colour)
+
+    def width(self, w) -> int:  # P: 2 d_head per head
+        return self.U.shape[1]
+
+    def init(self, x0, d, warm_start: bool = False):  # [S, B, L, E], [B, L, L] -> [S, B, L, P]
+        """The z each random start X shows the head; `warm_start` replaces start 0 by `svd_start`."""
+        p0 = jax.vmap(jax.vmap(to_head_space, in_axes=(0, None)), in_axes=(0, None))(x0, self)
+        return p0.at[0].set(jax.vmap(svd_start, in_axes=(0, None))(d, self)) if warm_start else p0
+
+    def logits(self, p, w):  # [L, P] -> [(H,) L, L]
+        return headspace_logits(p, self)
+
+    def to_x(self, p):  # [L, P] -> [L, E]
+        return lift(p, self)
+
+    def check(self, result, index) -> None:
+        """The lifted X must show the head what z did: the same loss through the ordinary kernel (on the host:
+        `result` a ChunkResult of the frames at `index`)."""
+        bad = np.abs(result.loss - result.space_loss) > LIFT_RTOL * result.space_loss + LIFT_ATOL
+        if np.any(bad):
+            where = tuple(np.argwhere(bad)[0])  # (frame,) or (frame, view)
+            raise RuntimeError(f"head-space lift failed at frame {index[where[0]]}: loss {result.space_loss[where]:.6g} "
+                               f"in head space but {result.loss[where]:.6g} through the kernel (please report this)")
 
 
 def head_space(w: HeadWeights) -> HeadSpace:
@@ -111,3 +137,13 @@ def to_head_space(x, hs: HeadSpace):  # [T, n_embd] -> [T, 2D]: the z an embeddi
     u = u - jnp.mean(u, axis=-1, keepdims=True)
     n = u * jax.lax.rsqrt(jnp.mean(u * u, axis=-1, keepdims=True) + hs.config.eps)
     return n @ hs.U
+
+
+def svd_start(d, space: HeadSpace):  # [L, L] desired logits -> [L, 2D] head-space start
+    """q k^T / sqrt(D) = the best rank-D approximation of d, made reachable: q = U_D (s sqrt(D))^1/2,
+    k = V_D (s sqrt(D))^1/2, then z solves z S V^T = [q k] - c and rows outside the ball are clipped."""
+    D = space.SVt.shape[0] // 2
+    U, s, Vt = jnp.linalg.svd(d)
+    root = jnp.sqrt(s[:D] * jnp.sqrt(D))
+    y = jnp.concatenate([U[:, :D] * root, Vt[:D].T * root], axis=1) - space.c
+    return y @ jnp.linalg.pinv(space.SVt)

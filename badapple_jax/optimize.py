@@ -3,9 +3,9 @@
 For every frame: `seeds` random starts explored for steps // 4 Adam steps each, the best start kept,
 then refined for the remaining steps with a fresh Adam and schedule (the one-cycle schedule runs one
 start's steps as one phase: there is nothing to choose). Frames and seeds are vmapped
-and the steps run in `lax.scan`. Two parameterisations share all of it: the embedding X itself
-(`solver="embedding"`, the reference's method) or the head-space z of `headspace.py`, lifted to X
-at the end; either way the final X is checked through the ordinary kernel.
+and the steps run in `lax.scan`. The parameters are the solver's (`solver.py`): the embedding X itself
+(`Embedding`, the reference's method) or the head-space z of `headspace.py`, lifted to X at the end;
+either way the final X is checked through the ordinary kernel.
 
 Each frame's gradient is that of its own loss (the reference differentiates the chunk's MEAN loss,
 which scales gradients by 1/chunk; Adam is invariant to that scale except through its eps), so a
@@ -27,14 +27,13 @@ import optax
 
 from badapple_jax.encoding import SINK_BLACK, SINK_Z, check_sink, make_encoding
 from badapple_jax.errors import BadInputError, OptionError
-from badapple_jax.headspace import HeadSpace, headspace_logits, lift, to_head_space
-from badapple_jax.kernel import head_logits
+from badapple_jax.headspace import svd_start  # noqa: F401  (the API's name for it before solver.py)
 from badapple_jax.layers import masked_softmax
 from badapple_jax.loss import frame_loss
 from badapple_jax.model import HeadWeights, check_fields, is_int
+from badapple_jax.solver import SOLVERS, Embedding, Solver, as_solver  # noqa: F401  (SOLVERS: the API's)
 from badapple_jax.targets import check_on_mask, frame_values, traced
 
-SOLVERS = ("embedding", "headspace")
 SCHEDULES = ("restarts", "cosine")
 TRANSPOSED = 1 << 30  # frame-index offset that keys the starts of a frame's transposed copy
 RETRY = 1 << 29  # frame-index offset that keys the fresh starts of a frame retried after a non-finite loss
@@ -218,29 +217,20 @@ def phase_optimizer(settings: Settings, n_steps: int) -> optax.GradientTransform
     return optax.adam(schedule, b1=0.9, b2=settings.b2, eps=1e-8)
 
 
-def head_or_group_logits(p, head):  # [L, P] -> [L, L], or [H, L, L] for a group of heads sharing p
-    """Logits of the parameters `p`: an embedding through HeadWeights, or z through a HeadSpace."""
-    if isinstance(head, HeadSpace):
-        return headspace_logits(p, head)
-    if head.w_q.ndim == 3:  # heads stacked on a leading axis (colour): one embedding drives them all
-        return jax.vmap(head_logits, in_axes=(None, 0))(p, head)
-    return head_logits(p, head)
-
-
-def head_losses(p, head, d, mask):  # [B, L, P], [B, (H,) L, L], [L, L] -> [B, H]: each head's loss (H = 1 for one)
-    losses = frame_loss(jax.vmap(head_or_group_logits, in_axes=(0, None))(p, head), d, mask)
+def head_losses(p, w, solver, d, mask):  # [B, L, P], [B, (H,) L, L], [L, L] -> [B, H]: each head's loss (H = 1 for one)
+    losses = frame_loss(jax.vmap(solver.logits, in_axes=(0, None))(p, w), d, mask)
     return losses if losses.ndim == 2 else losses[:, None]
 
 
-def frame_losses(p, head, d, mask):  # [..., B, L, P], [B, (H,) L, L] -> [..., B], the mean over heads
-    losses = lambda p: jnp.mean(head_losses(p, head, d, mask), axis=-1)  # noqa: E731
+def frame_losses(p, w, solver, d, mask):  # [..., B, L, P], [B, (H,) L, L] -> [..., B], the mean over heads
+    losses = lambda p: jnp.mean(head_losses(p, w, solver, d, mask), axis=-1)  # noqa: E731
     for _ in range(p.ndim - 3):  # seeds: vmapped, not reshaped, so a sharded frame axis stays whole
         losses = jax.vmap(losses)
     return losses(p)
 
 
-def adam_phase(p, head, d, mask, settings: Settings, n_steps: int, keep_best: bool = False):
-    """`n_steps` Adam updates of every frame's parameters from a fresh optimiser state
+def adam_phase(p, w, solver, d, mask, settings: Settings, n_steps: int, keep_best: bool = False):
+    """`n_steps` Adam updates of every frame's parameters (the solver's) from a fresh optimiser state
     ([..., B, L, P] -> same, loss trace [n_steps, ..., B]).
 
     `keep_best` returns each frame's lowest-loss finite parameters met on the way (the final ones
@@ -248,7 +238,7 @@ def adam_phase(p, head, d, mask, settings: Settings, n_steps: int, keep_best: bo
     opt = phase_optimizer(settings, n_steps)
 
     def total_loss(p):
-        losses = frame_losses(p, head, d, mask)
+        losses = frame_losses(p, w, solver, d, mask)
         return jnp.sum(losses), losses
 
     def keep(best, p, losses):  # (p, loss) of each frame's lowest finite loss so far
@@ -266,7 +256,7 @@ def adam_phase(p, head, d, mask, settings: Settings, n_steps: int, keep_best: bo
     best = (p, jnp.full(p.shape[:-2], jnp.inf)) if keep_best else None
     (p, _, best), trace = jax.lax.scan(step, (p, opt.init(p), best), length=n_steps)
     if keep_best:
-        p = keep(best, p, frame_losses(p, head, d, mask))[0]
+        p = keep(best, p, frame_losses(p, w, solver, d, mask))[0]
     return p, trace
 
 
@@ -280,7 +270,7 @@ def select_start(explore_loss, valid, how: str):  # [S, B], [B] bool -> [B] int
     return jnp.full(explore_loss.shape[1], jnp.argmin(chunk_mean))
 
 
-def multi_start(w: HeadWeights, space: HeadSpace | None, d, mask, p0, valid, settings: Settings,
+def multi_start(w: HeadWeights, solver: Solver | None, d, mask, p0, valid, settings: Settings,
                 keep_best: bool = False) -> ChunkResult:
     """Explore every start in `p0` [S, B, L, P] against desired logits `d` [B, (H,) L, L] over `mask` [L, L],
     keep the best, refine. S is `settings.seeds`. `valid` [B] bool marks the chunk's real frames against its
@@ -289,32 +279,32 @@ def multi_start(w: HeadWeights, space: HeadSpace | None, d, mask, p0, valid, set
     Draw them as `chunks.finish_chunk` does: `picture = encoding.picture(result.attention)`, then
     `psnr(picture, frames, encoding.region(T))`.
 
-    `space` None optimises X itself (P = n_embd); a HeadSpace optimises z (P = 2 d_head) and lifts it.
-    `keep_best` (the non-finite guard's retry) ends each phase at its best finite parameters."""
+    `solver` (`solver.py`; None: `Embedding()`) owns the parameters: X itself (P = n_embd), or a HeadSpace's z
+    (P = 2 d_head), lifted to X. `keep_best` (the non-finite guard's retry) ends each phase at its best finite
+    parameters."""
     settings.check()
     check_on_mask(mask, d=d)
+    solver = as_solver(solver)
     B, L = np.shape(d)[0], np.shape(mask)[0]
-    P = w.config.n_embd if space is None else space.U.shape[1]
     wanted = {"d": ("[B, (H,) L, L]", (B, *group_of(w), L, L), d),
-              "p0": ("[seeds, B, L, P]", (settings.seeds, B, L, P), p0), "valid": ("[B]", (B,), valid)}
+              "p0": ("[seeds, B, L, P]", (settings.seeds, B, L, solver.width(w)), p0), "valid": ("[B]", (B,), valid)}
     for name, (axes, shape, a) in wanted.items():
         if np.shape(a) != shape:
             raise BadInputError(f"{name} must be {axes} = {shape}, got shape {np.shape(a)}.")
-    head = w if space is None else space
     if settings.explore:
-        p, explore_trace = adam_phase(p0, head, d, mask, settings, settings.explore, keep_best)  # [explore, S, B]
-        explore_loss = frame_losses(p, head, d, mask) if keep_best else explore_trace[-1]  # [S, B]
+        p, explore_trace = adam_phase(p0, w, solver, d, mask, settings, settings.explore, keep_best)  # [explore, S, B]
+        explore_loss = frame_losses(p, w, solver, d, mask) if keep_best else explore_trace[-1]  # [S, B]
         start = select_start(explore_loss, valid, settings.seed_select)
         p = p[start, jnp.arange(B)]
     else:  # one start, nothing explored
         start, p = jnp.zeros(B, int), p0[0]
-    p, refine_trace = adam_phase(p, head, d, mask, settings, settings.refine, keep_best)
+    p, refine_trace = adam_phase(p, w, solver, d, mask, settings, settings.refine, keep_best)
     if not settings.explore:  # the start's loss: the first refine step's, taken before its update
         explore_loss, explore_trace = refine_trace[:1], refine_trace[:0, None]  # [1, B], [0, 1, B]
-    x = p if space is None else jax.vmap(lift, in_axes=(0, None))(p, space)
-    A = jax.vmap(head_or_group_logits, in_axes=(0, None))(x, w)  # the ordinary kernel, whatever the solver
-    per_head = head_losses(x, w, d, mask)
-    space_loss = frame_losses(p, head, d, mask)
+    x = jax.vmap(solver.to_x)(p)
+    A = jax.vmap(Embedding().logits, in_axes=(0, None))(x, w)  # the ordinary kernel, whatever the solver
+    per_head = head_losses(x, w, Embedding(), d, mask)
+    space_loss = frame_losses(p, w, solver, d, mask)
     return ChunkResult(
         x, masked_softmax(A, w.config.causal), per_head.mean(axis=-1), space_loss if keep_best else refine_trace[-1],
         per_head, space_loss, start, explore_loss.T, explore_trace.transpose(2, 0, 1), refine_trace.T,
@@ -339,16 +329,6 @@ def checked_frames(frames, w: HeadWeights):
     return frame_values(frames)
 
 
-def svd_start(d, space: HeadSpace):  # [L, L] desired logits -> [L, 2D] head-space start
-    """q k^T / sqrt(D) = the best rank-D approximation of d, made reachable: q = U_D (s sqrt(D))^1/2,
-    k = V_D (s sqrt(D))^1/2, then z solves z S V^T = [q k] - c and rows outside the ball are clipped."""
-    D = space.SVt.shape[0] // 2
-    U, s, Vt = jnp.linalg.svd(d)
-    root = jnp.sqrt(s[:D] * jnp.sqrt(D))
-    y = jnp.concatenate([U[:, :D] * root, Vt[:D].T * root], axis=1) - space.c
-    return y @ jnp.linalg.pinv(space.SVt)
-
-
 def initial_embeddings(seed: int, frame_index, n_seeds: int, L: int, E: int, scale: float):  # [B] -> [S, B, L, E]
     """N(0, 1) * scale, keyed by (seed, frame index, start) so a frame's start never depends on its chunk."""
 
@@ -360,11 +340,12 @@ def initial_embeddings(seed: int, frame_index, n_seeds: int, L: int, E: int, sca
     return jax.vmap(lambda s: jax.vmap(lambda i: one(i, s))(frame_index))(starts)
 
 
-def optimize_chunk(w: HeadWeights, space: HeadSpace | None, frames, frame_index, valid, seed,
+def optimize_chunk(w: HeadWeights, solver: Solver | None, frames, frame_index, valid, seed,
                    settings: Settings, keep_best: bool = False) -> ChunkResult:
     """Frames [B, T, T] in [0, 1] (or [B, H, T, T]: one channel per head of a group) -> optimised
-    embeddings and attention maps, encoded as `settings.encoding` says for the head's model. Jitted with
-    `settings` an ordinary (traced) argument, one program serves every value of its numbers (`NUMBERS`).
+    embeddings and attention maps, encoded as `settings.encoding` says for the head's model, by `solver`
+    (`solver.make_solver(settings.solver, w)`; None: the embedding solver). Jitted with `settings` an ordinary
+    (traced) argument, one program serves every value of its numbers (`NUMBERS`).
 
     An encoding with two views per frame (full mode) optimises every frame's transpose alongside it, in
     the same vmapped batch, and each field of the result gains a view axis after the frame axis: [B, 2, ...].
@@ -374,6 +355,7 @@ def optimize_chunk(w: HeadWeights, space: HeadSpace | None, frames, frame_index,
     for name, a, shape in (("frame_index", frame_index, (B,)), ("valid", valid, (B,)), ("seed", seed, ())):
         if np.shape(a) != shape:
             raise BadInputError(f"{name} must have shape {shape} for {B} frames, got {np.shape(a)}.")
+    solver = as_solver(solver)
     encoding = settings.encoding(w.config.causal)
     V = encoding.views
     frames = jnp.concatenate([frames, jnp.swapaxes(frames, -1, -2)][:V])  # [V B, ...]: view-major
@@ -383,13 +365,8 @@ def optimize_chunk(w: HeadWeights, space: HeadSpace | None, frames, frame_index,
     mask = encoding.mask(T)
     x0 = initial_embeddings(seed, frame_index, settings.seeds, encoding.tokens(T), w.config.n_embd,
                             settings.init_scale)
-    if space is None:
-        result = multi_start(w, None, d, mask, x0, valid, settings, keep_best)
-    else:  # head space starts where the same random X would: the z that X shows the head
-        p0 = jax.vmap(jax.vmap(to_head_space, in_axes=(0, None)), in_axes=(0, None))(x0, space)
-        if settings.warm_start:
-            p0 = p0.at[0].set(jax.vmap(svd_start, in_axes=(0, None))(d, space))
-        result = multi_start(w, space, d, mask, p0, valid, settings, keep_best)
+    # every solver starts where the same random X would: head space from the z that X shows the head
+    result = multi_start(w, solver, d, mask, solver.init(x0, d, settings.warm_start), valid, settings, keep_best)
     if V == 1:
         return result
     return jax.tree.map(lambda a: jnp.stack([a[v * B:(v + 1) * B] for v in range(V)], axis=1), result)

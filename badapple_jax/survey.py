@@ -1,14 +1,13 @@
 """Which head makes the best display? Every head of the chosen layers against a few sample frames.
 
-All heads of a layer and all sample frames are optimised in ONE compiled program: `optimize_chunk`
-vmapped over the head axis. Heads are ranked by what a viewer sees: the mean PSNR of their pictures
+Every head runs through render's chunk driver (`chunks.optimize_frames`, with its non-finite guard and the
+solver's check), the heads of a layer through one compiled program: they share every shape. Heads are ranked by what a viewer sees: the mean PSNR of their pictures
 (the settings' encoding's `picture`) against the frames over the shown region (SPEC 12), with SSIM beside it.
 The loss of the final embeddings through the ordinary kernel (`loss`) stands next to them: it
 lives in logit space and says little about the picture, but compares head-space and embedding runs.
 `badapple-jax survey INPUT` writes PREFIX.json, PREFIX.md (the ranking) and PREFIX.png (a heatmap).
 """
 import dataclasses
-import functools
 import io
 import json
 import os
@@ -17,20 +16,16 @@ import textwrap
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from badapple_jax.chunks import shown
+from badapple_jax.chunks import optimize_frames
 from badapple_jax.encoding import DISPLAYS
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import write_atomic
-from badapple_jax.headspace import head_space
 from badapple_jax.outputs import claim, mark
-from badapple_jax.optimize import (FAST_EMBEDDING, PRECISIONS, PRESETS, SOLVERS, Settings, optimize_chunk,
-                                   preset_settings)
+from badapple_jax.optimize import FAST_EMBEDDING, PRESETS, SOLVERS, Settings, preset_settings
 from badapple_jax.render import check_clip_options
 from badapple_jax.video import read_clip
 from badapple_jax.model import pick_head
@@ -40,52 +35,16 @@ TOP = 10  # rows printed
 MAX_FRAMES = 256  # sample frames: every head optimises all of them in one program
 
 
-def stack_heads(trees: list):  # H pytrees -> (one pytree, per-leaf vmap axes as a flat tuple)
-    """Stack the per-head leaves on a new axis 0. Leaves every head shares (pos, the LayerNorm, the blocks below)
-    stay single and unbatched: stacking them would copy the blocks below a deep layer once per head."""
-    def shared(*a):
-        return len(a) > 1 and all(x is a[0] for x in a)
-
-    stacked = jax.tree.map(lambda *a: a[0] if shared(*a) else jnp.stack(a), *trees)
-    axes = jax.tree.map(lambda *a: None if shared(*a) else 0, *trees)
-    return stacked, tuple(jax.tree.leaves(axes, is_leaf=lambda x: x is None))
-
-
-@functools.partial(jax.jit, static_argnames=("axes", "settings"))
-def optimize_heads(heads, spaces, frames, seed, axes, settings: Settings):  # [F, T, T] -> ChunkResult [H, F, ...]
-    """`optimize_chunk` of the same frames (one chunk, all valid) for every head, vmapped over the heads."""
-    F = frames.shape[0]
-
-    def one(w, space):
-        return optimize_chunk(w, space, frames, jnp.arange(F), jnp.ones(F, bool), seed, settings)
-
-    in_axes = jax.tree.unflatten(jax.tree.structure((heads, spaces)), axes)
-    return jax.vmap(one, in_axes=in_axes)(heads, spaces)
-
-
-def layer_results(layer_weights, frames, settings: Settings, seed: int):  # -> loss [H, F], attention [H, F, ...]
-    """Every head of one layer against frames [F, T, T], in one call of `optimize_heads`: each head's loss per
-    frame (full mode: the mean of the two views, as render reports it) and its attention maps
-    [H, F, (2,) L, L] on the host."""
+def layer_results(layer_weights, frames, settings: Settings, seed: int):  # -> loss, psnr, ssim: [H, F] each
+    """Every head of one layer against frames [F, T, T], head after head through `optimize_frames`: each head's
+    loss per frame (full mode: the mean of the two views, as render reports it) and the PSNR and SSIM of its
+    pictures, as render measures them."""
+    results = [result for h in range(layer_weights.config.n_head)
+               for _, result in optimize_frames(pick_head(layer_weights, h), frames, settings, seed=seed)]
     H, F = layer_weights.config.n_head, len(frames)
-    per_head = [pick_head(layer_weights, h) for h in range(H)]
-    heads, head_axes = stack_heads(per_head)
-    spaces, space_axes = None, ()
-    if settings.solver == "headspace":
-        spaces, space_axes = stack_heads([head_space(w) for w in per_head])
-    with jax.default_matmul_precision(PRECISIONS[settings.precision]):
-        result = optimize_heads(heads, spaces, jnp.asarray(frames, jnp.float32), seed, head_axes + space_axes,
-                                settings)
-    loss = np.asarray(result.loss).reshape(H, F, -1).mean(axis=-1)
-    return loss, np.asarray(result.attention)
-
-
-def head_fidelity(attention, frames, encoding):  # [H, F, (2,) L, L], [F, T, T] -> psnr [H, F], ssim [H, F]
-    """What each head shows: its pictures against the frames, as `finish_chunk` measures them (`chunks.shown`)."""
-    H, F = attention.shape[:2]
-    targets = np.tile(np.asarray(frames, np.float32), (H, 1, 1))  # head-major, as the reshaped maps
-    _, _, psnr, ssim = shown(attention.reshape(H * F, *attention.shape[2:]), targets, encoding)
-    return psnr.reshape(H, F), ssim.reshape(H, F)
+    loss = np.concatenate([r.loss.reshape(len(r.loss), -1).mean(axis=-1) for r in results]).reshape(H, F)
+    psnr, ssim = (np.concatenate([getattr(r, k) for r in results]).reshape(H, F) for k in ("psnr", "ssim"))
+    return loss, psnr, ssim
 
 
 def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings, seed: int = 0,
@@ -100,8 +59,7 @@ def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings
     for layer in layers:
         layer_weights, _ = load_layer(model, layer)
         s = settings if layer == 0 or settings.solver == "embedding" else above
-        loss, attention = layer_results(layer_weights, frames, s, seed)
-        psnr, ssim = head_fidelity(attention, frames, s.encoding(layer_weights.config.causal))
+        loss, psnr, ssim = layer_results(layer_weights, frames, s, seed)
         rows += [{"layer": layer, "head": h, "solver": s.solver,
                   "mean_psnr": float(np.mean(p)), "median_psnr": float(np.median(p)), "mean_ssim": float(np.mean(q)),
                   "mean_loss": float(np.mean(l)), "median_loss": float(np.median(l)), "max_loss": float(np.max(l))}

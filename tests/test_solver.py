@@ -1,0 +1,75 @@
+"""solver.py: both solvers answer the same questions, and the optimiser asks them rather than their names."""
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from badapple_jax.errors import OptionError
+from badapple_jax.headspace import HeadSpace, head_space
+from badapple_jax.kernel import head_logits
+from badapple_jax.model import pick_head, pick_heads
+from badapple_jax.optimize import Settings, optimize_chunk_jit
+from badapple_jax.solver import SOLVERS, Embedding, make_solver
+from badapple_jax.weights import load_layer
+
+
+@pytest.fixture(scope="module")
+def layer(tiny_ckpt):
+    return load_layer(str(tiny_ckpt), 0)[0]
+
+
+@pytest.fixture(scope="module", params=["one head", "group"])
+def w(request, layer):
+    return pick_head(layer, 1) if request.param == "one head" else pick_heads(layer, (0,))  # head space takes fewer q/k columns than n_embd
+
+
+def test_names_map_to_objects(w):
+    assert SOLVERS == ("embedding", "headspace")
+    assert make_solver("embedding", w) == Embedding()
+    assert isinstance(make_solver("headspace", w), HeadSpace)
+
+
+def test_head_space_refuses_a_layer_above_0(tiny_ckpt):
+    with pytest.raises(OptionError, match="layer 0 only"):
+        make_solver("headspace", pick_head(load_layer(str(tiny_ckpt), 1)[0], 0))
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_every_solver_answers_the_protocol(w, name, rng):
+    """init from random X, logits from the parameters, to_x that shows the ordinary kernel the same logits."""
+    solver = make_solver(name, w)
+    S, B, L, E = 2, 3, 12, w.config.n_embd
+    x0 = rng.normal(0.0, 0.1, (S, B, L, E)).astype(np.float32)
+    d = np.zeros((B, *w.w_q.shape[:-2], L, L), np.float32)
+    p0 = solver.init(x0, d)
+    assert p0.shape == (S, B, L, solver.width(w))
+    p = p0[0, 0]
+    kernel = Embedding().logits(solver.to_x(p), w)
+    assert solver.to_x(p).shape == (L, E)
+    np.testing.assert_allclose(solver.logits(p, w), kernel, rtol=1e-4, atol=1e-4)
+    if w.w_q.ndim == 2:
+        np.testing.assert_allclose(kernel, head_logits(solver.to_x(p), w), rtol=0, atol=0)
+
+
+def test_head_space_check_refuses_a_lift_that_lost_the_loss(layer):
+    space = head_space(pick_head(layer, 0))
+
+    @dataclasses.dataclass
+    class Result:
+        loss: np.ndarray
+        space_loss: np.ndarray
+
+    space.check(Result(np.array([0.5, 0.2]), np.array([0.5, 0.2])), np.array([7, 8]))
+    Embedding().check(Result(np.array([9.0]), np.array([0.1])), np.array([7]))  # X is what was optimised
+    with pytest.raises(RuntimeError, match="frame 8"):
+        space.check(Result(np.array([0.5, 0.3]), np.array([0.5, 0.2])), np.array([7, 8]))
+
+
+def test_none_is_the_embedding_solver(layer, rng):
+    w = pick_head(layer, 2)
+    frames = rng.uniform(0, 1, (2, 6, 6)).astype(np.float32)
+    settings = Settings(steps=4, seeds=1)
+    args = (frames, np.arange(2), np.ones(2, bool), np.int32(0), settings)
+    a, b = optimize_chunk_jit(w, None, *args), optimize_chunk_jit(w, Embedding(), *args)
+    assert jax.tree.all(jax.tree.map(np.array_equal, a, b))
