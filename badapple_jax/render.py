@@ -113,18 +113,18 @@ def check_clip_options(size: int, fps: float, seed: int) -> None:
 
 def check_not_an_input(job: Job) -> None:
     """Refuse an output that would overwrite what the render reads (the input video, an image of the input
-    directory, the --audio file), a file of the work directory, or a file we did not write; and a work directory
+    directory, the audio file), a file of the work directory, or a file we did not write; and a work directory
     that holds the input or lies inside the input directory (its frame_*.png would be read as input)."""
     source = Path(job.input) if job.input not in BUILT_IN else None
-    claim(job.output, "video", inputs={"the input": source, "the --audio file": job.audio})
+    claim(job.output, "video", inputs={"the input": source, "the audio file": job.audio})
     out, work = Path(job.output).resolve(), job.work.resolve()
     if any(out.is_relative_to(work / sub) for sub in ("frames", "chunks")) or out.parent == work and out.name in OURS:
         raise BadInputError(f"Output {job.output} is a file of the work directory {job.work}: choose another -o.")
     if source is not None and source.exists() and (source.resolve().is_relative_to(work) or
                                                    source.is_dir() and work.is_relative_to(source.resolve())):
         where = "holds" if source.resolve().is_relative_to(work) else "is inside"
-        raise BadInputError(f"Work directory {job.work} {where} the input {job.input}: a render writes and deletes "
-                            "frame PNGs there; choose a --workdir apart from the input.")
+        raise OptionError(f"Work directory {job.work} {where} the input {job.input}: a render writes and deletes "
+                          "frame PNGs there; choose a `workdir` apart from the input.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator
 
 from badapple_jax.chunks import optimize_frames
 from badapple_jax.encoding import DISPLAYS
-from badapple_jax.errors import BadInputError
+from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.files import write_atomic
 from badapple_jax.outputs import claim, mark
 from badapple_jax.optimize import FAST_EMBEDDING, PRESETS, SOLVERS, Settings, preset_settings
@@ -73,14 +73,14 @@ def parse_layers(text: str, n_layer: int) -> list[int]:
         return list(range(n_layer))
     parts = [part.strip() for part in text.split(",")]
     if not all(part.isascii() and part.isdigit() for part in parts):  # int() would also take "٠", "0_0" and "+0"
-        raise BadInputError(f"--layers must be a layer, a list like 0,5,10 or 'all', got {text!r}.")
+        raise OptionError(f"`layers` must be a layer, a list like 0,5,10 or 'all', got {text!r}.")
     layers = sorted(int(part) for part in parts)
     twice = [a for a, b in zip(layers, layers[1:]) if a == b]
     if twice:
-        raise BadInputError(f"--layers {text!r} names layer {twice[0]} twice.")
+        raise OptionError(f"`layers` {text!r} names layer {twice[0]} twice.")
     if layers[-1] >= n_layer:
-        raise BadInputError(f"--layers {text!r} is out of range: the model has n_layer {n_layer} "
-                            f"(valid 0..{n_layer - 1}).")
+        raise OptionError(f"`layers` {text!r} is out of range: the model has n_layer {n_layer} "
+                          f"(valid 0..{n_layer - 1}).")
     return layers
 
 

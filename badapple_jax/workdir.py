@@ -37,7 +37,7 @@ import imageio.v3 as iio
 import jax
 import numpy as np
 
-from badapple_jax.errors import BadInputError
+from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.files import TMP, ordinary_mode, sync_dir, write_atomic
 from badapple_jax.video import BUILT_IN
 
@@ -46,7 +46,7 @@ RECORD_FIELDS = ("loss", "last_step_loss", "head_loss", "space_loss", "start", "
                  "psnr", "ssim")  # a chunk's results, per frame
 PROVENANCE = ("first", "png_sha256")  # which frames a record vouches for: the first one's index, each PNG's hash
 LOCK = ".lock"
-RESTART = "add --restart to start this work directory over, or choose another --workdir"
+RESTART = "add `restart` to start this work directory over, or choose another `workdir`"
 FIGURES = ("loss_timeline.png", "loss_histogram.png", "comparison_grid.png", "best_worst.png",
            "fidelity_timeline.png", "fidelity_histogram.png")  # `plots` draws them, in this order
 VIEWER = "viewer.html"  # `viewer`'s page
@@ -86,12 +86,13 @@ def identity(job, clip, targets: np.ndarray, w, model_source: str) -> dict:
 
 
 def differences(recorded: dict, wanted: dict) -> list[str]:
-    """The options, input and model that differ, as `--steps 1500 there, 8 here` phrases."""
+    """The options, input and model that differ, as "`steps` 1500 there, 8 here" phrases (options marked as
+    OptionError marks them: the command line shows them as its flags)."""
     if recorded.get("format") != FORMAT:
         return [f"the layout (format {recorded.get('format')} there, {FORMAT} here)"]
     said = lambda v: "unset" if v is None else v  # noqa: E731
     options = recorded["options"]
-    found = [f"--{k.replace('_', '-')} {said(options.get(k))} there, {said(v)} here"
+    found = [f"`{k}` {said(options.get(k))} there, {said(v)} here"
              for k, v in wanted["options"].items() if options.get(k) != v]
     if found:
         return found  # the input and model hashes follow from these; naming them too would only repeat
@@ -175,25 +176,25 @@ def plan_opening(work: Path, wanted: Wanted, restart: bool) -> Opening:
         recorded = read_manifest(work)
     except ValueError as err:
         if not restart:
-            raise BadInputError(f"Cannot read {manifest} ({err}): add --restart to start this work directory "
-                                "over.") from None
+            raise OptionError(f"Cannot read {manifest} ({err}): add `restart` to start this work directory "
+                              "over.") from None
         recorded = None
     stale = recorded is None and (any(work.glob("frames/frame_*.png")) or any(work.glob("chunks/chunk_*.npz")))
     foreign = [name for name in OURS if (work / name).exists()] if recorded is None and not stale else []
     if foreign:  # no manifest, no frames, no records: not a render of ours, whatever --restart says
-        raise BadInputError(f"Work directory {work} holds {foreign[0]} but no render (no manifest.json, frames or "
-                            "chunk records): a render would overwrite it; choose another --workdir.")
+        raise OptionError(f"Work directory {work} holds {foreign[0]} but no render (no manifest.json, frames or "
+                          "chunk records): a render would overwrite it; choose another `workdir`.")
     if restart:
         return Opening(None, wipe=True)
     if stale:
-        raise BadInputError(f"Work directory {work} holds a render without a manifest.json (from an older version?): "
-                            "add --restart to replace it, or choose another --workdir.")
+        raise OptionError(f"Work directory {work} holds a render without a manifest.json (from an older version?): "
+                          "add `restart` to replace it, or choose another `workdir`.")
     if recorded is None:
         return Opening(None)
     grow = grows(recorded, wanted.identity, wanted.prefix_sha)
     if not grow and (found := differences(recorded, wanted.identity)):
-        raise BadInputError(f"Work directory {work} belongs to another render: {'; '.join(found)}. Rerun with the "
-                            "same options to resume it, add --restart to discard it, or choose another --workdir.")
+        raise OptionError(f"Work directory {work} belongs to another render: {'; '.join(found)}. Rerun with the "
+                          "same options to resume it, add `restart` to discard it, or choose another `workdir`.")
     check_chunks(work, recorded, wanted, grow)
     n, chunk = recorded["input"]["frames"], recorded["chunk_size"]
     starts = complete_chunks(recorded) if grow else range(0, n, chunk)
@@ -206,18 +207,18 @@ def check_chunks(work: Path, recorded: dict, wanted: Wanted, grow: bool) -> None
     there, here = recorded["chunk_size"], wanted.chunk
     if grow and there != here:
         n, N = recorded["input"]["frames"], wanted.identity["input"]["frames"]
-        raise BadInputError(f"Work directory {work} holds {n} frames computed in chunks of {there}, but a fresh render "
-                            f"of {N} frames takes chunks of {here}, so growing it would not give the same result: "
-                            f"rerun with --chunk-size {there} to extend it, add --restart to render all {N} afresh, "
-                            "or choose another --workdir.")
+        raise OptionError(f"Work directory {work} holds {n} frames computed in chunks of {there}, but a fresh render "
+                          f"of {N} frames takes chunks of {here}, so growing it would not give the same result: "
+                          f"rerun with `chunk_size` {there} to extend it, add `restart` to render all {N} afresh, "
+                          "or choose another `workdir`.")
     if wanted.chosen and there != here:
-        raise BadInputError(f"Work directory {work} belongs to another render: --chunk-size {there} there, {here} "
-                            f"here. Rerun with --chunk-size {there} (or auto) to resume it, add --restart to discard "
-                            "it, or choose another --workdir.")
+        raise OptionError(f"Work directory {work} belongs to another render: `chunk_size` {there} there, {here} "
+                          f"here. Rerun with `chunk_size` {there} (or auto) to resume it, add `restart` to discard "
+                          "it, or choose another `workdir`.")
     if there % wanted.devices:
-        raise BadInputError(f"Work directory {work} was started with chunks of {there} frames, which "
-                            f"{wanted.devices} devices cannot share evenly: resume it on the devices it started on, "
-                            "or add --restart.")
+        raise OptionError(f"Work directory {work} was started with chunks of {there} frames, which "
+                          f"{wanted.devices} devices cannot share evenly: resume it on the devices it started on, "
+                          "or add `restart`.")
 
 
 def open_workdir(work: Path, opening: Opening, wanted: Wanted, log=lambda _: None) -> dict | None:
@@ -338,8 +339,8 @@ def one_writer(work: Path):
     except BlockingIOError:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise BadInputError(f"Work directory {work} is in use by another render ({holder}): wait for it to finish, "
-                            "or choose another --workdir.") from None
+        raise OptionError(f"Work directory {work} is in use by another render ({holder}): wait for it to finish, "
+                          "or choose another `workdir`.") from None
     before = os.pread(fd, 200, 0)
     try:
         since = datetime.datetime.now().isoformat(timespec="seconds")
@@ -423,21 +424,21 @@ def load_chunk(work: Path, start: int, n: int, key: str, shape: tuple) -> tuple[
     record = read_record(work, path, {key}, start)
     short = [k for k, v in record.items() if v.ndim == 0 or len(v) != n]
     if short:
-        raise BadInputError(f"Work directory {work} is damaged: {path} holds no {n} frames of {short[0]}; {RESTART}.")
+        raise OptionError(f"Work directory {work} is damaged: {path} holds no {n} frames of {short[0]}; {RESTART}.")
     frames = []
     for i, sha in zip(range(start, start + n), record.pop("png_sha256")):
         try:
             png = frame_path(work, i).read_bytes()
         except OSError as err:
-            raise BadInputError(f"Work directory {work} is damaged: {frame_path(work, i)} cannot be read "
-                                f"({err.strerror or err}); {RESTART}.") from None
+            raise OptionError(f"Work directory {work} is damaged: {frame_path(work, i)} cannot be read "
+                              f"({err.strerror or err}); {RESTART}.") from None
         if hashlib.sha256(png).hexdigest() != str(sha):
-            raise BadInputError(f"Work directory {work} is damaged: {frame_path(work, i)} is not the frame its record "
-                                f"{path.name} names (another render's, or edited); {RESTART}.")
+            raise OptionError(f"Work directory {work} is damaged: {frame_path(work, i)} is not the frame its record "
+                              f"{path.name} names (another render's, or edited); {RESTART}.")
         frame = iio.imread(png, extension=".png")  # the very bytes this program wrote
         if frame.shape != shape or frame.dtype != np.uint8:
-            raise BadInputError(f"Work directory {work} is damaged: {frame_path(work, i)} is {frame.dtype} "
-                                f"{frame.shape}, expected uint8 {shape}; {RESTART}.")
+            raise OptionError(f"Work directory {work} is damaged: {frame_path(work, i)} is {frame.dtype} "
+                              f"{frame.shape}, expected uint8 {shape}; {RESTART}.")
         frames.append(frame)
     return np.stack(frames), record
 
@@ -449,15 +450,15 @@ def read_record(work: Path, path: Path, keys: set, start: int) -> dict:
         with np.load(path) as z:
             record = {k: z[k] for k in ("job", *RECORD_FIELDS, *PROVENANCE)}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        raise BadInputError(f"Work directory {work} is damaged: {path} cannot be read ({_short(err)}); "
-                            f"{RESTART}.") from None
+        raise OptionError(f"Work directory {work} is damaged: {path} cannot be read ({_short(err)}); "
+                          f"{RESTART}.") from None
     if str(record.pop("job")) not in keys:
-        raise BadInputError(f"Work directory {work} holds {path} of another job or of an edited manifest.json; "
-                            f"{RESTART}.")
+        raise OptionError(f"Work directory {work} holds {path} of another job or of an edited manifest.json; "
+                          f"{RESTART}.")
     first = record.pop("first")
     if first.shape != () or int(first) != start:
-        raise BadInputError(f"Work directory {work} is damaged: {path} is the record of the chunk at frame "
-                            f"{first.tolist()}, not {start}; {RESTART}.")
+        raise OptionError(f"Work directory {work} is damaged: {path} is the record of the chunk at frame "
+                          f"{first.tolist()}, not {start}; {RESTART}.")
     return record
 
 

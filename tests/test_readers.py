@@ -159,7 +159,7 @@ def test_a_file_is_not_a_work_directory(tmp_path, capsys, command):
 
 @pytest.mark.parametrize("text", ["٠", "0,١", "²", "0_1", "+1", "-1", "1.0", "0 1", "", ","])
 def test_layers_are_ascii_digits(text):
-    with pytest.raises(BadInputError, match="--layers must be a layer") as err:
+    with pytest.raises(BadInputError, match="layers must be a layer") as err:
         parse_layers(text, 2)
     one_line(err)
 

@@ -197,7 +197,7 @@ def test_differences_name_options_before_hashes():
                 "input": {"label": "a", "sha256": "1"}, "model": {"source": "m", "config": {"eps": 1e-5}, "sha256": "2"}}
     assert differences(manifest, manifest) == []
     assert differences(manifest, {**manifest, "options": {"steps": 8, "max_frames": 5}}) == [
-        "--max-frames unset there, 5 here"]
+        "`max_frames` unset there, 5 here"]  # as OptionError marks options: the command line shows --max-frames
     other = {**manifest, "input": {"label": "b", "sha256": "3"}}
     assert differences(manifest, other) == ["the input (a there, b here: not the same decoded frames)"]
     assert differences({**manifest, "format": 0}, manifest) == [f"the layout (format 0 there, {FORMAT} here)"]

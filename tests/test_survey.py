@@ -108,7 +108,7 @@ def test_ranked_by_psnr(surveys, name):
 def test_parse_layers():
     assert parse_layers("all", TINY["n_layer"]) == [0, 1]
     for bad in ("x", "0,", "2", "-1", ""):
-        with pytest.raises(BadInputError, match="--layers") as err:
+        with pytest.raises(BadInputError, match="layers") as err:
             parse_layers(bad, 2)
         assert "\n" not in str(err.value)
     assert sample_frames(30, 4).tolist() == [0, 10, 19, 29]

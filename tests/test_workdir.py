@@ -54,8 +54,7 @@ def test_every_setting_is_part_of_the_identity(field, job_parts):
     base = identity(job, clip, clip.frames, w, "m")
     settings = dataclasses.replace(job.settings, **{field: changed(getattr(job.settings, field))})
     found = differences(base, identity(dataclasses.replace(job, settings=settings), clip, clip.frames, w, "m"))
-    assert found == [f"--{field.replace('_', '-')} {getattr(job.settings, field)} there, "
-                     f"{getattr(settings, field)} here"]
+    assert found == [f"`{field}` {getattr(job.settings, field)} there, {getattr(settings, field)} here"]
 
 
 def render(capsys, *args) -> tuple[int, str]:

@@ -69,7 +69,7 @@ def test_the_input_video_is_never_the_output(clip, tiny_ckpt, capsys, monkeypatc
 def test_the_audio_source_is_never_the_output(clip, tiny_ckpt, tmp_path, capsys):
     before = digest(clip)
     assert_refused(*render(["demo", "--audio", str(clip), "-o", str(clip)], capsys, tiny_ckpt),
-                   "is the --audio file itself")
+                   "is the audio file itself")
     assert digest(clip) == before
 
 
