@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 from badapple_jax import fidelity
 from badapple_jax.errors import BadInputError, OptionError
-from badapple_jax.model import HeadWeights, is_int
-from badapple_jax.optimize import (NUMBERS, PRECISIONS, RETRY, ChunkResult, Settings, checked_frames, group_of,
+from badapple_jax.model import HeadWeights, group_of, is_int
+from badapple_jax.optimize import (NUMBERS, PRECISIONS, RETRY, ChunkResult, Settings, checked_frames,
                                    optimize_chunk_jit, traced_numbers)
 from badapple_jax.solver import Solver, make_solver
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.kernel import check_embedding
-from badapple_jax.model import HeadWeights, ModelConfig
+from badapple_jax.model import HeadWeights, ModelConfig, group_of
 
 LAYER0_ONLY = ("`solver` headspace works at layer 0 only (above it the heads read the stream after whole "
                "blocks, not X + pos); use `solver` embedding for `layer` > 0.")
@@ -49,8 +49,9 @@ class HeadSpace:
         p0 = jax.vmap(jax.vmap(to_head_space, in_axes=(0, None)), in_axes=(0, None))(x0, self)
         return p0.at[0].set(jax.vmap(svd_start, in_axes=(0, None))(d, self)) if warm_start else p0
 
-    def logits(self, p, w):  # [L, P] -> [(H,) L, L]
-        return headspace_logits(p, self)
+    def logits(self, p, w):  # [L, P] -> [H, L, L], H = 1 for one head
+        a = headspace_logits(p, self)
+        return a if self.heads else a[None]
 
     def to_x(self, p):  # [L, P] -> [L, E]
         return lift(p, self)
@@ -70,7 +71,7 @@ def head_space(w: HeadWeights) -> HeadSpace:
     [q k] side by side: M is n_embd x 2 d_head H), computed once in float64 on the host."""
     if w.blocks:
         raise OptionError(LAYER0_ONLY)
-    group = w.w_q.ndim == 3
+    group = bool(group_of(w))
     qk = np.concatenate([w.w_q, w.w_k], axis=-1).astype(np.float64)  # [(H,) E, 2D]
     W = qk.transpose(1, 0, 2).reshape(qk.shape[1], -1) if group else qk  # [E, 2D H]: q1 k1 q2 k2 ...
     E = W.shape[0]

@@ -134,6 +134,11 @@ def pick_head(w: LayerWeights, head: int) -> HeadWeights:
                        w_k=w.w_qk[:, k], b_k=w.b_qk[k], blocks=w.blocks, config=c)
 
 
+def group_of(w: HeadWeights) -> tuple:  # (H,) for a group of H heads stacked on a leading axis, () for one head
+    """The one place that tells a group of heads from one head: a group's arrays carry a leading head axis."""
+    return w.w_q.shape[:1] if w.w_q.ndim == 3 else ()
+
+
 def pick_heads(w: LayerWeights, heads) -> HeadWeights:
     """Several distinct heads stacked on a leading axis of every array: a group one embedding drives (colour)."""
     heads = list(heads)

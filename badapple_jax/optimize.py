@@ -30,7 +30,7 @@ from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.headspace import svd_start  # noqa: F401  (the API's name for it before solver.py)
 from badapple_jax.layers import masked_softmax
 from badapple_jax.loss import frame_loss
-from badapple_jax.model import HeadWeights, check_fields, is_int
+from badapple_jax.model import HeadWeights, check_fields, group_of, is_int
 from badapple_jax.solver import SOLVERS, Embedding, Solver, as_solver  # noqa: F401  (SOLVERS: the API's)
 from badapple_jax.targets import check_on_mask, frame_values, traced
 
@@ -217,12 +217,11 @@ def phase_optimizer(settings: Settings, n_steps: int) -> optax.GradientTransform
     return optax.adam(schedule, b1=0.9, b2=settings.b2, eps=1e-8)
 
 
-def head_losses(p, w, solver, d, mask):  # [B, L, P], [B, (H,) L, L], [L, L] -> [B, H]: each head's loss (H = 1 for one)
-    losses = frame_loss(jax.vmap(solver.logits, in_axes=(0, None))(p, w), d, mask)
-    return losses if losses.ndim == 2 else losses[:, None]
+def head_losses(p, w, solver, d, mask):  # [B, L, P], [B, H, L, L], [L, L] -> [B, H]: each head's loss
+    return frame_loss(jax.vmap(solver.logits, in_axes=(0, None))(p, w), d, mask)
 
 
-def frame_losses(p, w, solver, d, mask):  # [..., B, L, P], [B, (H,) L, L] -> [..., B], the mean over heads
+def frame_losses(p, w, solver, d, mask):  # [..., B, L, P], [B, H, L, L] -> [..., B], the mean over heads
     losses = lambda p: jnp.mean(head_losses(p, w, solver, d, mask), axis=-1)  # noqa: E731
     for _ in range(p.ndim - 3):  # seeds: vmapped, not reshaped, so a sharded frame axis stays whole
         losses = jax.vmap(losses)
@@ -281,16 +280,18 @@ def multi_start(w: HeadWeights, solver: Solver | None, d, mask, p0, valid, setti
 
     `solver` (`solver.py`; None: `Embedding()`) owns the parameters: X itself (P = n_embd), or a HeadSpace's z
     (P = 2 d_head), lifted to X. `keep_best` (the non-finite guard's retry) ends each phase at its best finite
-    parameters."""
+    parameters. Inside, heads are always a group (H >= 1); the result has one head's shapes for one head."""
     settings.check()
     check_on_mask(mask, d=d)
     solver = as_solver(solver)
     B, L = np.shape(d)[0], np.shape(mask)[0]
-    wanted = {"d": ("[B, (H,) L, L]", (B, *group_of(w), L, L), d),
+    heads = group_of(w)
+    wanted = {"d": ("[B, (H,) L, L]", (B, *heads, L, L), d),
               "p0": ("[seeds, B, L, P]", (settings.seeds, B, L, solver.width(w)), p0), "valid": ("[B]", (B,), valid)}
     for name, (axes, shape, a) in wanted.items():
         if np.shape(a) != shape:
             raise BadInputError(f"{name} must be {axes} = {shape}, got shape {np.shape(a)}.")
+    d = jnp.reshape(d, (B, -1, L, L))  # [B, H, L, L]
     if settings.explore:
         p, explore_trace = adam_phase(p0, w, solver, d, mask, settings, settings.explore, keep_best)  # [explore, S, B]
         explore_loss = frame_losses(p, w, solver, d, mask) if keep_best else explore_trace[-1]  # [S, B]
@@ -302,17 +303,13 @@ def multi_start(w: HeadWeights, solver: Solver | None, d, mask, p0, valid, setti
     if not settings.explore:  # the start's loss: the first refine step's, taken before its update
         explore_loss, explore_trace = refine_trace[:1], refine_trace[:0, None]  # [1, B], [0, 1, B]
     x = jax.vmap(solver.to_x)(p)
-    A = jax.vmap(Embedding().logits, in_axes=(0, None))(x, w)  # the ordinary kernel, whatever the solver
+    A = jax.vmap(Embedding().logits, in_axes=(0, None))(x, w).reshape(B, *heads, L, L)  # the ordinary kernel
     per_head = head_losses(x, w, Embedding(), d, mask)
     space_loss = frame_losses(p, w, solver, d, mask)
     return ChunkResult(
         x, masked_softmax(A, w.config.causal), per_head.mean(axis=-1), space_loss if keep_best else refine_trace[-1],
         per_head, space_loss, start, explore_loss.T, explore_trace.transpose(2, 0, 1), refine_trace.T,
     )
-
-
-def group_of(w: HeadWeights) -> tuple:  # (H,) for a group of H heads stacked on a leading axis, () for one head
-    return w.w_q.shape[:1] if w.w_q.ndim == 3 else ()
 
 
 def checked_frames(frames, w: HeadWeights):

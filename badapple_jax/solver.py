@@ -4,7 +4,7 @@ The optimiser asks one object, never the solver's name (as it asks an `Encoding`
 
     width(w)          P, the parameters per token for the head (or group of heads) `w`
     init(x0, d, warm) [S, B, L, E] random embeddings, [B, (H,) L, L] desired logits -> [S, B, L, P] starts
-    logits(p, w)      [L, P] -> [(H,) L, L] the logits the head (a group: each head) computes from p
+    logits(p, w)      [L, P] -> [H, L, L] the logits each head of `w` computes from p (H = 1 for one head)
     to_x(p)           [L, P] -> [L, E] the input embedding that shows the head what p does
     check(result, i)  on the host, after a chunk of the frames at `i`: refuse a result whose X does not show
                       what the parameters did
@@ -18,7 +18,7 @@ import jax
 
 from badapple_jax.headspace import HeadSpace, head_space
 from badapple_jax.kernel import head_logits
-from badapple_jax.model import HeadWeights
+from badapple_jax.model import HeadWeights, group_of
 
 SOLVERS = ("embedding", "headspace")
 
@@ -33,10 +33,10 @@ class Embedding:
     def init(self, x0, d, warm_start: bool = False):  # [S, B, L, E] -> the same: the random starts themselves
         return x0
 
-    def logits(self, p, w: HeadWeights):  # [L, E] -> [L, L], or [H, L, L] for a group of heads sharing p
-        if w.w_q.ndim == 3:  # heads stacked on a leading axis (colour): one embedding drives them all
+    def logits(self, p, w: HeadWeights):  # [L, E] -> [H, L, L]: the kernel of each head p drives
+        if group_of(w):  # a group: the kernel vmapped over its head axis
             return jax.vmap(head_logits, in_axes=(None, 0))(p, w)
-        return head_logits(p, w)
+        return head_logits(p, w)[None]  # one head: the unbatched kernel, whose float rounding a vmap would change
 
     def to_x(self, p):
         return p
