@@ -54,6 +54,7 @@ class Program:
     solver: Solver  # settings.solver's, for these weights (solver.make_solver)
     chunk_size: int  # frames per call
     settings: Settings
+    mesh: Mesh  # the devices its frame axis is split over
 
     def __call__(self, frames, frame_index, valid, seed) -> ChunkResult:
         return self.compiled(self.w, self.solver, frames, frame_index, valid, seed, traced_numbers(self.settings))
@@ -105,7 +106,7 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     _programs[key] = compiled
     while len(_programs) > PROGRAMS_KEPT:
         _programs.popitem(last=False)
-    return Program(compiled, w, solver, chunk_size, settings), time.perf_counter() - t0
+    return Program(compiled, w, solver, chunk_size, settings, mesh), time.perf_counter() - t0
 
 
 def needed_bytes(program: Program) -> int:
@@ -128,6 +129,23 @@ def free_bytes_per_device(mesh: Mesh) -> int:
     if stats and "bytes_limit" in stats:
         return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // mesh.size  # host devices share RAM
+
+
+def plan(w: HeadWeights, T: int, n_frames: int, settings: Settings, *, chunk_size: int | None = None,
+         mesh: Mesh | None = None) -> Program:
+    """The one chunk planner: the compiled program for `n_frames` frames of T x T shown by `w` with `settings`, its
+    frame axis split over `mesh` (default: every device). `chunk_size` frames per call, fitted to the clip and the
+    devices (`fit_chunk_size`); None: as many as fit the free memory (`auto_program`). A chunk that cannot fit a
+    device is refused."""
+    mesh = mesh or frame_mesh()
+    if chunk_size is not None and (not is_int(chunk_size) or chunk_size < 1):
+        raise OptionError(f"`chunk_size` must be an integer of at least 1, got {chunk_size!r}.")
+    if chunk_size is None:
+        program = auto_program(w, T, n_frames, settings, mesh)
+    else:
+        program, _ = compile_chunk(w, T, fit_chunk_size(chunk_size, n_frames, mesh), settings, mesh)
+    check_fits(program, mesh)
+    return program
 
 
 def auto_program(w: HeadWeights, T: int, n_frames: int, settings: Settings, mesh: Mesh | None = None) -> Program:
@@ -243,30 +261,26 @@ def optimize_frames(
     stop=None,
 ) -> Iterator[tuple[int, ChunkResult]]:
     """Optimise every frame [N, T, T] in [0, 1] ([N, H, T, T] for a group of heads), chunk after chunk
-    through one compiled program, with the non-finite guard, the lift check and fidelity.
+    through one compiled program, with the non-finite guard, the solver's check (head space: the lift) and
+    fidelity.
 
     Yields (start, result) per chunk, padding removed, arrays on the host; the next chunk computes
-    while the caller handles this one. `chunk_size` None picks it from the free memory; `compiled` (from
-    `compile_chunk`) is reused for any number of frames (fewer than its chunk size are padded to it) and for
+    while the caller handles this one. Without `compiled`, `plan` makes the program (`chunk_size` None: as many
+    frames as fit the free memory) on `mesh`; `compiled` (from `plan` or `compile_chunk`, its own mesh) is reused for any number of frames (fewer than its chunk size are padded to it) and for
     any `settings` of its step plan: their numbers (`NUMBERS`) are the program's arguments.
     `starts` (default: every chunk) are the chunks to compute, e.g. those a resumed render still lacks;
     once `stop.asked` is true no further chunk starts."""
-    mesh = mesh or frame_mesh()
     frames = np.asarray(checked_frames(frames, w))
     N, T = len(frames), frames.shape[-1]
     if not is_int(seed) or not 0 <= seed <= SEED_MAX:
         raise OptionError(f"`seed` must be an integer in 0..{SEED_MAX}, got {seed!r}.")
-    if chunk_size is not None and (not is_int(chunk_size) or chunk_size < 1):
-        raise OptionError(f"`chunk_size` must be an integer of at least 1, got {chunk_size!r}.")
     if compiled is not None:  # its shape serves any number of frames: a short clip is padded, never recompiled
         if chunk_size not in (None, compiled.chunk_size):
             raise BadInputError(f"chunk_size {chunk_size} differs from the compiled program's {compiled.chunk_size}.")
         compiled = compiled.with_settings(settings)  # these settings' numbers, through the same program
-    elif chunk_size is None:
-        compiled = auto_program(w, T, N, settings, mesh)
     else:
-        compiled, _ = compile_chunk(w, T, fit_chunk_size(chunk_size, N, mesh), settings, mesh)
-    chunk_size = compiled.chunk_size
+        compiled = plan(w, T, N, settings, chunk_size=chunk_size, mesh=mesh)
+    chunk_size, mesh = compiled.chunk_size, compiled.mesh
     retry = retry_program(w, T, chunk_size, settings, mesh)
     every = range(0, N, chunk_size)
     starts = list(every) if starts is None else list(starts)

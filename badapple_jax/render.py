@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from badapple_jax import metrics
-from badapple_jax.chunks import (SEED_MAX, auto_chunk_size, auto_program, check_fits, compile_chunk, fit_chunk_size,
-                                 frame_mesh, frames_in, optimize_frames)
+from badapple_jax.chunks import (SEED_MAX, auto_chunk_size, check_fits, compile_chunk, fit_chunk_size, frame_mesh,
+                                 frames_in, optimize_frames, plan)
 from badapple_jax.display import to_rgb
 from badapple_jax.errors import BadInputError, OptionError, Interrupted
 from badapple_jax.outputs import claim
@@ -246,13 +246,9 @@ def make_plan(job: Job, subject: Subject, recorded, done: list, log) -> Plan:
         store, kept = embeddings_store(job.work, shape)
         done = done if kept else []
     t0, program = time.perf_counter(), None
-    if recorded is not None:
-        chunk = recorded["chunk_size"]
-    elif job.chunk_size is None:  # compiled once here where the largest useful chunk fits
-        program = auto_program(w, T, N, job.settings, mesh)
-        chunk = program.chunk_size
-    else:
-        chunk = fit_chunk_size(job.chunk_size, N, mesh)
+    if recorded is None:  # a fresh job: the planner decides its chunk and compiles it once
+        program = plan(w, T, N, job.settings, chunk_size=job.chunk_size, mesh=mesh)
+    chunk = recorded["chunk_size"] if program is None else program.chunk_size
     starts = list(range(0, N, chunk))
     todo = [s for s in starts if s not in done]
     if done:
@@ -261,8 +257,9 @@ def make_plan(job: Job, subject: Subject, recorded, done: list, log) -> Plan:
         device = mesh.devices.flat[0]
         log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); one "
             f"{job.settings.solver} step for {chunk} frames x {job.settings.seeds} seeds")
-        program = program or compile_chunk(w, T, chunk, job.settings, mesh)[0]
-        check_fits(program, mesh)
+        if program is None:  # a resumed job keeps the chunk its work directory recorded
+            program = compile_chunk(w, T, chunk, job.settings, mesh)[0]
+            check_fits(program, mesh)
     compile_seconds = time.perf_counter() - t0 if todo else 0.0
     if recorded is None:
         recorded = {**subject.wanted.identity, "chunk_size": chunk, "device": here, "versions": metrics.versions()}

@@ -9,7 +9,7 @@ from badapple_jax.errors import OptionError
 from badapple_jax.headspace import HeadSpace, head_space
 from badapple_jax.kernel import head_logits
 from badapple_jax.model import pick_head, pick_heads
-from badapple_jax.optimize import Settings, optimize_chunk_jit
+from badapple_jax.optimize import Settings, optimize_chunk
 from badapple_jax.solver import SOLVERS, Embedding, make_solver
 from badapple_jax.weights import load_layer
 
@@ -72,5 +72,22 @@ def test_none_is_the_embedding_solver(layer, rng):
     frames = rng.uniform(0, 1, (2, 6, 6)).astype(np.float32)
     settings = Settings(steps=4, seeds=1)
     args = (frames, np.arange(2), np.ones(2, bool), np.int32(0), settings)
-    a, b = optimize_chunk_jit(w, None, *args), optimize_chunk_jit(w, Embedding(), *args)
+    run = jax.jit(lambda *a: optimize_chunk(*a))  # its own cache: test_compiles counts optimize_chunk's
+    a, b = run(w, None, *args), run(w, Embedding(), *args)
     assert jax.tree.all(jax.tree.map(np.array_equal, a, b))
+
+
+def test_the_planner_compiles_the_solver_of_its_settings(layer, rng):
+    """`plan` (chunks.py) is the one chunk planner: its program carries the solver its settings name, its chunk
+    fitted to the clip, and its mesh; a chunk size that is no positive integer is refused in the API's terms."""
+    from badapple_jax.chunks import optimize_frames, plan
+
+    w = pick_head(layer, 0)
+    for name, kind in (("embedding", Embedding), ("headspace", HeadSpace)):
+        program = plan(w, 6, 3, Settings(steps=4, seeds=1, solver=name), chunk_size=8)
+        assert isinstance(program.solver, kind) and program.chunk_size == 3 and program.mesh.size == 1
+    frames = rng.uniform(0, 1, (3, 6, 6)).astype(np.float32)
+    (start, result), = optimize_frames(w, frames, program.settings, compiled=program)
+    assert start == 0 and result.loss.shape == (3,) and np.isfinite(result.psnr).all()
+    with pytest.raises(OptionError, match="chunk_size"):
+        plan(w, 6, 3, Settings(steps=4, seeds=1), chunk_size=0)
