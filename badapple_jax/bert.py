@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from badapple_jax.errors import BadInputError
 from badapple_jax.layers import ACTIVATIONS, attend, layer_norm, linear
-from badapple_jax.model import Family, LayerWeights, ModelConfig, read_config, shown
+from badapple_jax.model import Family, LayerWeights, ModelConfig, read_config, quoted
 
 NAMES = {"num_hidden_layers": "n_layer", "num_attention_heads": "n_head", "hidden_size": "n_embd",
          "max_position_embeddings": "n_positions", "intermediate_size": "n_inner",
@@ -39,7 +39,7 @@ def config_of(family: str):
     def config(raw: dict, path) -> ModelConfig:
         kind = raw.get("position_embedding_type", "absolute")
         if kind != "absolute":
-            raise BadInputError(f"{path}: position_embedding_type is {shown(kind)}; only absolute positions are "
+            raise BadInputError(f"{path}: position_embedding_type is {quoted(kind)}; only absolute positions are "
                                 "supported.")
         c = read_config(raw, path, NAMES, optional=("vocab_size",), eps=("layer_norm_eps", 1e-12),
                         act=("hidden_act", "gelu"), family=family, causal=False)

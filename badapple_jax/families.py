@@ -2,7 +2,7 @@
 (model.py) and one line here; nothing downstream of the loader knows which family it runs."""
 from badapple_jax import bert, gpt2
 from badapple_jax.errors import BadInputError
-from badapple_jax.model import Family, ModelConfig, shown
+from badapple_jax.model import Family, ModelConfig, quoted
 
 FAMILIES: dict[str, Family] = {"gpt2": gpt2.FAMILY, **bert.FAMILIES}
 RANDOM: dict[str, ModelConfig] = {name: c for f in FAMILIES.values() for name, c in f.random.items()}
@@ -12,5 +12,5 @@ def family_of(raw: dict, path) -> Family:
     """The family config.json names. GPT-2 configs written before model_type existed lack it."""
     name = raw.get("model_type", "gpt2")
     if not isinstance(name, str) or name not in FAMILIES:  # a list or a dict would be unhashable
-        raise BadInputError(f"{path}: model_type {shown(name)} is not supported; supported: {', '.join(FAMILIES)}.")
+        raise BadInputError(f"{path}: model_type {quoted(name)} is not supported; supported: {', '.join(FAMILIES)}.")
     return FAMILIES[name]

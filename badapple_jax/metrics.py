@@ -137,7 +137,7 @@ class Run:
     caption: str  # model, head and settings, for titles
     colour: bool  # three heads as R, G and B: the frames are any RGB, not magma
 
-    def shown(self, i: int) -> np.ndarray:
+    def frame(self, i: int) -> np.ndarray:
         """[T, T, 3] uint8: the attention map frame i was rendered as (a damaged PNG is a BadInputError)."""
         return read_frame(frame_path(self.workdir, i), self.colour, self.targets.shape[-1])
 

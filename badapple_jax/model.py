@@ -154,7 +154,7 @@ LIMITS = {"n_layer": 1000, "n_head": 65536, "n_embd": 65536, "n_positions": 1 <<
           "n_types": 1 << 16, "n_vocab": 1 << 24}
 
 
-def shown(value) -> str:
+def quoted(value) -> str:
     """A config value as JSON on one short line (json.dumps escapes newlines)."""
     text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -172,19 +172,19 @@ def read_config(raw: dict, path: Path, names: dict, *, eps: tuple, act: tuple, o
             raise BadInputError(f"{path} lacks {name}: it is not a {fixed['family']} config.json.")
         value = raw[name]
         if not is_int(value):
-            raise BadInputError(f"{path}: {name} is {shown(value)}, expected an integer.")
+            raise BadInputError(f"{path}: {name} is {quoted(value)}, expected an integer.")
         if not 1 <= value <= LIMITS[field]:
-            raise BadInputError(f"{path}: {name} is {shown(value)}, expected an integer from 1 to {LIMITS[field]}.")
+            raise BadInputError(f"{path}: {name} is {quoted(value)}, expected an integer from 1 to {LIMITS[field]}.")
         ints[field] = value
     eps_value = raw.get(eps[0], eps[1])
     # Positive, or LayerNorm divides by zero on a constant row; at most 1 (GPT-2 uses 1e-5), since an epsilon the
     # size of the activations' variance no longer normalises them. json reads NaN and Infinity: hence isfinite.
     if (not isinstance(eps_value, (int, float)) or isinstance(eps_value, bool)
             or not (math.isfinite(eps_value) and 0 < eps_value <= 1)):
-        raise BadInputError(f"{path}: {eps[0]} is {shown(eps_value)}, expected a number in (0, 1].")
+        raise BadInputError(f"{path}: {eps[0]} is {quoted(eps_value)}, expected a number in (0, 1].")
     act_value = raw.get(act[0], act[1])
     if not isinstance(act_value, str) or act_value not in ACTIVATIONS:  # a list would be unhashable
-        raise BadInputError(f"{path}: {act[0]} is {shown(act_value)}; supported: {', '.join(ACTIVATIONS)}.")
+        raise BadInputError(f"{path}: {act[0]} is {quoted(act_value)}; supported: {', '.join(ACTIVATIONS)}.")
     config = ModelConfig(**ints, eps=float(eps_value), act=act_value, **fixed)
     if config.n_embd % config.n_head:
         raise BadInputError(f"{path}: {_name(names, 'n_embd')} {config.n_embd} is not a multiple of "

@@ -112,7 +112,7 @@ def draw_pairs(fig, run: Run, indices, title: str) -> None:
         axes[0, col].imshow(run.targets[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         axes[0, col].set_title(f"frame {i} ({i / run.fps:.1f} s)\nloss {run.loss[i]:.3g}, {run.psnr[i]:.1f} dB",
                                fontsize=9)
-        axes[1, col].imshow(run.shown(i), interpolation="nearest")
+        axes[1, col].imshow(run.frame(i), interpolation="nearest")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -19,4 +19,4 @@ def test_every_key_a_render_writes_is_documented_and_read_back(tiny_ckpt, tmp_pa
     assert set(written) <= documented, set(written) - documented
     run = metrics.read_run(work)
     assert run.colour and np.array_equal(run.loss, written["per_frame_loss"]) and run.fps == written["fps"]
-    assert run.shown(2).shape == (8, 8, 3) and run.targets.shape == (3, 8, 8)
+    assert run.frame(2).shape == (8, 8, 3) and run.targets.shape == (3, 8, 8)

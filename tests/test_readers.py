@@ -123,7 +123,7 @@ def test_a_colour_render_has_any_rgb_frames(tmp_path):
     (work / "metrics.json").write_text(json.dumps({**metrics, "settings": {**metrics["settings"], "color": True}}))
     iio.imwrite(frame(work, 1), np.full((T, T, 3), 255, np.uint8))
     run = plots.read_run(work)
-    assert run.colour and run.shown(1).min() == 255
+    assert run.colour and run.frame(1).min() == 255
 
 
 TARGET_BREAKERS = {
