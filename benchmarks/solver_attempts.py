@@ -86,7 +86,7 @@ def adam(pr: Problem, settings: bj.Settings):  # multi-start as the pipeline run
 
 def polish(pr: Problem, z, d, steps: int, lr: float):  # one cosine cycle of the fast Adam from z
     settings = bj.Settings(steps=steps, lr=lr, **{k: v for k, v in FAST.items() if k != "lr"})
-    return adam_phase(z[None], pr.w, pr.hs, d[None], pr.mask, settings, steps)[0][0]
+    return adam_phase(z[None], pr.w, pr.hs, d[None, None], pr.mask, settings, steps)[0][0]  # d: [B, H, L, L]
 
 
 def als(pr: Problem, sweeps: int, ridge: float, polish_steps: int = 0, polish_lr: float = 0.01):
