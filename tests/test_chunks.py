@@ -50,7 +50,9 @@ def test_two_devices_give_the_single_device_results(tiny_ckpt):
     assert (one["devices"], two["devices"]) == (1, 2)
     for solver in ("embedding", "headspace"):
         assert one[solver]["start"] == two[solver]["start"]
-        np.testing.assert_allclose(two[solver]["loss"], one[solver]["loss"], rtol=1e-5)
+        # two devices run another XLA program (other fusions): per-step float32 rounding (~1e-7), which the optimiser
+        # amplifies over its steps; measured up to 2e-5 relative, the bound leaves 5x room (as test_zscore_golden)
+        np.testing.assert_allclose(two[solver]["loss"], one[solver]["loss"], rtol=1e-4)
         np.testing.assert_allclose(two[solver]["x"], one[solver]["x"], rtol=1e-4, atol=1e-3)
 
 
