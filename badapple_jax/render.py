@@ -10,7 +10,8 @@ import numpy as np
 
 from badapple_jax import metrics
 from badapple_jax.chunks import (SEED_MAX, auto_chunk_size, check_fits, compile_chunk, fit_chunk_size, frame_mesh,
-                                 frames_in, optimize_frames, plan)
+                                 frames_in, optimize_frames)
+from badapple_jax.chunks import plan as plan_program  # `plan` below is a render's Plan
 from badapple_jax.display import to_rgb
 from badapple_jax.errors import BadInputError, OptionError, Interrupted
 from badapple_jax.outputs import claim
@@ -247,7 +248,7 @@ def make_plan(job: Job, subject: Subject, recorded, done: list, log) -> Plan:
         done = done if kept else []
     t0, program = time.perf_counter(), None
     if recorded is None:  # a fresh job: the planner decides its chunk and compiles it once
-        program = plan(w, T, N, job.settings, chunk_size=job.chunk_size, mesh=mesh)
+        program = plan_program(w, T, N, job.settings, chunk_size=job.chunk_size, mesh=mesh)
     chunk = recorded["chunk_size"] if program is None else program.chunk_size
     starts = list(range(0, N, chunk))
     todo = [s for s in starts if s not in done]
