@@ -257,7 +257,7 @@ def optimize_frames(
     progress: bool = False,
     compiled: Program | None = None,
     mesh: Mesh | None = None,
-    starts=None,
+    chunk_starts=None,
     stop=None,
 ) -> Iterator[tuple[int, ChunkResult]]:
     """Optimise every frame [N, T, T] in [0, 1] ([N, H, T, T] for a group of heads), chunk after chunk
@@ -266,9 +266,11 @@ def optimize_frames(
 
     Yields (start, result) per chunk, padding removed, arrays on the host; the next chunk computes
     while the caller handles this one. Without `compiled`, `plan` makes the program (`chunk_size` None: as many
-    frames as fit the free memory) on `mesh`; `compiled` (from `plan` or `compile_chunk`, its own mesh) is reused for any number of frames (fewer than its chunk size are padded to it) and for
-    any `settings` of its step plan: their numbers (`NUMBERS`) are the program's arguments.
-    `starts` (default: every chunk) are the chunks to compute, e.g. those a resumed render still lacks;
+    frames as fit the free memory) on `mesh`; `compiled` (from `plan` or `compile_chunk`, its own mesh) is reused
+    for any number of frames (fewer than its chunk size are padded to it) and for any `settings` of its step plan:
+    their numbers (`NUMBERS`) are the program's arguments.
+    `chunk_starts` (default: every chunk), each chunk's first frame, are the chunks to compute, e.g. those a
+    resumed render still lacks (a chunk's start, not a random start: `ChunkResult.start` is the kept one);
     once `stop.asked` is true no further chunk starts."""
     frames = np.asarray(checked_frames(frames, w))
     N, T = len(frames), frames.shape[-1]
@@ -283,10 +285,10 @@ def optimize_frames(
     chunk_size, mesh = compiled.chunk_size, compiled.mesh
     retry = retry_program(w, T, chunk_size, settings, mesh)
     every = range(0, N, chunk_size)
-    starts = list(every) if starts is None else list(starts)
+    starts = list(every) if chunk_starts is None else list(chunk_starts)
     if any(not is_int(s) or s not in every for s in starts) or len(set(starts)) < len(starts):
-        raise BadInputError(f"starts must be distinct chunk starts of these {N} frames (multiples of the chunk size "
-                            f"{chunk_size} below {N}), got {starts}.")
+        raise OptionError(f"`chunk_starts` must be distinct chunk starts of these {N} frames (multiples of the "
+                          f"chunk size {chunk_size} below {N}), got {starts}.")
     queue = iter(starts)
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="badapple-chunk")
 

@@ -272,9 +272,10 @@ def run(job: Job, subject: Subject, plan: Plan, stop, log, progress) -> float:
     """Compute and record every chunk of `plan.todo`; returns the seconds it took. A stop asked for between
     chunks is `Interrupted`, with every finished chunk recorded."""
     t0, done = time.perf_counter(), []
-    chunks = optimize_frames(subject.w, subject.frames, job.settings, seed=job.seed, compiled=plan.program,
-                             mesh=subject.mesh, starts=plan.todo, stop=stop, progress=progress) if plan.todo else ()
-    for start, result in chunks:
+    results = optimize_frames(subject.w, subject.frames, job.settings, seed=job.seed, compiled=plan.program,
+                              mesh=subject.mesh, chunk_starts=plan.todo, stop=stop,
+                              progress=progress) if plan.todo else ()
+    for start, result in results:
         save_chunk(job.work, start, to_rgb(result.picture, job.color), {k: getattr(result, k) for k in RECORD_FIELDS},
                    plan.key, plan.store, None if plan.store is None else result.x)
         finite = np.isfinite(result.loss.reshape(len(result.failed), -1)).all(axis=1)

@@ -152,10 +152,10 @@ def test_optimize_frames_runs_only_chunk_starts_of_its_frames(w, rng):
     frames, settings = rng.random((3, T, T)).astype(np.float32), bj.Settings(steps=8, seeds=1)
     program, _ = bj.compile_chunk(w, T, 2, settings)
     for starts in ([99], [1], [0, 0], ["0"]):
-        with pytest.raises(bj.BadInputError, match=r"starts must be distinct chunk starts of these 3 frames "
+        with pytest.raises(bj.BadInputError, match=r"chunk_starts must be distinct chunk starts of these 3 frames "
                                                    r"\(multiples of the chunk size 2 below 3\)"):
-            next(bj.optimize_frames(w, frames, settings, compiled=program, starts=starts))
-    assert [s for s, _ in bj.optimize_frames(w, frames, settings, compiled=program, starts=[2], seed=2**31 - 1)] == [2]
+            next(bj.optimize_frames(w, frames, settings, compiled=program, chunk_starts=starts))
+    assert [s for s, _ in bj.optimize_frames(w, frames, settings, compiled=program, chunk_starts=[2], seed=2**31 - 1)] == [2]
 
 
 def test_multi_start_refuses_starts_that_do_not_fit(w, rng):
