@@ -198,7 +198,7 @@ def plan_opening(work: Path, wanted: Wanted, restart: bool) -> Opening:
     check_chunks(work, recorded, wanted, grow)
     n, chunk = recorded["input"]["frames"], recorded["chunk_size"]
     starts = complete_chunks(recorded) if grow else range(0, n, chunk)
-    return Opening(recorded, tuple(finished(work, starts, n, chunk, job_key(recorded), wanted.shape)), grow)
+    return Opening(recorded, tuple(finished(work, starts, n, chunk, job_key(recorded))), grow)
 
 
 def check_chunks(work: Path, recorded: dict, wanted: Wanted, grow: bool) -> None:
@@ -383,12 +383,12 @@ def discard_if_empty(work: Path, made: list[Path]) -> None:
                 return
 
 
-def finished(work: Path, starts, n_frames: int, chunk_size: int, key: str, shape: tuple) -> list[int]:
-    """Those of `starts` whose chunk record and frames are on disk, each checked: a damaged one is a
-    BadInputError."""
+def finished(work: Path, starts, n_frames: int, chunk_size: int, key: str) -> list[int]:
+    """Those of `starts` whose chunk record and frames are on disk, each checked by its record's hashes (not
+    decoded: `load_chunk` does that once, when the render is assembled); a damaged one is a BadInputError."""
     done = [s for s in starts if record_path(work, s).is_file()]
     for s in done:
-        load_chunk(work, s, min(chunk_size, n_frames - s), key, shape)
+        checked_chunk(work, s, min(chunk_size, n_frames - s), key)
     return done
 
 
@@ -416,16 +416,26 @@ def write_record(work: Path, start: int, record: dict, key: str) -> None:
 
 
 def load_chunk(work: Path, start: int, n: int, key: str, shape: tuple) -> tuple[np.ndarray, dict]:
-    """The frames [n, *shape] uint8 and record saved for the chunk starting at `start`, each checked: a record
-    that is unreadable, lacks a field, holds another count of frames, belongs to another job or to another chunk,
-    or a frame that is missing or not the PNG its record names (by hash), is a BadInputError suggesting
-    --restart."""
+    """The frames [n, *shape] uint8 and record saved for the chunk starting at `start`, checked (`checked_chunk`)."""
+    pngs, record = checked_chunk(work, start, n, key)
+    frames = [iio.imread(png, extension=".png") for png in pngs]  # the very bytes this program wrote
+    for i, frame in enumerate(frames, start):
+        if frame.shape != shape or frame.dtype != np.uint8:
+            raise OptionError(f"Work directory {work} is damaged: {frame_path(work, i)} is {frame.dtype} "
+                              f"{frame.shape}, expected uint8 {shape}; {RESTART}.")
+    return np.stack(frames), record
+
+
+def checked_chunk(work: Path, start: int, n: int, key: str) -> tuple[list[bytes], dict]:
+    """The frame PNGs' bytes and the record of the chunk starting at `start`: a record that is unreadable, lacks a
+    field, holds another count of frames, belongs to another job or to another chunk, or a frame that is missing
+    or not the PNG its record names (by hash), is a BadInputError suggesting `restart`."""
     path = record_path(work, start)
     record = read_record(work, path, {key}, start)
     short = [k for k, v in record.items() if v.ndim == 0 or len(v) != n]
     if short:
         raise OptionError(f"Work directory {work} is damaged: {path} holds no {n} frames of {short[0]}; {RESTART}.")
-    frames = []
+    pngs = []
     for i, sha in zip(range(start, start + n), record.pop("png_sha256")):
         try:
             png = frame_path(work, i).read_bytes()
@@ -435,12 +445,8 @@ def load_chunk(work: Path, start: int, n: int, key: str, shape: tuple) -> tuple[
         if hashlib.sha256(png).hexdigest() != str(sha):
             raise OptionError(f"Work directory {work} is damaged: {frame_path(work, i)} is not the frame its record "
                               f"{path.name} names (another render's, or edited); {RESTART}.")
-        frame = iio.imread(png, extension=".png")  # the very bytes this program wrote
-        if frame.shape != shape or frame.dtype != np.uint8:
-            raise OptionError(f"Work directory {work} is damaged: {frame_path(work, i)} is {frame.dtype} "
-                              f"{frame.shape}, expected uint8 {shape}; {RESTART}.")
-        frames.append(frame)
-    return np.stack(frames), record
+        pngs.append(png)
+    return pngs, record
 
 
 def read_record(work: Path, path: Path, keys: set, start: int) -> dict:
