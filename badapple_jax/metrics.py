@@ -12,7 +12,11 @@ Its keys (per-frame lists are in frame order, N long):
     per_frame_headspace_loss                  with the head-space solver: the loss before lifting
     display, sink_z, sink_black               how attention became a picture (the sink's constants)
     per_frame_psnr, per_frame_ssim            the shown gray frame against the target over the shown region
-                                              (SPEC 12); mean_psnr, median_psnr, mean_ssim, median_ssim
+                                              (SPEC 12)
+    per_frame_content                         whether the target has content (fidelity.has_content: not blank)
+    mean_psnr, median_psnr, mean_ssim, median_ssim   over the content frames (all when none has content);
+    content_frames, blank_frames, pooled_psnr        their count, the blank ones', PSNR over every pixel
+                                                     (fidelity.summary)
     flicker, target_flicker                   mean |v_t - v_(t-1)| of the shown frames and of the targets
     retried_frames, failed_frames             the non-finite guard's frames
     resumed_frames, compile_seconds, optimize_seconds, seconds_per_frame     this run's share and its time
@@ -51,6 +55,7 @@ def of_render(job, info, clip, frames: np.ndarray, kept: dict, rgb: np.ndarray, 
     full = encoding.views == 2
     loss = kept["loss"].mean(axis=1) if full else kept["loss"]
     region = encoding.region(job.size)
+    content = fidelity.has_content(frames, region)
     N, computed = len(frames), run["computed"]
     return {
         "input": clip.label,
@@ -72,7 +77,8 @@ def of_render(job, info, clip, frames: np.ndarray, kept: dict, rgb: np.ndarray, 
         **encoding.constants(job.size),
         "per_frame_psnr": kept["psnr"].tolist(),
         "per_frame_ssim": kept["ssim"].tolist(),
-        **fidelity.summary(kept["psnr"], kept["ssim"]),
+        "per_frame_content": content.tolist(),
+        **fidelity.summary(kept["psnr"], kept["ssim"], content),
         "flicker": fidelity.flicker(rgb, region, decode=lambda block: gray_of(block, job.color)),  # from the PNGs
         "target_flicker": fidelity.flicker(frames, region),
         "retried_frames": np.flatnonzero(kept["retried"]).tolist(),
@@ -129,6 +135,7 @@ class Run:
     loss: np.ndarray  # [N] per-frame loss, frame order
     psnr: np.ndarray  # [N] dB, shown gray frame against target over the shown region
     ssim: np.ndarray  # [N] in [-1, 1], the same comparison
+    content: np.ndarray  # [N] bool: the target is not blank (fidelity.has_content); summaries are over these
     flicker: float  # mean |v_t - v_(t-1)| of the shown frames
     target_flicker: float  # the same of the targets
     display: str  # how attention became a picture: "sink" or "zscore"
@@ -186,6 +193,10 @@ def read_run(workdir) -> Run:
         raise BadInputError(f"{path} has no positive fps.")
     psnr = per_frame(metrics, "per_frame_psnr", path, size=loss.size)
     ssim = per_frame(metrics, "per_frame_ssim", path, size=loss.size, low=-1.0, high=1.0)
+    content = metrics.get("per_frame_content")
+    if not (isinstance(content, list) and len(content) == loss.size and all(isinstance(c, bool) for c in content)):
+        hint = " (made before content frames were counted? rerun render)" if "per_frame_content" not in metrics else ""
+        raise BadInputError(f"{path} has no per_frame_content list of {loss.size} true or false{hint}.")
     flicker, target_flicker = (amount(metrics, key, path) for key in ("flicker", "target_flicker"))
     display = metrics.get("display")
     if not (isinstance(display, str) and display):
@@ -210,7 +221,7 @@ def read_run(workdir) -> Run:
     if targets.dtype != np.uint8 or targets.shape != (loss.size, T, T):
         raise BadInputError(f"{path} holds {targets.dtype} frames of shape {list(targets.shape)}, expected uint8 "
                             f"[{loss.size}, {T}, {T}]: {loss.size} as per_frame_loss, {T}x{T} as the frame PNGs.")
-    return Run(work, loss, psnr, ssim, flicker, target_flicker, display, float(fps), targets, caption(metrics), colour)
+    return Run(work, loss, psnr, ssim, np.array(content, bool), flicker, target_flicker, display, float(fps), targets, caption(metrics), colour)
 
 
 def per_frame(metrics, key: str, path: Path, size=None, low=-np.inf, high=np.inf) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from badapple_jax import metrics
+from badapple_jax import fidelity, metrics
 from badapple_jax.chunks import (SEED_MAX, auto_chunk_size, check_fits, compile_chunk, fit_chunk_size, frame_mesh,
                                  frames_in, optimize_frames)
 from badapple_jax.chunks import plan as plan_program  # `plan` below is a render's Plan
@@ -313,8 +313,8 @@ def report(job: Job, subject: Subject, plan: Plan, optimize_seconds: float, log)
     write_video(rgb, job.output, fps=clip.fps, audio=audio)
     earlier = f" ({N - computed} from earlier runs)" if computed < N else ""
     log(f"done: {N} frames{earlier} in {optimize_seconds:.1f} s (+{plan.compile_seconds:.1f} s compile), loss mean "
-        f"{found['mean_loss']:.4g} median {found['median_loss']:.4g}, PSNR median {found['median_psnr']:.1f} dB, "
-        f"SSIM median {found['median_ssim']:.3f} ({job.settings.display} display); video {job.output} "
+        f"{found['mean_loss']:.4g} median {found['median_loss']:.4g}, {fidelity.summary_text(found)}, "
+        f"{job.settings.display} display; video {job.output} "
         f"({'with' if audio else 'no'} audio), frames and metrics in {work}")
     return found
 

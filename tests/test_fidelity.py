@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from badapple_jax.fidelity import PSNR_CAP, flicker, psnr, ssim, summary
+from badapple_jax.fidelity import PSNR_CAP, flicker, has_content, psnr, ssim, summary, summary_text
 
 
 def test_identical_frames_are_capped_not_infinite(rng):
@@ -68,7 +68,33 @@ def test_flicker_counts_frame_to_frame_change_over_the_region():
     assert flicker(many, region, decode=lambda b: np.asarray(b) * 2) == pytest.approx(2 * expected, rel=1e-6)
 
 
-def test_summary():
-    s = summary([10.0, 20.0, 40.0], [0.5, 0.6, 0.9])
-    assert s == {"mean_psnr": pytest.approx(70 / 3), "median_psnr": 20.0, "mean_ssim": pytest.approx(2 / 3),
-                 "median_ssim": 0.6}
+def test_summary_is_over_content_frames_with_the_blank_ones_counted(rng):
+    T, region = 16, np.tri(16, dtype=bool)
+    f = rng.random((5, T, T))
+    f[1], f[3] = 0.0, 1.0  # blank frames: black, white
+    v = np.clip(f + 0.01 * rng.standard_normal(f.shape), 0, 1)
+    v[1], v[3] = 0.0, 1.0  # shown exactly: 100 dB each, which must not lift the summary
+    p, q = psnr(v, f, region), ssim(v, f, region)
+    content = has_content(f, region)
+    assert content.tolist() == [True, False, True, False, True]
+    s = summary(p, q, content)
+    assert s["median_psnr"] == pytest.approx(np.median(p[[0, 2, 4]]))
+    assert s["mean_ssim"] == pytest.approx(q[[0, 2, 4]].mean())
+    assert (s["content_frames"], s["blank_frames"]) == (3, 2)
+    pooled = 10 * np.log10(1 / np.mean(np.square(v - f)[:, region]))  # every shown pixel of every frame
+    assert s["pooled_psnr"] == pytest.approx(pooled, rel=1e-6)  # blank frames: capped at 1e-10, not 0
+    everything = summary(p[[1, 3]], q[[1, 3]], content[[1, 3]])  # none has content: over all frames
+    assert everything["median_psnr"] == 100.0 and everything["content_frames"] == 0
+    assert "over 3 content frames (2 blank; pooled" in summary_text(s)
+
+
+def test_content_threshold():
+    T, region = 20, np.ones((20, 20), bool)
+    f = np.zeros((4, T, T))
+    f[1] = 0.7  # uniform gray: blank
+    f[2, 0, :2] = 1.0  # 2 of 400 pixels (0.5%): std 0.07, content
+    f[3, 0, 0] = 0.5  # one half-bright pixel: std 0.025, blank
+    assert has_content(f, region).tolist() == [False, False, True, False]
+    colour = np.zeros((2, 3, T, T))
+    colour[1, 0] = np.eye(T)  # a red diagonal on black
+    assert has_content(colour, region).tolist() == [False, True]

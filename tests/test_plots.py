@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 import badapple_jax.plots as plots
 from badapple_jax.display import colourise
 from badapple_jax.errors import BadInputError
+from badapple_jax.fidelity import summary
 from badapple_jax.outputs import mark
 
 T = 32
@@ -37,8 +38,8 @@ def fake_workdir(path, loss, fps=15.0, seed=0):
         "display": "sink",
         "per_frame_psnr": psnr.tolist(),
         "per_frame_ssim": ssim.tolist(),
-        "mean_psnr": psnr.mean(), "median_psnr": np.median(psnr),
-        "mean_ssim": ssim.mean(), "median_ssim": np.median(ssim),
+        "per_frame_content": [True] * n,
+        **summary(psnr, ssim, [True] * n),
         "flicker": 0.02,
         "target_flicker": 0.03,
     }
@@ -160,6 +161,9 @@ FIDELITY_BREAKERS = {  # id: (the field the message must name, the change to met
     "text-target-flicker": ("target_flicker", dict(target_flicker="low")),
     "negative-target-flicker": ("target_flicker", dict(target_flicker=-1e-3)),
     "no-display": ("display", dict(display=None)),
+    "no-content": ("per_frame_content", dict(per_frame_content=None)),
+    "short-content": ("per_frame_content", dict(per_frame_content=[True] * 3)),
+    "number-content": ("per_frame_content", dict(per_frame_content=[1, 1, 1, 1])),
 }
 
 
