@@ -16,7 +16,7 @@ with deferred_interrupt() if COMMAND else contextlib.nullcontext():  # matplotli
     from badapple_jax import survey
     from badapple_jax.errors import BadInputError, Interrupted, OptionError
     from badapple_jax.encoding import DISPLAYS, MODES
-    from badapple_jax.optimize import PRECISIONS, PRESETS, SCHEDULES, SOLVERS, Settings, preset_settings
+    from badapple_jax.optimize import DEFAULT_PRESET, PRECISIONS, PRESETS, SCHEDULES, SOLVERS, Settings, preset_settings
     from badapple_jax.plots import make_plots
     from badapple_jax.render import Job, render
     from badapple_jax.viewer import write_viewer
@@ -102,27 +102,31 @@ def add_render_parser(commands) -> None:
     p.add_argument("--fps", type=float, default=15.0, help="frames per second sampled from the input and played")
     p.add_argument("--max-frames", type=int, help="render only the first N frames")
     p.add_argument("--preset", choices=tuple(PRESETS),
-                   help="named settings: 'reference' (its optimiser, row-normalised target and z-scored display, so "
-                        "losses compare with it), 'fast' (head space, 1 seed, 200 steps of one cosine cycle at lr 0.5, "
-                        "b2 0.9; above layer 0 the embedding solver, 400 steps at lr 0.1; benchmarks/RESULTS.md); "
-                        "options given explicitly override it (default: the reference's optimiser, sink display)")
+                   help=f"named settings: '{DEFAULT_PRESET}' (the default), the best measured: head space, 1 seed, 200 steps of one "
+                        "cosine cycle at lr 0.5, b2 0.9; with the embedding solver, as above layer 0, 400 steps at lr "
+                        "0.1; benchmarks/RESULTS.md; 'reference', its optimiser, row-normalised target and z-scored "
+                        "display, so losses compare with it. Options given explicitly override it")
     p.add_argument("--display", choices=DISPLAYS,
                    help="sink: token 0 an attention sink, Z * attention is the frame at its true brightness "
                         "(default); zscore: the reference's row-normalised target, z-scored per row")
-    p.add_argument("--steps", type=int, help=f"Adam steps per frame, a quarter exploring each seed (default: {s.steps})")
-    p.add_argument("--seeds", type=int, help=f"random starts explored per frame (default: {s.seeds})")
-    p.add_argument("--lr", type=float, help=f"peak learning rate of each cosine cycle (default: {s.lr})")
+    p.add_argument("--steps", type=int, help="Adam steps per frame, a quarter exploring each seed when there are "
+                                             "several (default: the preset's; fast 200, reference 1500)")
+    p.add_argument("--seeds", type=int, help="random starts explored per frame (default: the preset's; fast 1, "
+                                             "reference 3)")
+    p.add_argument("--lr", type=float, help="peak learning rate of each cosine cycle (default: the preset's; fast "
+                                            "0.5, reference 0.1)")
     p.add_argument("--lr-min", type=float, help=f"learning rate at the end of each cycle (default: {s.lr_min})")
-    p.add_argument("--b2", type=float, help=f"Adam's beta2, its memory of squared gradients (default: {s.b2})")
+    p.add_argument("--b2", type=float, help="Adam's beta2, its memory of squared gradients (default: the preset's; "
+                                            "fast 0.9, reference 0.999)")
     p.add_argument("--schedule", choices=SCHEDULES,
                    help="learning rates of each phase: restarts, the reference's warm restarts every quarter "
-                        "(default); cosine, one cycle, and one seed runs all its steps as one phase")
+                        "(--preset reference); cosine, one cycle, and one seed runs all its steps as one phase (--preset fast)")
     p.add_argument("--init-scale", type=float, default=s.init_scale, help="std of the random initial embeddings")
     p.add_argument("--seed-select", choices=("frame", "chunk"), default=s.seed_select,
                    help="keep the best start per frame, or one per chunk by mean loss (the reference)")
     p.add_argument("--solver", choices=SOLVERS,
-                   help="optimise the embedding X (default, the reference), or z in head space (layer 0, ~5x faster "
-                        "per step) lifted to X")
+                   help="optimise the embedding X (the reference's; --preset fast above layer 0), or z in head space "
+                        "(--preset fast at layer 0, ~5x faster per step) lifted to X")
     p.add_argument("--warm-start", action="store_true", help="headspace: first start from an SVD of the target")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default=s.precision,
                    help="matmul precision on GPUs (CPUs compute fp32 regardless)")
@@ -228,14 +232,14 @@ def run_render(args) -> int:
               if getattr(args, k) is not None}
     chosen.update(init_scale=args.init_scale, seed_select=args.seed_select, precision=args.precision,
                   warm_start=args.warm_start, mode=args.mode)
-    settings = preset_settings(args.preset, args.layer, **chosen)
-    if args.preset and not args.quiet:  # what the preset changed for this layer (head space works at layer 0 only)
+    settings = preset_settings(args.preset or DEFAULT_PRESET, args.layer, **chosen)
+    if args.preset and not args.quiet:  # what a preset the user named changed for this layer and solver
         named = Settings(**{**PRESETS[args.preset], **chosen})
         changed = [f.name for f in dataclasses.fields(settings) if getattr(settings, f.name) != getattr(named, f.name)]
         own = "".join(f" --{k.replace('_', '-')} {getattr(settings, k)}" for k in sorted(changed, key="solver".__ne__))
+        why = "head space works at layer 0 only" if args.layer else "the embedding solver's own steps and lr"
         if own:
-            print(f"note: --preset {args.preset} uses{own} at --layer {args.layer} (head space works at layer 0 "
-                  "only)", file=sys.stderr)
+            print(f"note: --preset {args.preset} uses{own} at --layer {args.layer} ({why})", file=sys.stderr)
     fields = {f.name for f in dataclasses.fields(Job)} - {"settings"}
     job = Job(**{name: getattr(args, name) for name in fields}, settings=settings)
     log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))

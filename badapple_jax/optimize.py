@@ -143,21 +143,22 @@ PRESETS = {
     "reference": {"display": "zscore"},
     "fast": {"solver": "headspace", "seeds": 1, "steps": 200, "lr": 0.5, "b2": 0.9, "schedule": "cosine"},
 }
+DEFAULT_PRESET = "fast"  # the command's when none is named: the best measured; `Settings()` stays the reference's
 # "fast" where head space cannot run (layer > 0): the embedding X wants a smaller step, and more of them.
 FAST_EMBEDDING = {"solver": "embedding", "steps": 400, "lr": 0.1}
 
 
 def preset_settings(name: str | None = None, layer: int = 0, **options) -> Settings:
     """The settings preset `name` names (None: the defaults) for a head at `layer`, with `options` (Settings
-    fields) given explicitly over it. A preset in head space above layer 0, where head space cannot run, takes
-    the embedding solver's own steps and lr (FAST_EMBEDDING) unless `options` name a solver. Not checked:
-    `Settings.check` is."""
+    fields) given explicitly over it. A preset in head space takes the embedding solver's own steps and lr
+    (FAST_EMBEDDING) where that solver runs instead: above layer 0 (head space cannot run there) unless `options`
+    name a solver, or where `options` name it. Not checked: `Settings.check` is."""
     if name is not None and name not in PRESETS:
         raise OptionError(f"`preset` must be one of {', '.join(PRESETS)}, got {name!r}.")
     if not is_int(layer):  # its range is the model's, checked where the layer is loaded
         raise OptionError(f"`layer` must be an integer, got {layer!r}.")
     preset = PRESETS[name] if name is not None else {}
-    if preset.get("solver") == "headspace" and layer > 0 and "solver" not in options:
+    if preset.get("solver") == "headspace" and options.get("solver", "embedding" if layer else "headspace") == "embedding":
         preset = {**preset, **FAST_EMBEDDING}
     return Settings(**{**preset, **options})
 

@@ -103,7 +103,8 @@ def test_full_mode_sink_shows_the_whole_frame_without_a_seam_and_plots_follow(ti
 def test_colour_sink_shows_true_colours_from_three_heads(tiny_ckpt, tmp_path):
     out = tmp_path / "c.mp4"
     assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--heads", "2,0,1", "--color",
-                 "--side-by-side", "--steps", "200", *SMALL]) == 0  # three heads of d_head 16 fill n_embd 64: no head space
+                 "--side-by-side", "--solver", "embedding", "--steps", "200", *SMALL]) == 0
+    # three heads of d_head 16 fill n_embd 64: no head space, so the embedding solver
     shown, metrics = rendered(tmp_path / "c.work", colour=True)  # [3, 3, T, T]
     assert metrics["heads"] == [2, 0, 1] and np.asarray(metrics["per_frame_head_loss"]).shape == (3, 3)
     frame = iio.imread(tmp_path / "c.work" / "frames" / "frame_000000.png")
