@@ -53,6 +53,19 @@ def head_list(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in parts)
 
 
+def start_at(text: str) -> tuple[float, str]:
+    """`120` (frames) or `8s` / `8.5s` (seconds) -> (amount, "frames" or "s"); frames at --fps are counted later."""
+    seconds = text.endswith("s")
+    number = text[:-1] if seconds else text
+    try:
+        value = float(number) if seconds else int(number)
+    except ValueError:
+        value = -1
+    if not (number.isascii() and 0 <= value < float("inf")):
+        raise argparse.ArgumentTypeError(f"--start takes a frame number (120) or seconds (8s, 8.5s), got {text!r}")
+    return value, "s" if seconds else "frames"
+
+
 def chunk_size(text: str):
     """`auto` or a whole number (checked later with the other numbers)."""
     return None if text == "auto" else int(text)
@@ -100,7 +113,10 @@ def add_render_parser(commands) -> None:
     p.add_argument("--head", type=int, default=0, help="display head within the layer")
     p.add_argument("--size", type=int, default=256, help="display size T (frames are T x T tokens)")
     p.add_argument("--fps", type=float, default=15.0, help="frames per second sampled from the input and played")
-    p.add_argument("--max-frames", type=int, help="render only the first N frames")
+    p.add_argument("--start", type=start_at, default=(0, "frames"),
+                   help="the input's first frame to render, a frame number at --fps (120) or seconds (8s); the audio "
+                        "starts there too (default: 0)")
+    p.add_argument("--max-frames", type=int, help="render at most N frames (from --start)")
     p.add_argument("--preset", choices=tuple(PRESETS),
                    help=f"named settings: '{DEFAULT_PRESET}' (the default), the best measured: head space, 1 seed, 200 steps of one "
                         "cosine cycle at lr 0.5, b2 0.9; with the embedding solver, as above layer 0, 400 steps at lr "
@@ -240,6 +256,8 @@ def run_render(args) -> int:
         why = "head space works at layer 0 only" if args.layer else "the embedding solver's own steps and lr"
         if own:
             print(f"note: --preset {args.preset} uses{own} at --layer {args.layer} ({why})", file=sys.stderr)
+    amount, unit = args.start
+    args.start = round(amount * args.fps) if unit == "s" else amount  # seconds to the nearest frame at --fps
     fields = {f.name for f in dataclasses.fields(Job)} - {"settings"}
     job = Job(**{name: getattr(args, name) for name in fields}, settings=settings)
     log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))

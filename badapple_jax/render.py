@@ -18,7 +18,8 @@ from badapple_jax.outputs import claim
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.interrupt import stop_on_signal
 from badapple_jax.optimize import Settings
-from badapple_jax.video import BUILT_IN, FPS_RANGE, VIDEO_SUFFIXES, check_source, has_audio, read_clip, write_video
+from badapple_jax.video import (BUILT_IN, FPS_RANGE, START_MAX, VIDEO_SUFFIXES, check_source, has_audio, read_clip,
+                                write_video)
 from badapple_jax.model import pick_head, pick_heads
 from badapple_jax.weights import load_layer
 from badapple_jax.workdir import (OURS, RECORD_FIELDS, Wanted, embeddings_store, finish_embeddings, identity, job_key,
@@ -42,7 +43,8 @@ class Job:
     head: int = 0
     size: int = 256  # T: the display is T x T
     fps: float = 15.0  # frames per second sampled from the input and played in the output
-    max_frames: int | None = None  # render only the first N frames
+    start: int = 0  # the input's first frame rendered (at fps); the audio starts with it
+    max_frames: int | None = None  # render at most N frames
     chunk_size: int | None = None  # frames per compiled step; None: as many as fit the free device memory
     seed: int = 0  # seeds the random starts (per frame index)
     save_embeddings: bool = False  # write embeddings.npy [N, L, n_embd] float32, L = T (+ 1 with the sink)
@@ -70,6 +72,7 @@ def check(job: Job) -> None:
         (not (job.color and job.settings.warm_start), "`warm_start` works with one head, not with `color`"),
         (job.chunk_size is None or job.chunk_size >= 1, f"`chunk_size` must be at least 1, got {job.chunk_size}"),
         (job.max_frames is None or job.max_frames >= 1, f"`max_frames` must be at least 1, got {job.max_frames}"),
+        (0 <= job.start <= START_MAX, f"`start` must be a frame in 0..{START_MAX}, got {job.start}"),
         (job.layer >= 0, f"`layer` must be >= 0, got {job.layer}"),
         (job.head >= 0, f"`head` must be >= 0, got {job.head}"),
     ]
@@ -174,7 +177,8 @@ def read_subject(job: Job) -> Subject:
     if encoding.tokens(job.size) > info.config.n_positions:
         raise OptionError(f"`size` {job.size} needs {encoding.tokens(job.size)} positions with the "
                           f"{job.settings.display} display; the model has {info.config.n_positions}.")
-    clip = read_clip(job.input, size=job.size, fps=job.fps, max_frames=job.max_frames, colour=job.color)
+    clip = read_clip(job.input, size=job.size, fps=job.fps, start=job.start, max_frames=job.max_frames,
+                     colour=job.color)
     frames = np.moveaxis(clip.frames, -1, 1) if job.color else clip.frames  # [N, (3,) T, T]
     mesh = frame_mesh()
     chosen = job.chunk_size is not None
@@ -310,7 +314,7 @@ def report(job: Job, subject: Subject, plan: Plan, optimize_seconds: float, log)
         targets = targets if job.color else np.repeat(targets[..., None], 3, axis=-1)
         rgb = np.concatenate([targets, rgb], axis=2)  # [N, T, 2T, 3]
     audio = job.audio or clip.audio
-    write_video(rgb, job.output, fps=clip.fps, audio=audio)
+    write_video(rgb, job.output, fps=clip.fps, audio=audio, audio_start=clip.start / clip.fps)
     earlier = f" ({N - computed} from earlier runs)" if computed < N else ""
     log(f"done: {N} frames{earlier} in {optimize_seconds:.1f} s (+{plan.compile_seconds:.1f} s compile), loss mean "
         f"{found['mean_loss']:.4g} median {found['median_loss']:.4g}, {fidelity.summary_text(found)}, "

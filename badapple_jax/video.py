@@ -47,6 +47,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 IMAGE_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "GIF", "WEBP", "TIFF"}  # Pillow's names for the formats of IMAGE_SUFFIXES
 TIMED_FORMATS = {"GIF", "PNG", "WEBP"}  # their animations carry frame durations: ffmpeg resamples them to fps
 FPS_RANGE = (0.1, 1000.0)  # frames per second sampled from an input: at least one frame per 10 s
+START_MAX = 10**7  # the first frame a clip may start at: 11 days at 10 fps, far past any input yet an int32
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 + AAC
 BUILT_IN = ("demo", "badapple")  # input names that mean a clip of ours, even where a file of that name exists
 CRF = 18  # libx264 quality: colour maps show banding at the default 23
@@ -61,6 +62,7 @@ class Clip:
     fps: float  # frame rate of `frames` (= the requested fps)
     audio: str | None  # path of a file whose audio track goes with the clip, None if it has none
     label: str  # e.g. "demo clip (generated)", "video /x/y.mp4", "42 images in /dir"
+    start: int = 0  # the input's frame (at fps) that is frame 0 here: its audio plays from start / fps seconds
 
 
 def badapple_video() -> Path:
@@ -76,10 +78,10 @@ def badapple_video() -> Path:
     return path
 
 
-def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: int | None = None,
+def read_clip(source: str, *, size: int = 256, fps: float = 15.0, start: int = 0, max_frames: int | None = None,
               colour: bool = False) -> Clip:
     """`demo`, `badapple`, a directory of images (sorted by name), an image or a video file -> Clip of size x size
-    gray frames, or RGB ones with `colour`.
+    gray frames, or RGB ones with `colour`: the input's frames `start`, start + 1, ..., at most `max_frames`.
 
     `fps` is the rate frames are sampled at (ffmpeg's fps filter) or, for images, the rate they are
     said to have; `demo` names the built-in clip and `badapple` the real music video (optional extra)
@@ -91,25 +93,37 @@ def read_clip(source: str, *, size: int = 256, fps: float = 15.0, max_frames: in
         raise OptionError(f"`fps` must be in [{FPS_RANGE[0]:g}, {FPS_RANGE[1]:g}] frames per second, got {fps:g}.")
     if max_frames is not None and max_frames <= 0:
         raise OptionError(f"`max_frames` must be at least 1, got {max_frames}.")
+    if not 0 <= start <= START_MAX:
+        raise OptionError(f"`start` must be a frame in 0..{START_MAX}, got {start}.")
+    which = slice(start, None if max_frames is None else start + max_frames)
     if str(source) == "demo":
         clip = demo_clip(size=size, fps=fps, colour=colour)
-        return dataclasses.replace(clip, frames=clip.frames[:max_frames])
-    if str(source) == "badapple":
-        clip = read_clip(str(badapple_video()), size=size, fps=fps, max_frames=max_frames, colour=colour)
+        clip = dataclasses.replace(clip, frames=clip.frames[which])
+    elif str(source) == "badapple":
+        clip = read_clip(str(badapple_video()), size=size, fps=fps, start=start, max_frames=max_frames, colour=colour)
         return dataclasses.replace(clip, label=f"Bad Apple!! ({clip.label}, from the badapple package)")
-    check_source(source)
-    path = Path(source)
+    else:
+        check_source(source)
+        clip = _read(Path(source), size, fps, which, colour)
+    if not len(clip.frames):
+        raise OptionError(f"`start` {start} is past the end of the input ({clip.label}).")
+    return dataclasses.replace(clip, start=start, label=clip.label + (f", from frame {start} ({start / fps:.2f} s)"
+                                                                      if start else ""))
+
+
+def _read(path: Path, size: int, fps: float, which: slice, colour: bool) -> Clip:
+    """A directory of images, an image or a video file -> Clip of its frames `which`."""
     if path.is_dir():
-        return _read_image_dir(path, size, fps, max_frames, colour)
+        return _read_image_dir(path, size, fps, which, colour)
     with _open_image(path) as im:
         if _reads_as_images(im):
-            return _read_pages(im, path, size, fps, max_frames, colour)
+            return _read_pages(im, path, size, fps, which, colour)
     streams = probe(path)
     if not VIDEO_STREAM.search(streams):  # a truncated mp4 may still open, its streams lost or unreadable
         opened = "Input #0" in streams
         reason = "it holds no decodable video stream (truncated? audio only?)" if opened else _last_line(streams)
         raise BadInputError(f"ffmpeg cannot decode {path} as a video: {reason}.")
-    frames = _decode(path, size, fps, max_frames, colour)
+    frames = _decode(path, size, fps, which, colour)
     return Clip(frames, float(fps), str(path) if AUDIO_STREAM.search(streams) else None, f"video {path}")
 
 
@@ -128,14 +142,16 @@ def check_source(source: str) -> None:
         raise BadInputError(f"Input {path} is empty (0 bytes).")
 
 
-def _read_image_dir(folder: Path, size: int, fps: float, max_frames: int | None, colour: bool) -> Clip:
+def _read_image_dir(folder: Path, size: int, fps: float, which: slice, colour: bool) -> Clip:
     """Images of `folder`, sorted by name -> Clip (no audio)."""
     # Dot files are skipped: `._x.png` resource forks left by macOS are not images.
     names = sorted(p.name for p in folder.iterdir()
                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
     if not names:
         raise BadInputError(f"Directory {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
-    names = names[:max_frames]
+    if not names[which]:  # `start` past the end: the caller says so
+        return Clip(np.zeros((0, size, size)), float(fps), None, f"{len(names)} images in {folder}")
+    names = names[which]
     frames = np.stack([_read_image(folder / name, size, colour) for name in names])
     return Clip(frames.astype(np.float32) / 255.0, float(fps), None, f"{len(names)} images in {folder}")
 
@@ -152,15 +168,15 @@ def _read_image(path: Path, size: int, colour: bool) -> np.ndarray:
         return _frame(im, path, size, colour)
 
 
-def _read_pages(im: Image.Image, path: Path, size: int, fps: float, max_frames: int | None, colour: bool) -> Clip:
+def _read_pages(im: Image.Image, path: Path, size: int, fps: float, which: slice, colour: bool) -> Clip:
     """An image given alone -> Clip of its one frame, or of its pages (a multi-page TIFF), like a directory."""
     frames = []
-    for page in range(min(_frame_count(im), max_frames or _frame_count(im))):
-        if page:
-            im.seek(page)
+    for page in range(_frame_count(im))[which]:
+        im.seek(page)
         frames.append(_frame(im, path, size, colour))
-    label = f"image {path}" if _frame_count(im) == 1 else f"{len(frames)} pages of {path}"
-    return Clip(np.stack(frames).astype(np.float32) / 255.0, float(fps), None, label)
+    label = f"image {path}" if _frame_count(im) == 1 else f"{len(frames) or _frame_count(im)} pages of {path}"
+    return Clip(np.stack(frames).astype(np.float32) / 255.0 if frames else np.zeros((0, size, size)), float(fps), None,
+                label)
 
 
 @contextlib.contextmanager
@@ -240,37 +256,40 @@ def _first(tag):
     return tag[0] if isinstance(tag, tuple) else tag
 
 
-def _decode(path: Path, size: int, fps: float, max_frames: int | None, colour: bool) -> np.ndarray:
+def _decode(path: Path, size: int, fps: float, which: slice, colour: bool) -> np.ndarray:
     """Video file -> [N, size, size(, 3)] float32 in [0, 1] through ffmpeg's fps, scale and gray (or rgb24) filters."""
     pix_fmt = "rgb24" if colour else "gray"
     rate, rest = Fraction(fps).limit_denominator(), f"scale={size}:{size},format={pix_fmt}"
-    frames = _read_frames(path, f"fps={rate},{rest}", pix_fmt, size, max_frames)
-    if not frames:  # shorter than half a frame at `fps` (a 60 fps clip of one frame): the fps filter drops it all
-        frames = _read_frames(path, f"fps={rate}:eof_action=pass,{rest}", pix_fmt, size, max_frames)
-    if not frames:
+    frames, seen = _read_frames(path, f"fps={rate},{rest}", pix_fmt, size, which)
+    if not seen:  # shorter than half a frame at `fps` (a 60 fps clip of one frame): the fps filter drops it all
+        frames, seen = _read_frames(path, f"fps={rate}:eof_action=pass,{rest}", pix_fmt, size, which)
+    if not seen:
         raise BadInputError(f"Video {path} has no frames.")
-    return np.stack(frames).astype(np.float32) / 255.0
+    return np.stack(frames).astype(np.float32) / 255.0 if frames else np.zeros((0, size, size), np.float32)
 
 
-def _read_frames(path: Path, vf: str, pix_fmt: str, size: int, max_frames: int | None) -> list[np.ndarray]:
-    """Frames of ffmpeg's `-vf vf` output as [size, size(, 3)] uint8 arrays, at most `max_frames` of them."""
+def _read_frames(path: Path, vf: str, pix_fmt: str, size: int, which: slice) -> tuple[list[np.ndarray], int]:
+    """Frames `which` of ffmpeg's `-vf vf` output as [size, size(, 3)] uint8 arrays, and how many frames were
+    decoded (those before `which.start` are decoded and dropped: exact, as no seek of the input is)."""
     bits, shape = (24, (size, size, 3)) if pix_fmt == "rgb24" else (8, (size, size))
     reader = imageio_ffmpeg.read_frames(
         _ffmpeg_url(path), pix_fmt=pix_fmt, bits_per_pixel=bits, output_params=["-map", "0:v:0", "-an", "-vf", vf])
-    frames = []
+    frames, seen = [], 0
     try:
         with _without_resize_warning(), _starting_ffmpeg():
             next(reader)  # metadata
         for raw in reader:
-            frames.append(np.frombuffer(raw, np.uint8).reshape(shape))
-            if len(frames) == max_frames:
+            seen += 1
+            if seen > which.start:
+                frames.append(np.frombuffer(raw, np.uint8).reshape(shape))
+            if seen == which.stop:
                 break  # closing the reader stops ffmpeg early
     except (OSError, RuntimeError) as err:
         reason = _last_line(str(err))
         raise BadInputError(f"ffmpeg cannot decode {path} as a video: {reason}.") from err
     finally:
         reader.close()
-    return frames
+    return frames, seen
 
 
 @contextlib.contextmanager
@@ -365,8 +384,9 @@ def _capsule(x, y, ax, ay, bx, by, r):
     return np.hypot(px - h * dx, py - h * dy) - r
 
 
-def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None) -> None:
-    """[N, H, W, 3] uint8 -> H.264 yuv420p video at `fps`, with the audio of `audio` (AAC) cut to the shorter stream.
+def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None, audio_start: float = 0.0) -> None:
+    """[N, H, W, 3] uint8 -> H.264 yuv420p video at `fps`, with the audio of `audio` (AAC) from `audio_start`
+    seconds on, cut to the shorter stream.
 
     yuv420p needs even sizes: an odd height or width gets one edge-replicated row or column.
     The file appears at `path` only once complete (written beside it, then renamed).
@@ -397,7 +417,8 @@ def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None) 
             _ffmpeg_url(tmp), (rgb.shape[2], rgb.shape[1]), fps=fps, codec="libx264", quality=None,
             macro_block_size=1,  # sizes are already even; a larger block would make imageio rescale
             ffmpeg_log_level="error",
-            output_params=["-crf", str(CRF), "-metadata", f"comment={mark('video')}", *(["-shortest"] if audio else [])],
+            output_params=["-crf", str(CRF), "-metadata", f"comment={mark('video')}", *(["-shortest"] if audio else []),
+                           *(["-af", f"atrim=start={audio_start:.6f},asetpts=PTS-STARTPTS"] if audio and audio_start else [])],
             audio_path=None if audio is None else _ffmpeg_url(audio), audio_codec="aac" if audio else None)
         with _starting_ffmpeg():
             writer.send(None)

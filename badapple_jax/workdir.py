@@ -54,7 +54,7 @@ OURS = ("manifest.json", "metrics.json", "targets.npz", "embeddings.npy", "embed
         VIEWER)
 MANIFEST_FIELDS = {"format": int, "options": dict, "input": dict, "model": dict, "chunk_size": int, "device": dict}
 # Job fields that change what is optimised; output, audio and side-by-side only change the assembled video.
-RESULT_OPTIONS = ("settings", "layer", "head", "heads", "color", "size", "fps", "max_frames", "seed",
+RESULT_OPTIONS = ("settings", "layer", "head", "heads", "color", "size", "fps", "start", "max_frames", "seed",
                   "save_embeddings")
 
 

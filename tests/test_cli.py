@@ -197,3 +197,28 @@ def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
                            "--model", "random:gpt2"], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "does not exist" in done.stderr
+
+
+def test_start_later_in_frames_or_seconds_resumes_and_extends(tiny_ckpt, tmp_path, capsys):
+    """--start renders the input from that frame (seconds at --fps, to the nearest frame): its targets are those
+    frames, a work directory is resumed or grown only with the same start, and another start is refused."""
+    from badapple_jax.video import demo_clip
+
+    out = tmp_path / "late.mp4"
+    args = ["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--steps", "8", "--size", "16",
+            "--chunk-size", "1", "-q"]
+    assert main([*args, "--start", "0.4s", "--max-frames", "2"]) == 0  # 0.4 s at 15 fps: frame 6
+    work = tmp_path / "late.work"
+    metrics = json.loads((work / "metrics.json").read_text())
+    assert metrics["settings"]["start"] == 6 and "from frame 6 (0.40 s)" in metrics["input"]
+    demo = (demo_clip(size=16).frames * 255).round().astype(np.uint8)
+    with np.load(work / "targets.npz") as npz:
+        np.testing.assert_array_equal(npz["frames"], demo[6:8])
+    first = (work / "frames" / "frame_000000.png").read_bytes()
+    assert main([*args, "--start", "6", "--max-frames", "3"]) == 0  # the same start in frames: grown by one
+    with np.load(work / "targets.npz") as npz:
+        np.testing.assert_array_equal(npz["frames"], demo[6:9])
+    assert (work / "frames" / "frame_000000.png").read_bytes() == first
+    capsys.readouterr()
+    assert main([*args, "--start", "7", "--max-frames", "3"]) == 2
+    assert "--start 6 there, 7 here" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """video.py: ffmpeg round trips, audio, image directories, the demo clip and bad inputs."""
 import os
+import subprocess
 import wave
 
 import imageio_ffmpeg
@@ -179,3 +180,42 @@ def test_colour_reading_keeps_the_channels(tmp_path):
     assert read_clip(str(tmp_path / "imgs"), size=16, colour=True).frames.shape == (1, 16, 16, 3)
     demo = read_clip("demo", size=16, colour=True).frames
     assert demo.shape == (30, 16, 16, 3) and np.any(demo[..., 0] != demo[..., 2])  # trails make it colourful
+
+
+def test_start_is_the_same_frames_as_reading_from_the_beginning(square_mp4, tmp_path):
+    """`start` and `max_frames` select frames start.. of what a read from frame 0 gives, for every kind of input."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for k, frame in enumerate(moving_square(n=6, size=16)):
+        Image.fromarray(frame).save(images / f"{k:02d}.png")
+    pages = tmp_path / "pages.tif"
+    first, *rest = [Image.fromarray(f) for f in moving_square(n=5, size=16)]
+    first.save(pages, save_all=True, append_images=rest)
+    for source in (str(square_mp4), "demo", str(images), str(pages)):
+        whole = read_clip(source, size=16, fps=15).frames
+        part = read_clip(source, size=16, fps=15, start=2, max_frames=3)
+        np.testing.assert_array_equal(part.frames, whole[2:5])
+        assert part.start == 2 and "from frame 2 (0.13 s)" in part.label
+        np.testing.assert_array_equal(read_clip(source, size=16, fps=15, start=3).frames, whole[3:])
+        with pytest.raises(video.OptionError, match=f"start.? {len(whole)} is past the end of the input"):
+            read_clip(source, size=16, fps=15, start=len(whole))
+    with pytest.raises(video.OptionError, match="start.? must be a frame in 0.."):
+        read_clip("demo", size=16, start=-1)
+
+
+def test_the_audio_starts_with_the_first_frame(tmp_path):
+    """A 1 s tone after 1 s of silence, rendered from 1 s on: the output's audio is the tone from its start."""
+    rate = 8000
+    t = np.arange(2 * rate) / rate
+    samples = np.where(t >= 1.0, 0.5 * 32767 * np.sin(2 * np.pi * 440 * t), 0).astype("<i2")
+    wav = tmp_path / "late.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    for start, loud in ((0.0, False), (1.0, True)):
+        out = tmp_path / f"from_{start:g}.mp4"
+        write_video(moving_square(n=10), out, fps=20, audio=str(wav), audio_start=start)  # 0.5 s of video
+        pcm = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(out), "-f", "s16le", "-ac", "1",
+                              "-ar", str(rate), "-"], capture_output=True, check=True).stdout
+        level = np.abs(np.frombuffer(pcm, "<i2")[: rate // 4].astype(float)).mean()  # its first quarter second
+        assert (level > 3000) == loud, (start, level)
