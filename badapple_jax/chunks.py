@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from badapple_jax import fidelity
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.model import HeadWeights, group_of, is_int
+from badapple_jax.progress import Running
 from badapple_jax.optimize import (NUMBERS, PRECISIONS, RETRY, ChunkResult, Settings, checked_frames,
                                    optimize_chunk_jit, traced_numbers)
 from badapple_jax.solver import Solver, make_solver
@@ -55,6 +56,7 @@ class Program:
     chunk_size: int  # frames per call
     settings: Settings
     mesh: Mesh  # the devices its frame axis is split over
+    progress: bool = False  # it reports its steps to the host as it computes (progress.py)
 
     def __call__(self, frames, frame_index, valid, seed) -> ChunkResult:
         return self.compiled(self.w, self.solver, frames, frame_index, valid, seed, traced_numbers(self.settings))
@@ -68,13 +70,15 @@ class Program:
         return dataclasses.replace(self, settings=settings)
 
 
+TICK = 0.25  # seconds between looks at a running chunk's progress
 PROGRAMS_KEPT = 8  # compiled programs kept for reuse, the least recently used dropped first
 _programs: collections.OrderedDict = collections.OrderedDict()
 
 
 def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, mesh: Mesh | None = None,
-                  keep_best: bool = False):
-    """Ahead-of-time compile of `optimize_chunk` for one chunk shape -> (program, seconds it took).
+                  keep_best: bool = False, progress: bool = False):
+    """Ahead-of-time compile of `optimize_chunk` for one chunk shape -> (program, seconds it took); `progress`: a
+    program that reports its steps as it computes, for a progress bar.
 
     `chunk_size` must be a multiple of the mesh's device count. The executable is kept and reused for the same
     step plan, shapes and mesh: settings that differ only in their numbers (`NUMBERS`) and other weights of the
@@ -98,15 +102,15 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     )
     weights = jax.tree.map(lambda a: (a.shape, a.dtype), (w, solver))  # their config is in the tree's structure
     key = (jax.tree.structure(settings), jax.tree.structure(weights), tuple(jax.tree.leaves(weights)), T, chunk_size,
-           mesh, keep_best)
+           mesh, keep_best, progress)
     compiled = _programs.pop(key, None)
     if compiled is None:
         with jax.default_matmul_precision(PRECISIONS[settings.precision]):
-            compiled = optimize_chunk_jit.lower(w, solver, *shapes, keep_best=keep_best).compile()
+            compiled = optimize_chunk_jit.lower(w, solver, *shapes, keep_best=keep_best, progress=progress).compile()
     _programs[key] = compiled
     while len(_programs) > PROGRAMS_KEPT:
         _programs.popitem(last=False)
-    return Program(compiled, w, solver, chunk_size, settings, mesh), time.perf_counter() - t0
+    return Program(compiled, w, solver, chunk_size, settings, mesh, progress), time.perf_counter() - t0
 
 
 def needed_bytes(program: Program) -> int:
@@ -132,23 +136,25 @@ def free_bytes_per_device(mesh: Mesh) -> int:
 
 
 def plan(w: HeadWeights, T: int, n_frames: int, settings: Settings, *, chunk_size: int | None = None,
-         mesh: Mesh | None = None) -> Program:
+         mesh: Mesh | None = None, progress: bool = False) -> Program:
     """The one chunk planner: the compiled program for `n_frames` frames of T x T shown by `w` with `settings`, its
     frame axis split over `mesh` (default: every device). `chunk_size` frames per call, fitted to the clip and the
     devices (`fit_chunk_size`); None: as many as fit the free memory (`auto_program`). A chunk that cannot fit a
-    device is refused."""
+    device is refused. `progress`: the program reports its steps as it computes, for a progress bar."""
     mesh = mesh or frame_mesh()
     if chunk_size is not None and (not is_int(chunk_size) or chunk_size < 1):
         raise OptionError(f"`chunk_size` must be an integer of at least 1, got {chunk_size!r}.")
     if chunk_size is None:
-        program = auto_program(w, T, n_frames, settings, mesh)
+        program = auto_program(w, T, n_frames, settings, mesh, progress)
     else:
-        program, _ = compile_chunk(w, T, fit_chunk_size(chunk_size, n_frames, mesh), settings, mesh)
+        program, _ = compile_chunk(w, T, fit_chunk_size(chunk_size, n_frames, mesh), settings, mesh,
+                                   progress=progress)
     check_fits(program, mesh)
     return program
 
 
-def auto_program(w: HeadWeights, T: int, n_frames: int, settings: Settings, mesh: Mesh | None = None) -> Program:
+def auto_program(w: HeadWeights, T: int, n_frames: int, settings: Settings, mesh: Mesh | None = None,
+                 progress: bool = False) -> Program:
     """The program for as many frames per step as fit the free device memory, compiled once where the largest
     useful chunk fits (on a CPU with room, nearly always). Otherwise its own memory figures bound the bytes a
     frame adds (all but the weights counted per frame: an over-estimate, so the cut is safe) and a chunk cut to
@@ -156,13 +162,14 @@ def auto_program(w: HeadWeights, T: int, n_frames: int, settings: Settings, mesh
     mesh = mesh or frame_mesh()
     n = mesh.size
     chunk = auto_chunk_size(n_frames, mesh)
-    program, _ = compile_chunk(w, T, chunk, settings, mesh)
+    program, _ = compile_chunk(w, T, chunk, settings, mesh, progress=progress)
     budget, needed = MEMORY_MARGIN * free_bytes_per_device(mesh), needed_bytes(program)
     if needed <= budget or chunk == n:
         return program
     fixed = sum(a.nbytes for a in jax.tree.leaves((program.w, program.solver)))  # the weights, on every device
     per_frame = max((needed - fixed) / (chunk // n), 1)
-    return compile_chunk(w, T, auto_chunk_size(n_frames, mesh, int((budget - fixed) // per_frame)), settings, mesh)[0]
+    chunk = auto_chunk_size(n_frames, mesh, int((budget - fixed) // per_frame))
+    return compile_chunk(w, T, chunk, settings, mesh, progress=progress)[0]
 
 
 def auto_chunk_size(n_frames: int, mesh: Mesh, per_device: int | None = None) -> int:
@@ -199,6 +206,7 @@ def run_chunk(program: Program, frames: np.ndarray, index: np.ndarray, seed: int
     """Optimise frames[index] (at most one chunk) -> result on the host, padding removed, with the
     non-finite guard: frames that come out non-finite are redone by `retry()` (the program to use,
     built on demand) from starts keyed by index + RETRY; `retried` and `failed` say which."""
+    Running.restart()  # its program's progress reports count from here
     result = _run(program, frames, index, seed, mesh, 0)
     retried = ~finite_frames(result) if retry is not None else np.zeros(len(index), bool)
     failed = np.zeros(len(index), bool)
@@ -241,10 +249,13 @@ def _scatter(a, b, mask):  # a [B, ...] with b [mask.sum(), ...] put at the mask
     return out
 
 
-def retry_program(w: HeadWeights, T: int, chunk_size: int, settings: Settings, mesh: Mesh):
-    """() -> the guard's program (fresh starts at half the learning rate, best finite state kept), compiled once."""
-    half = dataclasses.replace(settings, lr=settings.lr / 2, lr_min=settings.lr_min / 2)
-    return functools.cache(lambda: compile_chunk(w, T, chunk_size, half, mesh, keep_best=True)[0])
+def retry_program(program: Program, T: int):
+    """() -> the guard's program for `program`'s (fresh starts at half the learning rate, best finite state kept),
+    compiled once."""
+    s = program.settings
+    half = dataclasses.replace(s, lr=s.lr / 2, lr_min=s.lr_min / 2)
+    return functools.cache(lambda: compile_chunk(program.w, T, program.chunk_size, half, program.mesh, keep_best=True,
+                                                 progress=program.progress)[0])
 
 
 def optimize_frames(
@@ -281,9 +292,9 @@ def optimize_frames(
             raise BadInputError(f"chunk_size {chunk_size} differs from the compiled program's {compiled.chunk_size}.")
         compiled = compiled.with_settings(settings)  # these settings' numbers, through the same program
     else:
-        compiled = plan(w, T, N, settings, chunk_size=chunk_size, mesh=mesh)
+        compiled = plan(w, T, N, settings, chunk_size=chunk_size, mesh=mesh, progress=progress)
     chunk_size, mesh = compiled.chunk_size, compiled.mesh
-    retry = retry_program(w, T, chunk_size, settings, mesh)
+    retry = retry_program(compiled, T)
     every = range(0, N, chunk_size)
     starts = list(every) if chunk_starts is None else list(chunk_starts)
     if any(not is_int(s) or s not in every for s in starts) or len(set(starts)) < len(starts):
@@ -303,19 +314,34 @@ def optimize_frames(
     try:
         with tqdm(total=N, initial=N - frames_in(starts, chunk_size, N), unit="frame", disable=not progress,
                   dynamic_ncols=True) as bar:
+            done = bar.n
             pending = submit()
             while pending:
                 start, index, future = pending
-                result = future.result()  # waits in Python: a signal's handler runs at once
+                result = wait(future, bar, done, len(index) if compiled.progress else 0)
                 pending = submit()
                 result = finish_chunk(compiled, result, frames, index)
                 losses.extend(np.ravel(result.loss).tolist())
                 psnrs.extend(result.psnr.tolist())
-                bar.set_postfix(loss=f"{np.mean(losses):.3g}", psnr=f"{np.median(psnrs):.1f} dB")
-                bar.update(len(result.loss))
+                bar.set_postfix(loss=f"{np.mean(losses):.3g}", psnr=f"{np.median(psnrs):.1f} dB", refresh=False)
+                done += len(index)
+                bar.n = done
+                bar.refresh()
                 yield start, result
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def wait(future, bar, done: int, frames: int) -> ChunkResult:
+    """The chunk's result once `future` has it; meanwhile `bar` (at `done` frames) moves through the chunk's
+    `frames` as its program reports its steps (progress.py; 0 frames: a program that does not)."""
+    while True:
+        try:
+            return future.result(timeout=TICK)  # waits in Python: a signal's handler runs at once
+        except concurrent.futures.TimeoutError:
+            if not bar.disable:  # whole frames; the elapsed time and the estimate move at every tick
+                bar.n = done + int(frames * min(Running.done, 1.0))
+                bar.refresh()
 
 
 def frames_in(starts, chunk_size: int, n_frames: int) -> int:

@@ -212,7 +212,7 @@ def _opened(job: Job, subject: Subject, log, progress) -> dict:
     recorded = open_workdir(job.work, opening, subject.wanted, log)
     with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
         try:
-            plan = make_plan(job, subject, recorded, list(opening.done), log)
+            plan = make_plan(job, subject, recorded, list(opening.done), log, progress)
             seconds = run(job, subject, plan, stop, log, progress)
             return report(job, subject, plan, seconds, log)
         except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
@@ -234,9 +234,9 @@ class Plan:
     compile_seconds: float
 
 
-def make_plan(job: Job, subject: Subject, recorded, done: list, log) -> Plan:
-    """The chunks of the job and the compiled step for those left; a fresh job's manifest is written here,
-    once its chunk size is known."""
+def make_plan(job: Job, subject: Subject, recorded, done: list, log, progress: bool) -> Plan:
+    """The chunks of the job and the compiled step for those left (`progress`: one that reports its steps to a
+    progress bar); a fresh job's manifest is written here, once its chunk size is known."""
     w, mesh, N, T = subject.w, subject.mesh, len(subject.frames), job.size
     encoding = job.settings.encoding(subject.info.config.causal)
     log(f"model: {subject.info.source}; layer {job.layer}, head {job.head}")
@@ -252,7 +252,7 @@ def make_plan(job: Job, subject: Subject, recorded, done: list, log) -> Plan:
         done = done if kept else []
     t0, program = time.perf_counter(), None
     if recorded is None:  # a fresh job: the planner decides its chunk and compiles it once
-        program = plan_program(w, T, N, job.settings, chunk_size=job.chunk_size, mesh=mesh)
+        program = plan_program(w, T, N, job.settings, chunk_size=job.chunk_size, mesh=mesh, progress=progress)
     chunk = recorded["chunk_size"] if program is None else program.chunk_size
     starts = list(range(0, N, chunk))
     todo = [s for s in starts if s not in done]
@@ -261,9 +261,9 @@ def make_plan(job: Job, subject: Subject, recorded, done: list, log) -> Plan:
     if todo:
         device = mesh.devices.flat[0]
         log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); one "
-            f"{job.settings.solver} step for {chunk} frames x {job.settings.seeds} seeds")
+            f"{job.settings.solver} step for {chunk} frames x {job.settings.seeds} seed{'s' * (job.settings.seeds != 1)}")
         if program is None:  # a resumed job keeps the chunk its work directory recorded
-            program = compile_chunk(w, T, chunk, job.settings, mesh)[0]
+            program = compile_chunk(w, T, chunk, job.settings, mesh, progress=progress)[0]
             check_fits(program, mesh)
     compile_seconds = time.perf_counter() - t0 if todo else 0.0
     if recorded is None:

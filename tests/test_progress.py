@@ -1,0 +1,43 @@
+"""progress.py: a program compiled with progress reports its share of a chunk's updates as it runs, in order, up
+to 1, without changing what it computes; the bar moves within a chunk."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import badapple_jax as bj
+from badapple_jax import progress
+from badapple_jax.model import ModelConfig
+
+
+@pytest.mark.parametrize("n_steps", [7, 40, 45])
+def test_scan_in_blocks_is_the_plain_scan_and_reports_every_block(n_steps, monkeypatch):
+    shares = []
+    monkeypatch.setattr(progress.Running, "reached", classmethod(lambda cls, share: shares.append(float(share))))
+    step = lambda c, _: (c * 1.01 + jnp.sin(c), c.sum())  # noqa: E731
+    c0 = jnp.asarray(np.random.default_rng(0).standard_normal(5), jnp.float32)
+    plain = jax.jit(lambda c: progress.scan(step, c, n_steps))(c0)
+    blocks = jax.jit(lambda c: progress.scan(step, c, n_steps, share=lambda s: s / n_steps))(c0)
+    jax.effects_barrier()
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(blocks)):
+        np.testing.assert_array_equal(a, b)
+    k = max(n_steps // progress.REPORTS, 1)  # a report every k steps and at the end (unordered callbacks: sorted)
+    expected = sorted({*(np.arange(k, n_steps + 1, k) / n_steps).astype(np.float32).tolist(), 1.0})
+    assert sorted(shares) == pytest.approx(expected)
+
+
+def test_a_chunk_reports_up_to_its_end_and_computes_the_same(rng):
+    w = bj.pick_head(bj.random_layer(ModelConfig(n_layer=1, n_head=4, n_embd=64, n_positions=64, eps=1e-5)), 0)
+    frames = rng.random((2, 8, 8)).astype(np.float32)
+    settings = bj.Settings(steps=24, seeds=2)  # explore 6 steps x 2 starts, refine 18: 30 updates a frame
+    index, valid = np.arange(2, dtype=np.int32), np.ones(2, bool)
+    quiet, shown = (bj.compile_chunk(w, 8, 2, settings, progress=on)[0] for on in (False, True))
+    progress.Running.restart()
+    a = quiet(frames, index, valid, 0)
+    jax.effects_barrier()
+    assert progress.Running.done == 0.0  # a program without reports sends none
+    b = shown(frames, index, valid, 0)
+    jax.effects_barrier()
+    assert progress.Running.done == pytest.approx(1.0)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
