@@ -95,11 +95,17 @@ def has_content(f, region) -> np.ndarray:
     return f.reshape(len(f), -1).std(axis=1) >= CONTENT_STD
 
 
+def summarised(content) -> np.ndarray:
+    """[N] bool content -> [N] bool: the frames a summary is over (the content frames; all when none has content)."""
+    content = np.asarray(content, bool)
+    return content if content.any() else np.ones_like(content)
+
+
 def summary(per_frame_psnr, per_frame_ssim, content) -> dict:
     """The clip's figures for metrics.json, the closing line and the figures: mean and median PSNR and SSIM over
     the content frames (all frames when none has content), their count and the blank ones', the pooled PSNR."""
     p, s, content = np.asarray(per_frame_psnr, float), np.asarray(per_frame_ssim, float), np.asarray(content, bool)
-    over = content if content.any() else np.ones_like(content)
+    over = summarised(content)
     mse = np.power(10.0, -p / 10)  # each frame's mean squared error over the same region
     return {"mean_psnr": float(p[over].mean()), "median_psnr": float(np.median(p[over])),
             "mean_ssim": float(s[over].mean()), "median_ssim": float(np.median(s[over])),
