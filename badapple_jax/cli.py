@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "frames of a finished render, as PNGs in its work directory")
     plots.add_argument("workdir", help="the work directory of a finished render")
     survey.add_parser(commands)
-    viewer = commands.add_parser("viewer", help="one self-contained HTML page of a finished render: every frame "
-                                                "beside its target, loss, PSNR and SSIM, a slider and play")
+    viewer = commands.add_parser("viewer", help="an HTML page of a finished render, its pictures loaded from the work "
+                                                "directory: every frame beside its target, loss, PSNR and SSIM, a "
+                                                "slider and play")
     viewer.add_argument("workdir", help="the work directory of a finished render")
     viewer.add_argument("-o", "--output", help="the page (default: WORKDIR/viewer.html)")
     export = commands.add_parser("export", help="write random:NAME weights as a transformers checkpoint (config.json "

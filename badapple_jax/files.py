@@ -14,16 +14,18 @@ def ordinary_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
-def write_atomic(path, data: bytes) -> None:
+def write_atomic(path, data: bytes, durable: bool = True) -> None:
     """Write `data` to a unique temporary name beside `path`, fsync, rename: readers, and a crash,
-    see the old content or all of `data`, never part of it."""
+    see the old content or all of `data`, never part of it. `durable=False` skips the fsync, for files
+    that are made again from others (readers still never see part of one; a crash may leave it empty)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, ordinary_mode())
         os.replace(tmp, path)
     except BaseException:

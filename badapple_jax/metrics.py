@@ -259,6 +259,8 @@ def caption(metrics: dict) -> str:
     job = part(metrics, "settings")
     opt = part(job, "settings")
     size = job.get("size", "?")
+    counted = lambda n, word: f"{n} {word}{'' if n == 1 else 's'}"  # noqa: E731  ("1 seed", "? seeds")
     return (f"{part(metrics, 'model').get('name', 'unknown model')}, layer {job.get('layer', '?')} "
             f"head {job.get('head', '?')}, {size}x{size}, {metrics.get('display', '?')} display, "
-            f"{opt.get('solver', '?')} solver, {opt.get('steps', '?')} steps x {opt.get('seeds', '?')} seeds")
+            f"{opt.get('solver', '?')} solver, {counted(opt.get('steps', '?'), 'step')} x "
+            f"{counted(opt.get('seeds', '?'), 'seed')}")

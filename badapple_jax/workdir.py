@@ -3,6 +3,7 @@
     WORKDIR/.lock                    held (flock) by the one render writing here; its text names that render
     WORKDIR/manifest.json            settings, model and input identity (hashes), chunk size
     WORKDIR/frames/frame_NNNNNN.png  the display of every finished frame
+    WORKDIR/targets/target_NNNNNN.png  each frame's gray target, written by `viewer` for its page to load
     WORKDIR/chunks/chunk_NNNNNN.npz  losses, chosen starts, guard flags and fidelity of the chunk starting at frame N,
                                      its first frame and a SHA-256 of each of its frame PNGs
     WORKDIR/embeddings.partial.npy   with --save-embeddings, filled chunk by chunk; embeddings.npy when complete
@@ -108,6 +109,10 @@ def differences(recorded: dict, wanted: dict) -> list[str]:
 
 def frame_path(work: Path, i: int) -> Path:
     return work / "frames" / f"frame_{i:06d}.png"
+
+
+def target_path(work: Path, i: int) -> Path:
+    return work / "targets" / f"target_{i:06d}.png"
 
 
 def record_path(work: Path, start: int) -> Path:
@@ -367,8 +372,9 @@ def remove_leftovers(work: Path) -> None:
 
 
 def wipe(work: Path) -> None:
-    """Delete the files a render writes in `work`, and nothing else."""
-    for path in [*work.glob("frames/frame_*.png"), *work.glob("chunks/chunk_*.npz"), *(work / f for f in OURS)]:
+    """Delete the files a render (and its viewer) writes in `work`, and nothing else."""
+    for path in [*work.glob("frames/frame_*.png"), *work.glob("targets/target_*.png"), *work.glob("chunks/chunk_*.npz"),
+                 *(work / f for f in OURS)]:
         path.unlink(missing_ok=True)
 
 

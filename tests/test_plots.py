@@ -16,10 +16,12 @@ from badapple_jax.outputs import mark
 T = 32
 
 
-def fake_workdir(path, loss, fps=15.0, seed=0):
-    """A work directory as render leaves it, for the given per-frame losses (fidelity drawn at random)."""
+def fake_workdir(path, loss, fps=15.0, seed=0, blank=0, display="sink"):
+    """A work directory as render leaves it, for the given per-frame losses (fidelity drawn at random), its first
+    `blank` targets black."""
     rng = np.random.default_rng(seed)
     n = len(loss)
+    content = (np.arange(n) >= blank).tolist()
     psnr, ssim = rng.uniform(10, 60, n), rng.uniform(0, 1, n)
     (path / "frames").mkdir(parents=True)
     tri = np.tri(T, dtype=bool)
@@ -27,7 +29,8 @@ def fake_workdir(path, loss, fps=15.0, seed=0):
         rgb = colourise(rng.random((T, T)) * tri)  # magma, as render draws a gray picture
         iio.imwrite(path / "frames" / f"frame_{i:06d}.png", rgb)
     yy, xx = np.mgrid[:T, :T]
-    targets = np.stack([(((xx - 3 * i) ** 2 + (yy - T / 2) ** 2) < (T / 4) ** 2) * 255 for i in range(n)])
+    disc = lambda i: ((xx - 3 * i) ** 2 + (yy - T / 2) ** 2) < (T / 4) ** 2  # noqa: E731
+    targets = np.stack([disc(i) * 255 * c for i, c in enumerate(content)])
     np.savez_compressed(path / "targets.npz", frames=targets.astype(np.uint8))
     metrics = {
         "model": {"name": "random:gpt2-xl"},
@@ -35,11 +38,11 @@ def fake_workdir(path, loss, fps=15.0, seed=0):
         "frames": n,
         "fps": fps,
         "per_frame_loss": [float(v) for v in loss],
-        "display": "sink",
+        "display": display,
         "per_frame_psnr": psnr.tolist(),
         "per_frame_ssim": ssim.tolist(),
-        "per_frame_content": [True] * n,
-        **summary(psnr, ssim, [True] * n),
+        "per_frame_content": content,
+        **summary(psnr, ssim, content),
         "flicker": 0.02,
         "target_flicker": 0.03,
     }
@@ -119,6 +122,35 @@ def test_identical_frames_draw(tmp_path):
     run = plots.read_run(work)
     for figure in (plots.fidelity_timeline, plots.fidelity_histogram):
         figure(run).savefig(io.BytesIO(), format="png", dpi=40)
+
+
+def test_loss_thresholds_are_the_displays(tmp_path):
+    """The sink display's losses (~1e-6) against its own thresholds, not the reference's 0.5 (always 100%)."""
+    sink = plots.read_run(fake_workdir(tmp_path / "sink.work", 10 ** np.linspace(-7, -3, 20)))
+    lines = plots.loss_summary(sink)
+    assert lines[:2] == ["under 1e-05: 50.0% of frames", "under 0.0001: 75.0% of frames"]
+    assert "-10 log10 L dB" in lines[2]
+    zscore = plots.read_run(fake_workdir(tmp_path / "zscore.work", np.linspace(0.05, 1.95, 20), display="zscore"))
+    assert plots.loss_summary(zscore)[:3] == ["under 0.5: 25.0% of frames", "under 1: 50.0% of frames",
+                                              "(the write-up's thresholds)"]
+    other = plots.read_run(fake_workdir(tmp_path / "other.work", [0.1, 0.2], display="other"))
+    assert plots.loss_summary(other)[0].startswith("mean ")  # no thresholds to claim for a display we do not know
+
+
+def test_blank_frames_do_not_lift_the_fidelity_summary(tmp_path, monkeypatch):
+    work = fake_workdir(tmp_path / "run.work", spread_loss(12), blank=5)
+    set_fidelity(work, per_frame_psnr=[90.0] * 5 + [30.0 + i for i in range(7)])
+    run = plots.read_run(work)
+    lines = plots.fidelity_summary(run)
+    assert lines[:2] == ["over 7 content frames", "PSNR mean 33.0 dB, median 33.0 dB"]
+    assert lines[3].startswith("5 blank frames apart; pooled PSNR ")
+    assert lines[-2:] == ["best 36.0 dB (frame 11)", "worst 30.0 dB (frame 5)"]
+    labels = [t.get_text() for t in plots.fidelity_histogram(run).axes[0].get_legend().get_texts()]
+    assert labels == ["7 content frames", "5 blank (not in the median)", "median 33.0 dB over content frames"]
+    drawn = []
+    monkeypatch.setattr(plots, "draw_pairs", lambda fig, run, indices, title: drawn.extend(indices))
+    plots.best_worst(run)
+    assert min(drawn) >= 5  # the blank frames' losses are neither best nor worst
 
 
 def break_metrics(text):
