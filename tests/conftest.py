@@ -3,18 +3,22 @@ import os
 import shutil
 import tempfile
 
-import jax  # noqa: F401  (imported before the cache below is named: this process keeps compiling in memory)
+import jax
 import numpy as np
 import pytest
 
 
 def pytest_configure(config):
-    """Child processes (`python -m badapple_jax`, examples, benchmarks) share one XLA compilation cache for the
-    session: each program they run is compiled once per suite, not once per child. This process keeps its own
-    in-memory cache, so tests that count compiles here count real ones."""
+    """Every process of the suite (its workers, and the `python -m badapple_jax`, examples and benchmarks they
+    start) shares one XLA compilation cache for the session: a program is compiled once per suite, not once per
+    process. The first session to configure (pytest-xdist's controller) names it; its workers inherit it. A test
+    that counts compiles uses a shape no other test compiles."""
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         config._xla_cache = tempfile.mkdtemp(prefix="badapple-jax-tests-xla-")
         os.environ["JAX_COMPILATION_CACHE_DIR"] = config._xla_cache
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # the tiny programs compile in < 1 s
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 def pytest_unconfigure(config):
