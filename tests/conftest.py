@@ -88,14 +88,16 @@ def tiny_bert(tmp_path_factory):
 
 # Tiny decoders with rotary positions: grouped-query attention (2 kv heads of 4), llama3 rope_scaling, biases
 # everywhere they can be, partial rotary and both residual layouts, so every path of the families is tested.
-TINY_DECODER = dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=64, intermediate_size=96,
-                    max_position_embeddings=64, initializer_range=0.2, vocab_size=7)
+TINY_DECODER = {"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 64, "intermediate_size": 96,
+                "max_position_embeddings": 64, "initializer_range": 0.2, "vocab_size": 7}
 DECODERS = {
-    "llama": dict(num_key_value_heads=2, rope_theta=500.0, attention_bias=True, mlp_bias=True,
-                  rope_scaling={"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                "original_max_position_embeddings": 16}),
-    "qwen2": dict(num_key_value_heads=2, rope_theta=1000.0),
-    "mistral": dict(num_key_value_heads=1, sliding_window=32),
+    "llama": {"num_key_value_heads": 2, "rope_theta": 500.0, "attention_bias": True, "mlp_bias": True,
+              "rope_scaling": {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                               "original_max_position_embeddings": 16}},
+    "qwen2": {"num_key_value_heads": 2, "rope_theta": 1000.0},
+    "mistral": {"num_key_value_heads": 1, "sliding_window": 32},
+    "gpt_neox": {"rotary_pct": 0.5, "rotary_emb_base": 100, "use_parallel_residual": True},
+    "gpt_neox sequential": {"rotary_pct": 0.5, "rotary_emb_base": 100, "use_parallel_residual": False},
 }
 
 

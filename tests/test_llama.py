@@ -5,6 +5,8 @@ import json
 import jax
 import numpy as np
 import pytest
+from test_bert import hf_attentions, rewrite
+from test_weights import FakeHub, point_hub_at
 
 import badapple_jax as bj
 from badapple_jax.cli import main
@@ -13,10 +15,7 @@ from badapple_jax.headspace import head_space, headspace_logits, lift
 from badapple_jax.kernel import attention, head_logits
 from badapple_jax.model import kv_head, pick_head, pick_heads
 from badapple_jax.weights import load_layer
-
 from scripts import check_with_transformers
-from test_bert import hf_attentions, rewrite
-from test_weights import FakeHub, point_hub_at
 
 LLAMAS = ["llama", "qwen2", "mistral"]
 SMALL = ["--size", "16", "--max-frames", "2", "--seeds", "1", "--steps", "60", "-q"]
@@ -120,22 +119,22 @@ def test_random_llama_3_2_1b_is_its_shape():
     assert pick_head(w, 31).w_k.shape == (2048, 64)
 
 
-def llama_config(**changes):
+def changed(**changes):  # config.json with `changes`, None removing a field
     return lambda c: {k: v for k, v in {**c, **changes}.items() if v is not None}
 
 
 REFUSED = {
-    "yarn": (dict(rope_parameters={"rope_type": "yarn", "factor": 2.0, "rope_theta": 10.0}),
+    "yarn": ({"rope_parameters": {"rope_type": "yarn", "factor": 2.0, "rope_theta": 10.0}},
              'rope_parameters type "yarn" is not supported; supported: default, llama3.'),
-    "legacy linear": (dict(rope_parameters=None, rope_scaling={"type": "linear", "factor": 2.0}),
+    "legacy linear": ({"rope_parameters": None, "rope_scaling": {"type": "linear", "factor": 2.0}},
                       'rope_scaling type "linear" is not supported'),
-    "activation": (dict(hidden_act="gelu_fast"), 'hidden_act is "gelu_fast"; supported:'),
-    "partial": (dict(rope_parameters={"rope_type": "default", "rope_theta": 10.0, "partial_rotary_factor": 0.5}),
+    "activation": ({"hidden_act": "gelu_fast"}, 'hidden_act is "gelu_fast"; supported:'),
+    "partial": ({"rope_parameters": {"rope_type": "default", "rope_theta": 10.0, "partial_rotary_factor": 0.5}},
                 "partial_rotary_factor is 0.5; this family rotates whole heads"),
-    "bias": (dict(attention_bias="yes"), 'attention_bias is "yes", expected true or false.'),
-    "groups": (dict(num_key_value_heads=3), "num_attention_heads 4 is not a multiple of num_key_value_heads 3."),
-    "theta": (dict(rope_parameters={"rope_type": "default", "rope_theta": -1}), "rope_theta is -1, expected a number"),
-    "llama3 field": (dict(rope_parameters={"rope_type": "llama3", "factor": 8.0, "rope_theta": 10.0}),
+    "bias": ({"attention_bias": "yes"}, 'attention_bias is "yes", expected true or false.'),
+    "groups": ({"num_key_value_heads": 3}, "num_attention_heads 4 is not a multiple of num_key_value_heads 3."),
+    "theta": ({"rope_parameters": {"rope_type": "default", "rope_theta": -1}}, "rope_theta is -1, expected a number"),
+    "llama3 field": ({"rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 10.0}},
                      "rope_parameters.low_freq_factor is null"),
 }
 
@@ -143,7 +142,7 @@ REFUSED = {
 @pytest.mark.parametrize("case", REFUSED)
 def test_unsupported_config_values_are_refused_in_one_line(tiny_decoders, tmp_path, case):
     changes, message = REFUSED[case]
-    ckpt = rewrite(tiny_decoders["llama"], tmp_path / "c", config=llama_config(**changes))
+    ckpt = rewrite(tiny_decoders["llama"], tmp_path / "c", config=changed(**changes))
     with pytest.raises(BadInputError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
         load_layer(ckpt)
     assert "\n" not in str(e.value)
