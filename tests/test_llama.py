@@ -11,9 +11,11 @@ from test_weights import FakeHub, point_hub_at
 import badapple_jax as bj
 from badapple_jax.cli import main
 from badapple_jax.errors import BadInputError
+from badapple_jax.families import RANDOM
 from badapple_jax.headspace import head_space, headspace_logits, lift
 from badapple_jax.kernel import attention, head_logits
 from badapple_jax.model import kv_head, pick_head, pick_heads
+from badapple_jax.rotary import LLAMA3, inv_freq
 from badapple_jax.weights import load_layer
 from scripts import check_with_transformers
 
@@ -111,6 +113,18 @@ def test_exported_random_model_is_what_transformers_computes(model, tmp_path, rn
     np.testing.assert_allclose(bj.layer_attention(x, w), hf_attentions(out, x)[0], atol=2e-6)
 
 
+@pytest.mark.parametrize("name", ["llama-3.2-1b", "smollm2-135m"])
+def test_rotary_frequencies_are_transformers(name):
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    c = RANDOM[name]
+    scaling = {"rope_type": "llama3", **dict(zip(LLAMA3, c.rope_llama3))} if c.rope_llama3 else None
+    hf = LlamaConfig(hidden_size=c.n_embd, num_attention_heads=c.n_head, head_dim=c.d_head, rope_theta=c.rope_theta,
+                     rope_scaling=scaling, max_position_embeddings=c.n_positions)
+    np.testing.assert_allclose(inv_freq(c), LlamaRotaryEmbedding(hf).inv_freq.numpy(), rtol=1e-6)
+
+
 def test_random_llama_3_2_1b_is_its_shape():
     w, info = load_layer("random:llama-3.2-1b")
     c = info.config
@@ -154,3 +168,18 @@ def test_mistral_display_beyond_its_sliding_window_is_refused(tiny_decoders, tmp
                  "--size", "40", "--max-frames", "1", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs 41 positions with the sink display; the model has 32." in err
+
+
+def test_colour_full_mode_and_survey_on_a_grouped_query_model(tiny_decoders, tmp_path):
+    import imageio.v3 as iio
+
+    model = str(tiny_decoders["llama"])
+    assert main(["render", "demo", "-o", str(tmp_path / "c.mp4"), "--model", model, "--color", "--heads", "0,1,2",
+                 "--mode", "full", *SMALL]) == 0  # heads 0 and 1 share key head 0
+    png = iio.imread(sorted((tmp_path / "c.work" / "frames").glob("*.png"))[0])
+    assert png.shape == (16, 16, 3) and png[np.triu_indices(16, 1)].max() > 0  # colour, both triangles
+    prefix = tmp_path / "survey"
+    assert main(["survey", "demo", "-o", str(prefix), "--model", model, "--layers", "all", "--frames", "2",
+                 "--size", "12", "--steps", "40", "--seeds", "1"]) == 0
+    rows = json.loads(prefix.with_suffix(".json").read_text())["rows"]
+    assert sorted((r["layer"], r["head"]) for r in rows) == [(L, h) for L in (0, 1) for h in range(4)]
