@@ -183,3 +183,13 @@ def test_colour_full_mode_and_survey_on_a_grouped_query_model(tiny_decoders, tmp
                  "--size", "12", "--steps", "40", "--seeds", "1"]) == 0
     rows = json.loads(prefix.with_suffix(".json").read_text())["rows"]
     assert sorted((r["layer"], r["head"]) for r in rows) == [(L, h) for L in (0, 1) for h in range(4)]
+
+
+def test_unreachable_hub_suggests_the_random_shape_of_the_repo(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("BADAPPLE_JAX_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(BadInputError, match=r"model random:llama-3.2-1b \(random weights\)"):
+        load_layer("meta-llama/Llama-3.2-1B")
