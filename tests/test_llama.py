@@ -176,7 +176,7 @@ def test_colour_full_mode_and_survey_on_a_grouped_query_model(tiny_decoders, tmp
     model = str(tiny_decoders["llama"])
     assert main(["render", "demo", "-o", str(tmp_path / "c.mp4"), "--model", model, "--color", "--heads", "0,1,2",
                  "--mode", "full", *SMALL]) == 0  # heads 0 and 1 share key head 0
-    png = iio.imread(sorted((tmp_path / "c.work" / "frames").glob("*.png"))[0])
+    png = iio.imread(min((tmp_path / "c.work" / "frames").glob("*.png")))
     assert png.shape == (16, 16, 3) and png[np.triu_indices(16, 1)].max() > 0  # colour, both triangles
     prefix = tmp_path / "survey"
     assert main(["survey", "demo", "-o", str(prefix), "--model", model, "--layers", "all", "--frames", "2",
