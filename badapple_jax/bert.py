@@ -11,8 +11,6 @@ the target layer's heads read. RoBERTa numbers positions from pad_token_id + 1 (
 """
 import dataclasses
 
-import jax.numpy as jnp
-
 from badapple_jax.errors import BadInputError
 from badapple_jax.layers import ACTIVATIONS, attend, layer_norm, linear
 from badapple_jax.model import Family, LayerWeights, ModelConfig, read_config, quoted
@@ -98,8 +96,8 @@ def layer(a: dict, c: ModelConfig, L: int) -> LayerWeights:
 
     pos = a["embeddings.position_embeddings.weight"][offset(c):] + a["embeddings.token_type_embeddings.weight"][0]
     q, k = lin(f"encoder.layer.{L}.attention.self.query"), lin(f"encoder.layer.{L}.attention.self.key")
-    return LayerWeights(pos=pos, ln_g=ln_in(L)["g"], ln_b=ln_in(L)["b"], w_qk=jnp.concatenate([q["w"], k["w"]], 1),
-                        b_qk=jnp.concatenate([q["b"], k["b"]]), blocks=tuple(block(i) for i in range(L)), config=c)
+    return LayerWeights(pos=pos, ln_g=ln_in(L)["g"], ln_b=ln_in(L)["b"], w_q=q["w"], b_q=q["b"], w_k=k["w"],
+                        b_k=k["b"], blocks=tuple(block(i) for i in range(L)), config=c)
 
 
 def block(u, p: dict, c: ModelConfig):  # [T, E] stream -> [T, E] stream before this block's LN_out

@@ -1,10 +1,10 @@
 """The model families, by config.json's model_type. A new family is one module defining a `Family`
 (model.py) and one line here; nothing downstream of the loader knows which family it runs."""
-from badapple_jax import bert, gpt2
+from badapple_jax import bert, gpt2, llama, neox
 from badapple_jax.errors import BadInputError
 from badapple_jax.model import Family, ModelConfig, quoted
 
-FAMILIES: dict[str, Family] = {"gpt2": gpt2.FAMILY, **bert.FAMILIES}
+FAMILIES: dict[str, Family] = {"gpt2": gpt2.FAMILY, **bert.FAMILIES, **llama.FAMILIES, "gpt_neox": neox.FAMILY}
 RANDOM: dict[str, ModelConfig] = {name: c for f in FAMILIES.values() for name, c in f.random.items()}
 
 

@@ -70,8 +70,9 @@ def layer(a: dict, c: ModelConfig, L: int) -> LayerWeights:
         return {"ln_1": ln("ln_1"), "attn": {"c_attn": lin("attn.c_attn"), "c_proj": lin("attn.c_proj")},
                 "ln_2": ln("ln_2"), "mlp": {"c_fc": lin("mlp.c_fc"), "c_proj": lin("mlp.c_proj")}}
 
+    w, b = a[f"h.{L}.attn.c_attn.weight"], a[f"h.{L}.attn.c_attn.bias"]
     return LayerWeights(pos=a["wpe.weight"], ln_g=a[f"h.{L}.ln_1.weight"], ln_b=a[f"h.{L}.ln_1.bias"],
-                        w_qk=a[f"h.{L}.attn.c_attn.weight"][:, : 2 * E], b_qk=a[f"h.{L}.attn.c_attn.bias"][: 2 * E],
+                        w_q=w[:, :E], b_q=b[:E], w_k=w[:, E: 2 * E], b_k=b[E: 2 * E],
                         blocks=tuple(block(i) for i in range(L)), config=c)
 
 

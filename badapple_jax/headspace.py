@@ -8,11 +8,15 @@ z = n U (n's coordinates in the column space of Mc): then y = [q k] - c = z S V^
 and every z with |z| < sqrt(n_embd) is reached. This is SPEC's G = Mc^T Mc = L L^T with L = V S
 instead of the Cholesky factor: the same ball, rotated; no inverse, so a degenerate head works too.
 
+RMSNorm (Llama, SPEC 15) removes no mean: n is any vector with |n|^2 < n_embd, so M is not centred
+and the top-up below need not be orthogonal to 1. With RoPE, z gives the unrotated [q~ k~] rows and
+the logits rotate them as the kernel does, (R_i q~_i) . (R_j k~_j) / sqrt(d_head); no pos is added.
+
 Rows are kept in the ball by a radial clip z = w min(1, R / |w|), R = sqrt(n_embd), which measured
 better than a smooth squash (solutions sit near the boundary) and is the projection onto the ball.
-LIFT: n = z U^T has |n| = |z|; a unit vector orthogonal to 1 and to U tops |n|^2 up to n_embd, a
-large scale makes LayerNorm's eps negligible, and X = scale * n - pos. Only layer 0 has this
-structure: above it, the LayerNorm sees the stream after whole blocks, not X + pos.
+LIFT: n = z U^T has |n| = |z|; a unit vector orthogonal to U (and to 1 for LayerNorm) tops |n|^2 up
+to n_embd, a large scale makes the norm's eps negligible, and X = scale * n - pos. Only layer 0 has
+this structure: above it, the norm sees the stream after whole blocks, not X + pos.
 """
 import flax.struct
 import jax
@@ -21,7 +25,8 @@ import numpy as np
 
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.kernel import check_embedding
-from badapple_jax.model import HeadWeights, ModelConfig, group_of
+from badapple_jax.model import HeadWeights, ModelConfig, group_of, positions
+from badapple_jax.rotary import rotate
 
 LAYER0_ONLY = ("`solver` headspace works at layer 0 only (above it the heads read the stream after whole "
                "blocks, not X + pos); use `solver` embedding for `layer` > 0.")
@@ -36,8 +41,8 @@ class HeadSpace:
     U: jax.Array  # [n_embd, 2 d_head H] orthonormal columns spanning Mc (zero where S = 0): n -> z = n U
     SVt: jax.Array  # [2 d_head H, 2 d_head H] S V^T: z -> y = [q k] - c
     c: jax.Array  # [2 d_head H]
-    e_perp: jax.Array  # [n_embd] unit vector orthogonal to 1 and to the columns of U
-    pos: jax.Array  # [n_positions, n_embd]
+    e_perp: jax.Array  # [n_embd] unit vector orthogonal to the columns of U (and to 1 for LayerNorm)
+    pos: jax.Array  # [n_positions, n_embd]; [0, n_embd] where position enters by rotation
     config: ModelConfig = flax.struct.field(pytree_node=False)
     heads: int = flax.struct.field(pytree_node=False, default=0)  # 0: one head; H: a group sharing z (colour)
 
@@ -75,21 +80,23 @@ def head_space(w: HeadWeights) -> HeadSpace:
     qk = np.concatenate([w.w_q, w.w_k], axis=-1).astype(np.float64)  # [(H,) E, 2D]
     W = qk.transpose(1, 0, 2).reshape(qk.shape[1], -1) if group else qk  # [E, 2D H]: q1 k1 q2 k2 ...
     E = W.shape[0]
-    if W.shape[1] >= E:
-        raise OptionError(f"head space needs fewer than n_embd = {E} q/k columns, these heads have {W.shape[1]}; "
-                          "use `solver` embedding.")
-    first = (lambda a: np.asarray(a[0])) if group else np.asarray  # LayerNorm and pos: shared by the group
+    first = (lambda a: np.asarray(a[0])) if group else np.asarray  # the norm and pos: shared by the group
     M = first(w.ln_g).astype(np.float64)[:, None] * W
-    Mc = M - M.mean(axis=0)
+    rms = w.config.norm == "rms"
+    Mc = M if rms else M - M.mean(axis=0)  # LayerNorm's n sums to zero: only the centred columns matter
     U, S, Vt = np.linalg.svd(Mc, full_matrices=False)  # [E, 2DH], [2DH], [2DH, 2DH]
     # Directions a degenerate head ignores (S ~ 0) are zeroed, not dropped, so every head of a layer keeps
     # the same shapes (the survey stacks them): their U columns are arbitrary, not even orthogonal to 1.
     live = S > S[0] * 1e-7
     U, S = U * live, S * live
+    room = E - (not rms)  # dims n may take: all of them, or those orthogonal to 1 (LayerNorm)
+    if live.sum() >= room:  # the top-up of the lift needs one more (heads sharing a key head count it once)
+        raise OptionError(f"head space needs q/k columns spanning fewer than {room} of n_embd = {E} dims, these "
+                          f"heads' span {live.sum()}; use `solver` embedding.")
     c = first(w.ln_b).astype(np.float64) @ W + np.concatenate([w.b_q, w.b_k], axis=-1).reshape(-1)
-    # Orthogonal to 1 and U: a fixed vector minus its projections (1/sqrt(E) and U are orthonormal).
+    # Orthogonal to U (and 1): a fixed vector minus its projections (1/sqrt(E) and U are orthonormal).
     r = np.cos(np.arange(E) * 2.399963)  # deterministic, no special alignment with anything
-    basis = np.concatenate([np.full((E, 1), E**-0.5), U], axis=1)
+    basis = U if rms else np.concatenate([np.full((E, 1), E**-0.5), U], axis=1)
     e = r - basis @ (basis.T @ r)
     e = e - basis @ (basis.T @ e)  # second pass: orthogonality to float64 rounding
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
@@ -117,9 +124,10 @@ def headspace_logits(p, hs: HeadSpace):  # [T, P] -> [T, T] ([H, T, T] for a gro
     check_z(p, hs)
     y = ball(p, hs.config.n_embd) @ hs.SVt + hs.c  # [T, 2D H]
     if hs.heads:
-        y = y.reshape(y.shape[0], hs.heads, 2, -1)  # [T, H, 2, D]
-        return jnp.einsum("thd,shd->hts", y[:, :, 0], y[:, :, 1]) / jnp.sqrt(y.shape[-1])
-    q, k = jnp.split(y, 2, axis=-1)
+        y = y.reshape(y.shape[0], hs.heads, 2, -1).transpose(1, 2, 0, 3)  # [H, 2, T, D]
+        q, k = rotate(y[:, 0], hs.config), rotate(y[:, 1], hs.config)  # [H, T, D]
+        return q @ k.transpose(0, 2, 1) / jnp.sqrt(y.shape[-1])
+    q, k = (rotate(a, hs.config) for a in jnp.split(y, 2, axis=-1))
     return q @ k.T / jnp.sqrt(q.shape[-1])
 
 
@@ -128,23 +136,26 @@ def lift(p, hs: HeadSpace, scale: float = LIFT_SCALE):  # [T, 2D] -> X [T, n_emb
     check_z(p, hs)
     n = ball(p, hs.config.n_embd) @ hs.U.T  # [T, E]; |n| = |z| but for directions a degenerate head ignores
     top_up = jnp.sqrt(jnp.maximum(hs.config.n_embd - jnp.sum(n * n, axis=-1, keepdims=True), 0.0))
-    n = n + top_up * hs.e_perp  # zero mean, |n|^2 = n_embd, so LayerNorm(scale n) = n
-    return scale * n - hs.pos[: p.shape[0]]
+    n = n + top_up * hs.e_perp  # |n|^2 = n_embd (and zero mean), so Norm(scale n) = n
+    return scale * n - positions(hs.pos, p.shape[0])
 
 
 def to_head_space(x, hs: HeadSpace):  # [T, n_embd] -> [T, 2D]: the z an embedding shows the head
     check_embedding(x, hs)
-    u = x + hs.pos[: x.shape[0]]
-    u = u - jnp.mean(u, axis=-1, keepdims=True)
+    u = x + positions(hs.pos, x.shape[0])
+    if hs.config.norm != "rms":
+        u = u - jnp.mean(u, axis=-1, keepdims=True)
     n = u * jax.lax.rsqrt(jnp.mean(u * u, axis=-1, keepdims=True) + hs.config.eps)
     return n @ hs.U
 
 
 def svd_start(d, space: HeadSpace):  # [L, L] desired logits -> [L, 2D] head-space start
     """q k^T / sqrt(D) = the best rank-D approximation of d, made reachable: q = U_D (s sqrt(D))^1/2,
-    k = V_D (s sqrt(D))^1/2, then z solves z S V^T = [q k] - c and rows outside the ball are clipped."""
+    k = V_D (s sqrt(D))^1/2, unrotated (R^-1: the logits rotate them back), then z solves
+    z S V^T = [q~ k~] - c and rows outside the ball are clipped."""
     D = space.SVt.shape[0] // 2
     U, s, Vt = jnp.linalg.svd(d)
     root = jnp.sqrt(s[:D] * jnp.sqrt(D))
-    y = jnp.concatenate([U[:, :D] * root, Vt[:D].T * root], axis=1) - space.c
+    q, k = (rotate(a, space.config, inverse=True) for a in (U[:, :D] * root, Vt[:D].T * root))
+    y = jnp.concatenate([q, k], axis=1) - space.c
     return y @ jnp.linalg.pinv(space.SVt)

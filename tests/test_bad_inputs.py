@@ -272,7 +272,8 @@ def test_broken_hub_checkpoint(case, tiny_ckpt, tmp_path, hub, capsys):  # noqa:
 
 BAD_MODELS = {
     "random:gpt9": "unknown random model 'random:gpt9': use one of random:gpt2, random:gpt2-medium, "
-                   "random:gpt2-large, random:gpt2-xl, random:minilm, random:bert-base.",
+                   "random:gpt2-large, random:gpt2-xl, random:minilm, random:bert-base, random:llama-3.2-1b, "
+                   "random:smollm2-135m, random:qwen2.5-0.5b, random:pythia-160m.",
     "bad id!/x y": "unknown model 'bad id!/x y': not a local directory and not a valid hub repo id.",
     "a/b/c": "unknown model 'a/b/c': not a local directory and not a valid hub repo id.",
     "./no/such/dir": "model './no/such/dir' is not a directory holding config.json and *.safetensors.",

@@ -141,7 +141,7 @@ def test_usable_edge_cases_load(tiny_ckpt, tmp_path):
     linked = replace_file("model.safetensors", lambda p: p.symlink_to(tiny_ckpt / "model.safetensors"))
     assert load_layer(str(linked(tiny_ckpt, tmp_path / "linked")))[1].config.n_layer == 2
     w, _ = load_layer(str(set_value("h.0.attn.c_attn.weight", -MAX_WEIGHT)(tiny_ckpt, tmp_path / "big")))
-    assert float(w.w_qk[0, 0]) == -MAX_WEIGHT
+    assert float(w.w_q[0, 0]) == -MAX_WEIGHT
     assert load_layer(str(set_config(layer_norm_epsilon=1)(tiny_ckpt, tmp_path / "eps1")))[1].config.eps == 1.0
     bare = set_config()(tiny_ckpt, tmp_path / "bare")
     config = json.loads((bare / "config.json").read_text())

@@ -58,8 +58,10 @@ def assert_layer_equal(w, ref):
     np.testing.assert_array_equal(w.pos, ref["wpe.weight"])
     np.testing.assert_array_equal(w.ln_g, ref[f"h.{L}.ln_1.weight"])
     np.testing.assert_array_equal(w.ln_b, ref[f"h.{L}.ln_1.bias"])
-    np.testing.assert_array_equal(w.w_qk, ref[f"h.{L}.attn.c_attn.weight"][:, :2 * E])  # Q and K, not V
-    np.testing.assert_array_equal(w.b_qk, ref[f"h.{L}.attn.c_attn.bias"][:2 * E])
+    np.testing.assert_array_equal(w.w_q, ref[f"h.{L}.attn.c_attn.weight"][:, :E])  # Q and K, not V
+    np.testing.assert_array_equal(w.w_k, ref[f"h.{L}.attn.c_attn.weight"][:, E:2 * E])
+    np.testing.assert_array_equal(w.b_q, ref[f"h.{L}.attn.c_attn.bias"][:E])
+    np.testing.assert_array_equal(w.b_k, ref[f"h.{L}.attn.c_attn.bias"][E:2 * E])
     for i, block in enumerate(w.blocks):
         for path, x in jax.tree_util.tree_leaves_with_path(block):
             names = [p.key for p in path]
@@ -162,7 +164,8 @@ def test_directory_errors(tiny_ckpt, tmp_path):
 def test_random_gpt2_xl_layer0():
     w, info = load_layer("random:gpt2-xl")
     assert info.is_random and "RANDOM" in info.source and info.config == RANDOM["gpt2-xl"]
-    assert (w.pos.shape, w.ln_g.shape, w.w_qk.shape, w.b_qk.shape) == ((1024, 1600), (1600,), (1600, 3200), (3200,))
+    assert (w.pos.shape, w.ln_g.shape, w.w_q.shape, w.w_k.shape, w.b_k.shape) == (
+        (1024, 1600), (1600,), (1600, 1600), (1600, 1600), (1600,))
     assert all(x.dtype == np.float32 for x in jax.tree_util.tree_leaves(w)) and w.blocks == ()
     assert pick_head(w, 24).w_k.shape == (1600, 64)
     again, _ = load_layer("random:gpt2-xl")
@@ -176,7 +179,7 @@ def test_random_gpt2_deeper_layer_shares_tensors():
     assert len(w2.blocks) == 2 and w2.blocks[1]["mlp"]["c_fc"]["w"].shape == (768, 3072)
     w0 = random_layer(RANDOM["gpt2"], 0)
     np.testing.assert_array_equal(w0.pos, w2.pos)
-    np.testing.assert_array_equal(w0.w_qk, w2.blocks[0]["attn"]["c_attn"]["w"][:, :1536])
+    np.testing.assert_array_equal(w0.w_k, w2.blocks[0]["attn"]["c_attn"]["w"][:, 768:1536])
     assert not np.array_equal(random_layer(RANDOM["gpt2"], 0, seed=1).pos, w0.pos)
 
 
