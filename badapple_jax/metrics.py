@@ -243,11 +243,13 @@ def amount(metrics: dict, key: str, path: Path) -> float:
 
 
 def caption(metrics: dict) -> str:
-    """'random:gpt2-xl, layer 0 head 0, 256x256, sink display, embedding solver, 1500 steps x 3 seeds'."""
+    """'random:gpt2-xl, layer 0 head 0, 256x256, sink display, causal mode, embedding solver, 1500 steps x 3
+    seeds'."""
     part = lambda d, key: d.get(key) if isinstance(d.get(key), dict) else {}  # noqa: E731  (a damaged file: "?")
     job = part(metrics, "settings")
     opt = part(job, "settings")
     size = job.get("size", "?")
     return (f"{part(metrics, 'model').get('name', 'unknown model')}, layer {job.get('layer', '?')} "
             f"head {job.get('head', '?')}, {size}x{size}, {metrics.get('display', '?')} display, "
-            f"{opt.get('solver', '?')} solver, {opt.get('steps', '?')} steps x {opt.get('seeds', '?')} seeds")
+            f"{opt.get('mode', '?')} mode, {opt.get('solver', '?')} solver, {opt.get('steps', '?')} steps x "
+            f"{opt.get('seeds', '?')} seeds")
