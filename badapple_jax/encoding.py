@@ -46,8 +46,10 @@ def check_sink(z, black, names=("z", "black"), mode="causal") -> None:
     sink keeps a share of every row (a row of T white pixels takes (1 + b) T / Z of it); in `mode` quarter above
     1 + 2 b (its last row also gives T row tokens b / Z each)."""
     z_name, black_name = names
-    floor, said = (1 + 2 * black, f"1 + 2 `{black_name}` in mode quarter") if mode == "quarter" else \
-        (1 + black, f"1 + `{black_name}`")
+    if mode == "quarter":
+        floor, said = 1 + 2 * black, f"1 + 2 `{black_name}` in mode quarter"
+    else:
+        floor, said = 1 + black, f"1 + `{black_name}`"
     rules = [
         (math.isfinite(black) and 0 <= black <= 1, f"`{black_name}` must be in [0, 1], got {black}"),
         (math.isfinite(z) and floor < z <= SINK_Z_MAX,
@@ -240,7 +242,10 @@ class Quarter:
     def picture(self, a) -> jax.Array:
         """[..., 2T + 1, 2T + 1] attention maps -> [..., T, T] float32 in [0, 1]: clip(Z a[T+1:, 1:T+1] - b, 0, 1),
         the whole frame at its true brightness. Z and b may be traced (jit, grad)."""
-        T = (np.shape(a)[-1] - 1) // 2
+        L = np.shape(a)[-1]
+        if np.ndim(a) < 2 or np.shape(a)[-2] != L or L % 2 == 0:
+            raise BadInputError(f"quarter maps must be [..., 2T + 1, 2T + 1], got shape {np.shape(a)}.")
+        T = (L - 1) // 2
         return _quarter_picture(jnp.asarray(a, jnp.float32), jnp.asarray(self.Z(T), jnp.float32),
                                 jnp.asarray(self.black, jnp.float32))
 

@@ -107,8 +107,8 @@ BAD = {
     "empty image dir": (["{empty}"], "holds no images"),
     "size above n_positions": (["demo", "--size", "128"], "129 positions with the sink display; the model has 64"),
     "quarter size above n_positions": (["demo", "--mode", "quarter", "--size", "32"],
-                                       "--size 32 needs 65 positions with the sink display; the model has 64: use "
-                                       "--size 31 or less (--mode quarter)."),
+                                       ("--size 32 needs 65 positions with the sink display; the model has 64: use "
+                                        "--size 31 or less (--mode quarter).")),
     "quarter with zscore": (["demo", "--mode", "quarter", "--display", "zscore"],
                             "--mode quarter needs --display sink, got zscore"),
     "quarter with the reference preset": (["demo", "--mode", "quarter", "--preset", "reference"],

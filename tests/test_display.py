@@ -106,9 +106,14 @@ def test_quarter_picture_of_the_target_is_the_whole_frame(rng, z, black):
     v = enc.picture(p)
     assert v.shape == (3, T, T) and v.dtype == np.float32
     np.testing.assert_allclose(v, f, atol=1e-5)
-    picture = lambda a, z: Quarter(z=z, black=black).picture(a)  # noqa: E731  Z traced: one program
+
+    def picture(a, z):  # Z traced under jit: one program for every z
+        return Quarter(z=z, black=black).picture(a)
+
     np.testing.assert_allclose(jax.jit(picture)(p, z), v, atol=1e-6)
     assert np.isfinite(jax.grad(lambda a: picture(a, z).sum())(p)).all()
+    with pytest.raises(ValueError, match=r"quarter maps must be \[..., 2T \+ 1, 2T \+ 1\], got shape \(3, 32, 32\)"):
+        enc.picture(p[:, 1:, 1:])  # a sink map's shape is no quarter's
 
 
 def test_a_frame_equal_to_its_transpose_gives_two_equal_halves(rng):
