@@ -20,7 +20,7 @@ if COMMAND:
     use_eigen_matmuls()
 with deferred_interrupt() if COMMAND else contextlib.nullcontext():
     from badapple_jax.display import colourise, gray_of, normalise_display, stitch_full, to_rgb
-    from badapple_jax.encoding import Full, Sink, ZScore, make_encoding
+    from badapple_jax.encoding import Full, Quarter, Sink, ZScore, make_encoding
     from badapple_jax.errors import BadInputError, Interrupted
     from badapple_jax.kernel import attention, head_logits, layer_attention
     from badapple_jax.layers import layer_norm, masked_softmax
@@ -32,7 +32,7 @@ with deferred_interrupt() if COMMAND else contextlib.nullcontext():
     from badapple_jax.render import Job, render
     from badapple_jax.solver import Embedding, make_solver
     from badapple_jax.fidelity import flicker, psnr, ssim
-    from badapple_jax.targets import centred_log, row_normalise, sink_target
+    from badapple_jax.targets import centred_log, quarter_target, row_normalise, sink_target
     from badapple_jax.video import Clip, demo_clip, read_clip, write_video
     from badapple_jax.model import HeadWeights, LayerWeights, ModelConfig, ModelInfo, pick_head, pick_heads
     from badapple_jax.readout import nearest_tokens
@@ -41,12 +41,14 @@ with deferred_interrupt() if COMMAND else contextlib.nullcontext():
 
 __all__ = [
     "BadInputError", "ChunkResult", "Clip", "Embedding", "Full", "HeadSpace", "HeadWeights", "Interrupted", "Job",
-    "LayerWeights", "ModelConfig", "ModelInfo", "PRESETS", "Program", "Settings", "Sink", "YNN_OFF", "ZScore",
+    "LayerWeights", "ModelConfig", "ModelInfo", "PRESETS", "Program", "Quarter", "Settings", "Sink", "YNN_OFF",
+    "ZScore",
     "attention", "auto_program", "centred_log", "colourise", "compile_chunk", "demo_clip", "export_checkpoint",
     "flicker", "frame_loss", "frame_mesh", "gray_of", "head_logits", "head_space", "headspace_logits",
     "layer_attention", "layer_from_state_dict", "layer_from_transformers", "layer_norm", "lift", "load_layer",
     "make_encoding", "make_solver", "masked_softmax", "multi_start", "nearest_tokens", "normalise_display",
     "optimize_chunk", "optimize_frames", "pick_head", "pick_heads", "plan", "preset_settings", "psnr",
+    "quarter_target",
     "random_layer", "read_clip", "render", "row_centred", "row_normalise", "sink_target", "ssim", "stitch_full",
     "to_head_space", "to_rgb", "token_embedding", "use_eigen_matmuls", "warm_restart_cosine", "write_video"
 ]

@@ -29,6 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from badapple_jax import fidelity
+from badapple_jax.encoding import largest_size
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.model import HeadWeights, group_of, is_int
 from badapple_jax.progress import Running
@@ -84,10 +85,11 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     step plan, shapes and mesh: settings that differ only in their numbers (`NUMBERS`) and other weights of the
     same shapes compile once."""
     settings.check()
-    L = settings.encoding(w.config.causal).tokens(T)
-    if not 2 <= T or L > w.config.n_positions:
-        raise OptionError(f"`size` {T} must be in 2..{w.config.n_positions - (L - T)}: the {settings.display} display "
-                            f"reads {L} tokens and the model has {w.config.n_positions} positions.")
+    encoding = settings.encoding(w.config.causal)
+    L, n = encoding.tokens(T), w.config.n_positions
+    if not 2 <= T or L > n:
+        raise OptionError(f"`size` {T} must be in 2..{largest_size(encoding, n)}: the {settings.display} display "
+                          f"(mode {settings.mode}) reads {L} tokens and the model has {n} positions.")
     mesh = mesh or frame_mesh()
     t0 = time.perf_counter()
     split, whole = NamedSharding(mesh, PartitionSpec("frames")), NamedSharding(mesh, PartitionSpec())

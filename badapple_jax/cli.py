@@ -152,10 +152,12 @@ def add_render_parser(commands) -> None:
                         "free memory, at most 16 on a CPU)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the initial embeddings")
     p.add_argument("--save-embeddings", action="store_true",
-                   help="also write WORKDIR/embeddings.npy [N, L, n_embd] float32 (L = T + 1 with the sink display)")
+                   help="also write WORKDIR/embeddings.npy [N, L, n_embd] float32 (L = T + 1 with the sink display, "
+                        "2T + 1 with --mode quarter)")
     p.add_argument("--mode", choices=MODES, default="causal",
                    help="full: a second embedding per frame shows the transposed frame, filling the black triangle "
-                        "(twice the frames, one compiled step)")
+                        "(twice the frames, one compiled step); quarter: one embedding of 2T + 1 tokens shows the "
+                        "whole frame in the bottom-left quarter of one causal map (sink display, causal models)")
     p.add_argument("--heads", type=head_list, help="with --color: the R,G,B heads of --layer, e.g. 0,1,2")
     p.add_argument("--color", action="store_true",
                    help="a colour video: one shared embedding drives three heads, each showing one channel")

@@ -15,7 +15,9 @@ The pipeline asks one object, never the variant's name:
 the picture z-scores every row. `Sink` (SPEC 11) adds token 0 as an attention sink that takes what a
 row does not give to its pixels, so `z * attention[1:, 1:]` is the frame at its true brightness.
 `Full` wraps either: a second embedding shows the transposed frame, filling the causal head's empty
-upper triangle. `causal` is the model's: a causal head sees j <= i, an encoder head every column.
+upper triangle. `Quarter` (SPEC 14) shows the whole frame in one causal map instead: 2T + 1 tokens, the
+frame below the diagonal, in the block of T row tokens over T column tokens. `causal` is the model's: a
+causal head sees j <= i, an encoder head every column.
 """
 import dataclasses
 import math
@@ -28,10 +30,10 @@ from badapple_jax.display import normalise_display, stitch_full
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.layers import visible
 from badapple_jax.model import check_fields
-from badapple_jax.targets import centred_log, frame_values, row_normalise, sink_target, traced
+from badapple_jax.targets import centred_log, frame_values, quarter_target, row_normalise, sink_target, traced
 
 DISPLAYS = ("sink", "zscore")
-MODES = ("causal", "full")
+MODES = ("causal", "full", "quarter")
 # Measured on 8 Bad Apple frames (benchmarks/RESULTS.md): Z / T from 1.5 to 4 gives the same fidelity; a
 # black level b of 0.2-0.5 gives +9 dB at 1200 steps over b = 0 (black pixels then need no extreme logit).
 SINK_Z = 2.0  # Z / T: a white pixel gets 1 / Z of its row's attention; Z > (1 + b) T keeps the sink's share positive
@@ -39,15 +41,20 @@ SINK_BLACK = 0.3  # black level b, in display units: pixels get (f + b) / Z; the
 SINK_Z_MAX = 1e3  # an upper bound far beyond any useful Z / T, as the optimiser's own limits
 
 
-def check_sink(z, black, names=("z", "black")) -> None:
+def check_sink(z, black, names=("z", "black"), mode="causal") -> None:
     """The sink display's constants, named as the caller names them: b in [0, 1], and Z / T above 1 + b so the
-    sink keeps a share of every row (a row of T white pixels takes (1 + b) T / Z of it)."""
+    sink keeps a share of every row (a row of T white pixels takes (1 + b) T / Z of it); in `mode` quarter above
+    1 + 2 b (its last row also gives T row tokens b / Z each)."""
     z_name, black_name = names
+    if mode == "quarter":
+        floor, said = 1 + 2 * black, f"1 + 2 `{black_name}` in mode quarter"
+    else:
+        floor, said = 1 + black, f"1 + `{black_name}`"
     rules = [
         (math.isfinite(black) and 0 <= black <= 1, f"`{black_name}` must be in [0, 1], got {black}"),
-        (math.isfinite(z) and 1 + black < z <= SINK_Z_MAX,
-         f"`{z_name}` must exceed 1 + `{black_name}` (the sink keeps a share of every row) and be at most "
-         f"{SINK_Z_MAX:g}, got {z}"),
+        (math.isfinite(z) and floor < z <= SINK_Z_MAX,
+         f"`{z_name}` must exceed {said} (the sink keeps a share of every row) and be at most {SINK_Z_MAX:g}, "
+         f"got {z}"),
     ]
     for ok, message in rules:
         if not ok:
@@ -187,14 +194,89 @@ class Full:
         return self.inner.constants(T)
 
 
+@dataclasses.dataclass(frozen=True)
+class Quarter:
+    """The whole frame in the bottom-left quarter of one causal map (SPEC 14): L = 2T + 1 tokens, token 0 the
+    sink, 1..T the column tokens, T+1..2T the row tokens. Display row i is token T + 1 + i and pixel j token 1 + j.
+
+    Z = `z` T; pixel (i, j) is given (f + `black`) / Z of row i's attention, each row token it sees `black` / Z
+    (never shown: it spares them extreme logits), the sink the rest; the picture is
+    clip(Z attention[T+1:, 1:T+1] - black, 0, 1). For causal heads only: an encoder's sees the frame with `Sink`."""
+
+    z: float = SINK_Z
+    black: float = SINK_BLACK
+    views: int = dataclasses.field(default=1, init=False)
+
+    def __post_init__(self):  # z and black traced (Settings under jit): checked where the settings were built
+        if not (traced(self.z) or traced(self.black)):
+            check_fields(self)
+            check_sink(self.z, self.black, mode="quarter")
+
+    def Z(self, T: int) -> float:
+        return self.z * T
+
+    def tokens(self, T: int) -> int:
+        return 2 * T + 1
+
+    def mask(self, T: int) -> np.ndarray:
+        """[2T + 1, 2T + 1] bool: the row tokens' rows T+1..2T over every column they may see (the sink, the T
+        column tokens and the row tokens up to their own); the sink's and the column tokens' rows are not counted."""
+        m = np.tri(2 * T + 1, dtype=bool)
+        m[:T + 1] = False
+        return m
+
+    def region(self, T: int) -> np.ndarray:
+        """[T, T] bool: the whole frame, every pixel below the diagonal of the one causal map."""
+        return np.ones((T, T), bool)
+
+    def target(self, f):
+        """[..., T, T] frames in [0, 1] -> [..., 2T + 1, 2T + 1] desired attention (`targets.quarter_target`): pixel
+        (i, j) gets (f + b) / Z of token row T + 1 + i, each row token it sees b / Z, the sink the rest."""
+        f = frame_values(f)
+        return quarter_target(f, self.Z(f.shape[-1]), self.black)
+
+    def desired(self, f):
+        """[..., T, T] frames -> [..., 2T + 1, 2T + 1] desired logits: log(target), centred per row over `mask`."""
+        return centred_log(self.target(f), self.mask(np.shape(f)[-1]))  # target checked f
+
+    def picture(self, a) -> jax.Array:
+        """[..., 2T + 1, 2T + 1] attention maps -> [..., T, T] float32 in [0, 1]: clip(Z a[T+1:, 1:T+1] - b, 0, 1),
+        the whole frame at its true brightness. Z and b may be traced (jit, grad)."""
+        L = np.shape(a)[-1]
+        if np.ndim(a) < 2 or np.shape(a)[-2] != L or L % 2 == 0:
+            raise BadInputError(f"quarter maps must be [..., 2T + 1, 2T + 1], got shape {np.shape(a)}.")
+        T = (L - 1) // 2
+        return _quarter_picture(jnp.asarray(a, jnp.float32), jnp.asarray(self.Z(T), jnp.float32),
+                                jnp.asarray(self.black, jnp.float32))
+
+    def constants(self, T: int) -> dict:
+        return {"sink_z": self.Z(T), "sink_black": self.black}
+
+
+@jax.jit  # one program per shape, never per Z or b
+def _quarter_picture(a, Z, black):  # [..., 2T + 1, 2T + 1], scalars -> [..., T, T]
+    T = (a.shape[-1] - 1) // 2
+    return jnp.clip(Z * a[..., T + 1:, 1:T + 1] - black, 0.0, 1.0)
+
+
 def make_encoding(display: str = "sink", mode: str = "causal", causal: bool = True, z: float = SINK_Z,
-                  black: float = SINK_BLACK) -> ZScore | Sink | Full:
+                  black: float = SINK_BLACK) -> ZScore | Sink | Full | Quarter:
     """The encoding named by the `display` and `mode` settings, for a causal or an encoder head."""
     for name, value, choices in (("display", display, DISPLAYS), ("mode", mode, MODES)):
         if value not in choices:
             raise OptionError(f"`{name}` must be one of {', '.join(choices)}, got {value}.")
-    if mode == "full" and not causal:
-        raise BadInputError("mode full is for causal models: an encoder's head already shows the whole frame "
+    if mode == "quarter" and display != "sink":
+        raise OptionError(f"`mode` quarter needs `display` sink, got {display}: its picture is Z * attention, the "
+                          "frame only where a sink takes the rest of every row.")
+    if mode != "causal" and not causal:
+        raise BadInputError(f"mode {mode} is for causal models: an encoder's head already shows the whole frame "
                             "with one embedding.")
+    if mode == "quarter":
+        return Quarter(z, black)
     inner = Sink(causal, z, black) if display == "sink" else ZScore(causal)
     return Full(inner) if mode == "full" else inner
+
+
+def largest_size(encoding, positions: int) -> int:
+    """The largest display size T whose tokens `encoding` reads within a model's `positions` (0: none fits)."""
+    return max((T for T in range(1, positions + 1) if encoding.tokens(T) <= positions), default=0)

@@ -254,7 +254,8 @@ def amount(metrics: dict, key: str, path: Path) -> float:
 
 
 def caption(metrics: dict) -> str:
-    """'random:gpt2-xl, layer 0 head 0, 256x256, sink display, embedding solver, 1500 steps x 3 seeds'."""
+    """'random:gpt2-xl, layer 0 head 0, 256x256, sink display, causal mode, embedding solver, 1500 steps x 3
+    seeds'."""
     part = lambda d, key: d.get(key) if isinstance(d.get(key), dict) else {}  # noqa: E731  (a damaged file: "?")
     job = part(metrics, "settings")
     opt = part(job, "settings")
@@ -262,5 +263,5 @@ def caption(metrics: dict) -> str:
     counted = lambda n, word: f"{n} {word}{'' if n == 1 else 's'}"  # noqa: E731  ("1 seed", "? seeds")
     return (f"{part(metrics, 'model').get('name', 'unknown model')}, layer {job.get('layer', '?')} "
             f"head {job.get('head', '?')}, {size}x{size}, {metrics.get('display', '?')} display, "
-            f"{opt.get('solver', '?')} solver, {counted(opt.get('steps', '?'), 'step')} x "
+            f"{opt.get('mode', '?')} mode, {opt.get('solver', '?')} solver, {counted(opt.get('steps', '?'), 'step')} x "
             f"{counted(opt.get('seeds', '?'), 'seed')}")

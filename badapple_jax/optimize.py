@@ -58,8 +58,8 @@ class Settings:
         seed_select           "frame": each frame keeps its best start; "chunk": one for the chunk (reference)
         solver, warm_start    "embedding" optimises X; "headspace" z, lifted to X (warm_start: start 0 by SVD)
         precision             GPU matmuls: fp32, tf32 or bf16
-        display, mode, sink_z, sink_black: the encoding, `encoding(causal)` (sink or zscore, causal or full,
-                              the sink's Z / T and black level b)"""
+        display, mode, sink_z, sink_black: the encoding, `encoding(causal)` (sink or zscore; causal, full or
+                              quarter; the sink's Z / T and black level b)"""
 
     steps: int = 1500  # Adam steps per frame: explore = steps // 4 per seed, refine = the rest
     seeds: int = 3  # random starts explored per frame
@@ -72,7 +72,7 @@ class Settings:
     solver: str = "embedding"  # "embedding": optimise X (reference); "headspace": optimise z, lift to X
     precision: str = "fp32"  # matmul precision on GPU: fp32, tf32 or bf16 (CPUs compute fp32 regardless)
     warm_start: bool = False  # headspace: start 0 of each frame from a rank-d_head SVD of its target
-    mode: str = "causal"  # "full": a second embedding per frame shows the transposed target (upper triangle)
+    mode: str = "causal"  # "full": a second embedding shows the transposed target; "quarter": 2T + 1 tokens, one map
     display: str = "sink"  # "sink": token 0 an attention sink, true brightness (SPEC 11); "zscore": the reference
     sink_z: float = SINK_Z  # the sink display's Z / T: a white pixel is given 1 / Z of its row's attention
     sink_black: float = SINK_BLACK  # the sink display's black level b: pixels are given (f + b) / Z
@@ -104,7 +104,7 @@ class Settings:
             if not ok:
                 raise OptionError(message + ".")
         make_encoding(self.display, self.mode)  # the encoding's own rules, under the same names
-        check_sink(self.sink_z, self.sink_black, names=("sink_z", "sink_black"))
+        check_sink(self.sink_z, self.sink_black, names=("sink_z", "sink_black"), mode=self.mode)
 
     def encoding(self, causal: bool):
         """The encoding of frames into targets and of maps into pictures (`encoding.py`) these settings name,

@@ -13,6 +13,7 @@ from badapple_jax.chunks import (SEED_MAX, auto_chunk_size, check_fits, compile_
                                  frames_in, optimize_frames)
 from badapple_jax.chunks import plan as plan_program  # `plan` below is a render's Plan
 from badapple_jax.display import to_rgb
+from badapple_jax.encoding import largest_size
 from badapple_jax.errors import BadInputError, OptionError, Interrupted
 from badapple_jax.outputs import claim
 from badapple_jax.headspace import LAYER0_ONLY
@@ -176,7 +177,8 @@ def read_subject(job: Job) -> Subject:
     encoding = job.settings.encoding(info.config.causal)
     if encoding.tokens(job.size) > info.config.n_positions:
         raise OptionError(f"`size` {job.size} needs {encoding.tokens(job.size)} positions with the "
-                          f"{job.settings.display} display; the model has {info.config.n_positions}.")
+                          f"{job.settings.display} display; the model has {info.config.n_positions}: use `size` "
+                          f"{largest_size(encoding, info.config.n_positions)} or less (`mode` {job.settings.mode}).")
     clip = read_clip(job.input, size=job.size, fps=job.fps, start=job.start, max_frames=job.max_frames,
                      colour=job.color)
     frames = np.moveaxis(clip.frames, -1, 1) if job.color else clip.frames  # [N, (3,) T, T]

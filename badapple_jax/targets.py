@@ -1,4 +1,4 @@
-"""Target frames -> desired attention distributions and logits (SPEC sections 4 and 11).
+"""Target frames -> desired attention distributions and logits (SPEC sections 4, 11 and 14).
 
 A frame is read as an attention pattern over the columns each row may see (`mask`). Softmax ignores
 a per-row shift, so the desired logits are log-probabilities centred per row over those columns,
@@ -69,6 +69,23 @@ def sink_target(f, region, z, black=0.0):
     sink = 1.0 - pixels.sum(axis=-1, keepdims=True)  # [..., T, 1]
     rows = jnp.concatenate([sink, pixels], axis=-1)  # [..., T, T+1]
     return jnp.concatenate([jnp.zeros_like(rows[..., :1, :]), rows], axis=-2)
+
+
+def quarter_target(f, z, black=0.0):
+    """[..., T, T] frames in [0, 1] -> p [..., 2T+1, 2T+1]: the frame in the bottom-left quarter (SPEC 14).
+
+    Token 0 is the sink, tokens 1..T the columns, T+1..2T the rows. Display row i (token row T+1+i) gives
+    pixel j (column token 1+j) (f[i, j] + black) / z, each row token it sees (T+1..T+1+i) black / z, and the
+    sink the rest: so z * attention[T+1:, 1:T+1] - black IS the frame. `z` must exceed (1 + 2 black) T.
+    The sink's and the column tokens' rows are no part of the display; they are left zero."""
+    f = frame_values(f)
+    T = f.shape[-1]
+    pixels = (f + black) / z  # [..., T, T]
+    rows = jnp.broadcast_to(jnp.where(np.tri(T, dtype=bool), black / z, 0.0), pixels.shape)  # [..., T, T]
+    sink = 1.0 - pixels.sum(axis=-1, keepdims=True) - rows.sum(axis=-1, keepdims=True)  # [..., T, 1]
+    shown = jnp.concatenate([sink, pixels, rows], axis=-1)  # [..., T, 2T+1]
+    hidden = jnp.zeros((*shown.shape[:-2], T + 1, 2 * T + 1), shown.dtype)  # the sink's and the columns' rows
+    return jnp.concatenate([hidden, shown], axis=-2)
 
 
 def centred_log(p, mask):

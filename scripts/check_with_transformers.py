@@ -3,11 +3,10 @@ transformers' own model (eager attention) computes from the saved embeddings, pi
 
     python scripts/check_with_transformers.py WORKDIR
 
-The render must have used --save-embeddings, one head (no --color) and --mode causal, with a model transformers
-can load offline: `minilm`, a local directory, or random:NAME weights (exported as a checkpoint first, as
-`badapple-jax export` does). Prints the
-largest difference per frame in gray levels (a PNG holds 256 magma bins: within 1/256 is equal) and exits 1 if
-any frame differs by more than one bin.
+The render must have used --save-embeddings, one head (no --color) and one map per frame (--mode causal or quarter,
+not full), with a model transformers can load offline: `minilm`, a local directory, or random:NAME weights
+(exported as a checkpoint first, as `badapple-jax export` does). Prints the largest difference per frame in gray
+levels (a PNG holds 256 magma bins: within 1/256 is equal) and exits 1 if any frame differs by more than one bin.
 """
 import argparse
 import json
@@ -43,7 +42,7 @@ def main(argv=None) -> int:
     job, config = metrics["settings"], metrics["model"]["config"]
     s = job["settings"]
     problems = [(job["save_embeddings"], "it was rendered without --save-embeddings"),
-                (not job["color"] and s["mode"] == "causal", "only one-head renders in causal mode are checked")]
+                (not job["color"] and s["mode"] != "full", "only one-head renders of one map per frame are checked")]
     for ok, why in problems:
         if not ok:
             print(f"check_with_transformers: cannot check {args.workdir}: {why}.", file=sys.stderr)
@@ -59,7 +58,8 @@ def main(argv=None) -> int:
     expected = encoding.picture(a)  # [N, T, T]
     pngs = sorted((args.workdir / "frames").glob("frame_*.png"))
     worst = [float(np.abs(gray_of(iio.imread(png), False) - v).max()) for png, v in zip(pngs, expected)]
-    print(f"{len(pngs)} frames of {job['model']} layer {job['layer']} head {job['head']} ({s['display']} display) "
+    print(f"{len(pngs)} frames of {job['model']} layer {job['layer']} head {job['head']} ({s['display']} display, "
+          f"{s['mode']} mode) "
           f"against transformers' {config['family']} attentions: largest difference {max(worst) * 256:.2f} gray "
           f"levels of 256 (per frame: {', '.join(f'{d * 256:.2f}' for d in worst)})")
     return 0 if len(pngs) == len(x) and max(worst) <= TOLERANCE else 1

@@ -34,7 +34,8 @@ def frame(rng):
     (np.full((T, T), np.nan, np.float32), r"frames must lie in \[0, 1\]"),
     (np.zeros((T, T), np.int32), "floats in \\[0, 1\\] or uint8, got int32"),
 ], ids=["not square", "a number", "above 1", "NaN", "int32"])
-@pytest.mark.parametrize("encoding", [bj.Sink(), bj.ZScore(), bj.Full(bj.Sink())], ids=["sink", "zscore", "full"])
+@pytest.mark.parametrize("encoding", [bj.Sink(), bj.ZScore(), bj.Full(bj.Sink()), bj.Quarter()],
+                         ids=["sink", "zscore", "full", "quarter"])
 def test_desired_refuses_frames_it_cannot_show(encoding, bad, message):
     with pytest.raises(bj.BadInputError, match=message):
         encoding.desired(bad)
@@ -65,7 +66,7 @@ def test_desired_works_under_jit_vmap_and_grad(frame):
     (lambda: bj.Sink(z="2"), "z must be a number, got '2'"),
     (lambda: bj.ZScore(causal=1), "causal must be True or False, got 1"),
     (lambda: bj.make_encoding("nope"), "display must be one of sink, zscore, got nope"),
-    (lambda: bj.make_encoding("sink", "upper"), "mode must be one of causal, full, got upper"),
+    (lambda: bj.make_encoding("sink", "upper"), "mode must be one of causal, full, quarter, got upper"),
     (lambda: bj.Settings(steps="100").check(), "steps must be an integer, got '100'"),
     (lambda: bj.Settings(seeds=1.5).check(), "seeds must be an integer, got 1.5"),
     (lambda: bj.Settings(seeds=True).check(), "seeds must be an integer, got True"),
@@ -73,8 +74,12 @@ def test_desired_works_under_jit_vmap_and_grad(frame):
     (lambda: bj.Settings(warm_start=1).check(), "warm_start must be True or False, got 1"),
     (lambda: bj.Settings(sink_z=1.0).check(), r"sink_z must exceed 1 \+ sink_black"),
     (lambda: bj.Settings(display="nope").check(), "display must be one of sink, zscore"),
+    (lambda: bj.Quarter(z=1.5, black=0.3), r"z must exceed 1 \+ 2 black in mode quarter .* got 1.5"),
+    (lambda: bj.Settings(mode="quarter", sink_black=0.5).check(), r"sink_z must exceed 1 \+ 2 sink_black in mode q"),
+    (lambda: bj.Settings(mode="quarter", display="zscore").check(), "mode quarter needs display sink, got zscore"),
 ], ids=["Sink z<0", "Sink z<=1+b", "Sink z inf", "Sink black<0", "Sink z str", "ZScore causal int", "display",
-        "mode", "steps str", "seeds float", "seeds bool", "lr str", "warm_start int", "sink_z", "Settings display"])
+        "mode", "steps str", "seeds float", "seeds bool", "lr str", "warm_start int", "sink_z", "Settings display",
+        "Quarter z<=1+2b", "quarter sink_z", "quarter zscore"])
 def test_constants_and_settings_are_options(make, message):
     with pytest.raises(OptionError, match=message) as e:
         make()
@@ -85,6 +90,9 @@ def test_valid_constants_are_accepted():
     assert bj.Sink(z=3, black=0).Z(4) == 12  # an int is a number
     assert bj.Settings(lr=1, sink_z=3).check() is None
     assert bj.make_encoding("zscore", "full") == bj.Full(bj.ZScore())
+    assert bj.make_encoding("sink", "quarter", z=3) == bj.Quarter(z=3) and bj.Settings(mode="quarter").check() is None
+    with pytest.raises(bj.BadInputError, match="mode quarter is for causal models"):
+        bj.make_encoding("sink", "quarter", causal=False)
     with pytest.raises(bj.BadInputError, match="Full shows a ZScore or a Sink"):
         bj.Full(bj.Full(bj.Sink()))
 

@@ -164,12 +164,13 @@ def test_render_shows_whole_frames_transformers_computes_from_the_saved_embeddin
         assert metrics["median_psnr"] > 20 and np.median(psnr(shown, targets, ~np.tri(16, dtype=bool))) > 20
 
 
-def test_encoder_refuses_full_mode_and_survey_ranks_its_heads(tiny_bert, tmp_path, capsys):
-    assert main(["render", "demo", "-o", str(tmp_path / "f.mp4"), "--model", str(tiny_bert), "--mode", "full",
-                 *SMALL]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "mode full is for causal models" in err
-    assert not (tmp_path / "f.mp4").exists()
+def test_encoder_refuses_full_and_quarter_mode_and_survey_ranks_its_heads(tiny_bert, tmp_path, capsys):
+    for mode in ("full", "quarter"):
+        assert main(["render", "demo", "-o", str(tmp_path / "f.mp4"), "--model", str(tiny_bert), "--mode", mode,
+                     *SMALL]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"mode {mode} is for causal models" in err
+        assert not (tmp_path / "f.mp4").exists()
     prefix = tmp_path / "survey"
     assert main(["survey", "demo", "-o", str(prefix), "--model", str(tiny_bert), "--layers", "all", "--frames", "2",
                  "--size", "12", "--steps", "40", "--seeds", "1"]) == 0

@@ -68,6 +68,13 @@ def test_chunk_sizes_fit_the_clip_and_the_devices(tiny_ckpt):
     assert sum(len(r.loss) for _, r in results) == 5 and jax.device_count() == 1
 
 
+@pytest.mark.parametrize("mode, T, largest", [("causal", 64, 63), ("quarter", 32, 31)])
+def test_compile_refuses_a_size_the_models_positions_cannot_hold(tiny_ckpt, mode, T, largest):
+    w = pick_head(load_layer(str(tiny_ckpt), 0)[0], 0)  # 64 positions: T + 1 tokens with the sink, 2T + 1 in quarter
+    with pytest.raises(bj.BadInputError, match=rf"size {T} must be in 2..{largest}: the sink display \(mode {mode}\)"):
+        chunks.compile_chunk(w, T, 1, Settings(steps=8, seeds=1, mode=mode))
+
+
 def test_auto_chunk_compiles_once_where_it_fits_and_cuts_where_it_does_not(tiny_ckpt, monkeypatch):
     """Issue 15, item 6: one compile for an automatic chunk size when the largest useful chunk fits; when it
     does not, the program's own memory figures cut it to fit, with one more compile."""

@@ -106,6 +106,13 @@ BAD = {
     "unreadable video": (["{garbage}"], "cannot decode"),
     "empty image dir": (["{empty}"], "holds no images"),
     "size above n_positions": (["demo", "--size", "128"], "129 positions with the sink display; the model has 64"),
+    "quarter size above n_positions": (["demo", "--mode", "quarter", "--size", "32"],
+                                       ("--size 32 needs 65 positions with the sink display; the model has 64: use "
+                                        "--size 31 or less (--mode quarter).")),
+    "quarter with zscore": (["demo", "--mode", "quarter", "--display", "zscore"],
+                            "--mode quarter needs --display sink, got zscore"),
+    "quarter with the reference preset": (["demo", "--mode", "quarter", "--preset", "reference"],
+                                          "--mode quarter needs --display sink, got zscore"),
     "head out of range": (["demo", "--head", "4"], "head 4 is out of range"),
     "layer out of range": (["demo", "--layer", "2"], "layer 2 is out of range"),
     "too few steps": (["demo", "--steps", "3"], "--steps must be at least 4"),

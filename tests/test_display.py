@@ -1,11 +1,11 @@
-"""display.py against a NumPy loop of SPEC section 7, steps 1-4; the encodings' pictures (SPEC 11); RGB and back."""
+"""display.py against a NumPy loop of SPEC section 7, steps 1-4; the encodings' pictures (SPEC 11, 14); RGB and back."""
 import matplotlib
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
 from badapple_jax.display import colourise, gray_of, normalise_display, stitch_full, to_rgb
-from badapple_jax.encoding import Full, Sink, ZScore
+from badapple_jax.encoding import Full, Quarter, Sink, ZScore
 
 
 def reference(a):
@@ -91,6 +91,29 @@ def test_sink_picture_of_the_target_is_the_frame(rng, black):
     full = Full(enc)
     both = np.stack([enc.target(f), enc.target(np.swapaxes(f, 1, 2))], axis=1)  # [3, 2, T+1, T+1]
     np.testing.assert_allclose(full.picture(np.asarray(both)), f, atol=1e-5)  # whole frame, no seam
+
+
+@pytest.mark.parametrize("z, black", [(2.0, 0.3), (1.7, 0.0)])
+def test_quarter_picture_of_the_target_is_the_whole_frame(rng, z, black):
+    """One map equal to the quarter's target shows the whole frame, every pixel, from its bottom-left quarter."""
+    import jax
+
+    T = 16
+    f = rng.random((3, T, T)).astype(np.float32)
+    f[0, 5], f[0, 9] = 1.0, 0.0
+    enc = Quarter(z=z, black=black)
+    p = np.asarray(enc.target(f))  # [3, 2T + 1, 2T + 1]
+    v = enc.picture(p)
+    assert v.shape == (3, T, T) and v.dtype == np.float32
+    np.testing.assert_allclose(v, f, atol=1e-5)
+
+    def picture(a, z):  # Z traced under jit: one program for every z
+        return Quarter(z=z, black=black).picture(a)
+
+    np.testing.assert_allclose(jax.jit(picture)(p, z), v, atol=1e-6)
+    assert np.isfinite(jax.grad(lambda a: picture(a, z).sum())(p)).all()
+    with pytest.raises(ValueError, match=r"quarter maps must be \[..., 2T \+ 1, 2T \+ 1\], got shape \(3, 32, 32\)"):
+        enc.picture(p[:, 1:, 1:])  # a sink map's shape is no quarter's
 
 
 def test_a_frame_equal_to_its_transpose_gives_two_equal_halves(rng):

@@ -1,6 +1,6 @@
 """render.py end to end, where only a render can show it: written frames are what transformers computes from the
-saved embeddings; both displays, full mode and colour carry the choice and its fidelity into metrics.json, the
-PNGs and the video (SPEC 11-12); non-finite frames are listed."""
+saved embeddings; both displays, full and quarter mode and colour carry the choice and its fidelity into
+metrics.json, the PNGs and the video (SPEC 11-12, 14); non-finite frames are listed."""
 import dataclasses
 import json
 
@@ -98,6 +98,26 @@ def test_full_mode_sink_shows_the_whole_frame_without_a_seam_and_plots_follow(ti
     assert sorted(p.rsplit("/", 1)[-1] for p in written) == [
         "best_worst.png", "comparison_grid.png", "fidelity_histogram.png", "fidelity_timeline.png", "loss_histogram.png",
         "loss_timeline.png"]
+
+
+@pytest.mark.parametrize("layer, solver, extra", [(0, "headspace", ["--warm-start"]), (1, "embedding", [])])
+def test_quarter_mode_frames_are_the_bottom_left_quarter_of_one_map_transformers_computes(tiny_ckpt, tmp_path, layer,
+                                                                                        solver, extra):
+    out = tmp_path / "q.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--layer", str(layer), "--head", "1",
+                 "--mode", "quarter", "--solver", solver, "--steps", "200", "--save-embeddings", *extra, *SMALL]) == 0
+    shown, metrics = rendered(tmp_path / "q.work")
+    x = np.load(tmp_path / "q.work" / "embeddings.npy")
+    assert x.shape == (3, 33, 64)  # 2T + 1 tokens: the sink, T column tokens, T row tokens; one embedding a frame
+    assert metrics["settings"]["settings"]["mode"] == "quarter" and metrics["sink_z"] == 2.0 * 16
+    Z, black = metrics["sink_z"], metrics["sink_black"]
+    for i in range(3):
+        a = hf_attentions(tiny_ckpt, x[i])[layer][1]  # [33, 33]: one genuine causal map
+        np.testing.assert_allclose(shown[i], np.clip(Z * a[17:, 1:17] - black, 0, 1), atol=1 / 256 + 1e-4)
+    targets = read_clip("demo", size=16, max_frames=3).frames
+    whole = np.ones((16, 16), bool)
+    assert_same_fidelity(shown, targets, whole, metrics["per_frame_psnr"])
+    assert metrics["median_psnr"] > 20 and np.abs(shown - targets)[:, np.triu(whole, 1)].mean() < 0.1  # no triangle
 
 
 def test_colour_sink_shows_true_colours_from_three_heads(tiny_ckpt, tmp_path):

@@ -1,12 +1,12 @@
-"""targets.py against plain float64 loops over rows (SPEC sections 4 and 11)."""
+"""targets.py against plain float64 loops over rows (SPEC sections 4, 11 and 14)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from badapple_jax.encoding import Sink, ZScore
-from badapple_jax.targets import centred_log, row_normalise, sink_target
+from badapple_jax.encoding import Quarter, Sink, ZScore
+from badapple_jax.targets import centred_log, quarter_target, row_normalise, sink_target
 
 
 def reference(f):
@@ -34,6 +34,21 @@ def sink_reference(f, Z, black, causal=True):
     return p_out, d_out
 
 
+def quarter_reference(f, Z, black):
+    """[T, T] -> (p, d) [2T+1, 2T+1] as SPEC section 14 words it, row by row in float64."""
+    T = f.shape[0]
+    p_out, d_out = np.zeros((2 * T + 1, 2 * T + 1)), np.zeros((2 * T + 1, 2 * T + 1))
+    for i in range(T):
+        r = T + 1 + i  # display row i's token; it sees tokens 0..r
+        p = np.zeros(r + 1)
+        p[1:T + 1] = (f[i].astype(np.float64) + black) / Z  # the column tokens: the pixels
+        p[T + 1:] = black / Z  # the row tokens up to its own
+        p[0] = 1 - (f[i].astype(np.float64) + black).sum() / Z - (i + 1) * black / Z
+        d = np.log(p + 1e-8)
+        p_out[r, :r + 1], d_out[r, :r + 1] = p, d - d.mean()
+    return p_out, d_out
+
+
 @pytest.mark.parametrize("T", [16, 23, 32])
 def test_zscore_matches_loop_reference(rng, T):
     f = rng.random((3, T, T))
@@ -56,6 +71,34 @@ def test_sink_matches_loop_reference(rng, T, z, black, causal):
         p_ref, d_ref = sink_reference(f[k], z * T, black, causal)
         np.testing.assert_allclose(p[k], p_ref, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(d[k], d_ref, rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("T, z, black", [(16, 2.0, 0.3), (23, 1.7, 0.3), (16, 3.0, 0.0)])
+def test_quarter_matches_loop_reference(rng, T, z, black):
+    f = rng.random((3, T, T))
+    f[0] = (f[0] > 0.5).astype(float)
+    enc = Quarter(z=z, black=black)
+    p, d = np.asarray(enc.target(f)), np.asarray(enc.desired(f))
+    assert p.shape == d.shape == (3, 2 * T + 1, 2 * T + 1)
+    for k in range(len(f)):
+        p_ref, d_ref = quarter_reference(f[k], z * T, black)
+        np.testing.assert_allclose(p[k], p_ref, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(d[k], d_ref, rtol=1e-5, atol=2e-5)
+
+
+def test_quarter_rows_are_distributions_over_its_mask_and_the_sink_keeps_a_share(rng):
+    T = 16
+    enc = Quarter(z=1.61, black=0.3)  # just above 1 + 2 b: a white frame leaves the sink the least
+    f = np.stack([np.ones((T, T)), rng.random((T, T)), np.zeros((T, T))])
+    mask, p = enc.mask(T), np.asarray(enc.target(f), np.float64)
+    assert mask.shape == (2 * T + 1, 2 * T + 1) and enc.region(T).shape == (T, T) and enc.region(T).all()
+    assert not mask[:T + 1].any()  # the sink's and the column tokens' rows are no target
+    np.testing.assert_array_equal(mask[T + 1:], np.tri(2 * T + 1, dtype=bool)[T + 1:])  # all they see, causally
+    np.testing.assert_allclose(np.where(mask, p, 0).sum(-1)[:, T + 1:], 1.0, rtol=1e-6)
+    assert np.all(p[~np.broadcast_to(mask, p.shape)] == 0)
+    assert 0 < p[0, 2 * T, 0] < 0.01 and np.all(p[:, T + 1:, 0] >= p[0, 2 * T, 0] - 1e-7)
+    np.testing.assert_allclose(p[2, T + 1:, 1:T + 1], 0.3 / enc.Z(T), rtol=1e-6)  # black pixels: the black level
+    np.testing.assert_allclose(np.asarray(quarter_target(f, enc.Z(T), 0.3)), p, atol=1e-7)
 
 
 def test_sink_rows_are_distributions_and_keep_brightness(rng):
@@ -92,7 +135,7 @@ def test_jittable_float32(rng):
     import jax
 
     f = rng.random((16, 16))
-    for enc in (ZScore(), Sink()):
+    for enc in (ZScore(), Sink(), Quarter()):
         d = jax.jit(enc.desired)(f)
         assert d.dtype == np.float32
         np.testing.assert_allclose(np.asarray(d), np.asarray(enc.desired(f)), atol=1e-6)
@@ -101,7 +144,7 @@ def test_jittable_float32(rng):
 @settings(max_examples=30, deadline=None)
 @given(arrays(np.float64, (12, 12), elements=st.floats(0.0, 1.0)))
 def test_desired_logits_centred_and_masked(f):
-    for enc in (ZScore(), Sink()):
+    for enc in (ZScore(), Sink(), Quarter()):
         d = np.asarray(enc.desired(f))
         mask = enc.mask(12)
         assert np.all(np.isfinite(d))
