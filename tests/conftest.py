@@ -19,6 +19,17 @@ def pytest_configure(config):
         os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # the tiny programs compile in < 1 s
     jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    # LLVM's optimisation passes are most of a CPU compile and buy nothing for the tiny programs tests run here:
+    # a third off the suite, results within float rounding of optimised code (the golden tests hold). Only this
+    # process's backend reads the flag: children (renders interrupted mid-run, whose steps must take their usual
+    # time) get the environment as it was.
+    flags = os.environ.get("XLA_FLAGS")
+    os.environ["XLA_FLAGS"] = f"{flags or ''} --xla_backend_optimization_level=0"
+    jax.devices()  # the backend starts, reading XLA_FLAGS
+    if flags is None:
+        del os.environ["XLA_FLAGS"]
+    else:
+        os.environ["XLA_FLAGS"] = flags
 
 
 def pytest_unconfigure(config):
