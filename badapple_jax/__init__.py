@@ -37,18 +37,17 @@ with deferred_interrupt() if COMMAND else contextlib.nullcontext():
     from badapple_jax.model import HeadWeights, LayerWeights, ModelConfig, ModelInfo, pick_head, pick_heads
     from badapple_jax.readout import nearest_tokens
     from badapple_jax.weights import (export_checkpoint, layer_from_state_dict, layer_from_transformers, load_layer,
-                                      random_layer, token_embedding)
+                                      minilm_dir, random_layer, token_embedding)
 
 __all__ = [
     "BadInputError", "ChunkResult", "Clip", "Embedding", "Full", "HeadSpace", "HeadWeights", "Interrupted", "Job",
     "LayerWeights", "ModelConfig", "ModelInfo", "PRESETS", "Program", "Quarter", "Settings", "Sink", "YNN_OFF",
-    "ZScore",
-    "attention", "auto_program", "centred_log", "colourise", "compile_chunk", "demo_clip", "export_checkpoint",
-    "flicker", "frame_loss", "frame_mesh", "gray_of", "head_logits", "head_space", "headspace_logits",
-    "layer_attention", "layer_from_state_dict", "layer_from_transformers", "layer_norm", "lift", "load_layer",
-    "make_encoding", "make_solver", "masked_softmax", "multi_start", "nearest_tokens", "normalise_display",
-    "optimize_chunk", "optimize_frames", "pick_head", "pick_heads", "plan", "preset_settings", "psnr",
-    "quarter_target",
-    "random_layer", "read_clip", "render", "row_centred", "row_normalise", "sink_target", "ssim", "stitch_full",
-    "to_head_space", "to_rgb", "token_embedding", "use_eigen_matmuls", "warm_restart_cosine", "write_video"
+    "ZScore", "attention", "auto_program", "centred_log", "colourise", "compile_chunk", "demo_clip",
+    "export_checkpoint", "flicker", "frame_loss", "frame_mesh", "gray_of", "head_logits", "head_space",
+    "headspace_logits", "layer_attention", "layer_from_state_dict", "layer_from_transformers", "layer_norm", "lift",
+    "load_layer", "make_encoding", "make_solver", "minilm_dir", "masked_softmax", "multi_start", "nearest_tokens",
+    "normalise_display", "optimize_chunk", "optimize_frames", "pick_head", "pick_heads", "plan", "preset_settings",
+    "psnr", "quarter_target", "random_layer", "read_clip", "render", "row_centred", "row_normalise", "sink_target",
+    "ssim", "stitch_full", "to_head_space", "to_rgb", "token_embedding", "use_eigen_matmuls", "warm_restart_cosine",
+    "write_video"
 ]

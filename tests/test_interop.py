@@ -32,9 +32,10 @@ def test_exported_random_model_is_what_transformers_loads_and_computes(model, la
     expected = hf_attentions(out, x)
     assert len(expected) == layer + 1  # blocks 0..layer
     np.testing.assert_allclose(bj.layer_attention(x, w), expected[layer], atol=2e-6)
-    loaded, _ = bj.load_layer(out, layer)  # and back through our own loader: the very same arrays
+    loaded, back = bj.load_layer(out, layer)  # and back through our own loader: the very same arrays, random
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(w)):
         np.testing.assert_array_equal(a, b)
+    assert back.is_random and back.source.startswith(f"RANDOM weights ({model}, seed 0, exported to {out}")
 
 
 def test_export_refusals_and_command_line(tmp_path, capsys):
@@ -44,7 +45,7 @@ def test_export_refusals_and_command_line(tmp_path, capsys):
     (tmp_path / "full" / "keep.txt").write_text("mine")
     assert main(["export", "random:minilm", "-o", str(tmp_path / "full")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "is not an empty directory" in err
+    assert err.count("\n") == 1 and "is neither an empty directory nor a checkpoint export wrote" in err
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine" and len(list((tmp_path / "full").iterdir())) == 1
     assert main(["export", "random:minilm", "-o", str(tmp_path / "new"), "--layer", "6"]) == 2
     assert "layer 6 is out of range" in capsys.readouterr().err
@@ -52,6 +53,13 @@ def test_export_refusals_and_command_line(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(tmp_path / "new")
     config = json.loads((tmp_path / "new" / "config.json").read_text())
     assert config["model_type"] == "bert" and config["num_hidden_layers"] == 2
+    assert main(["export", "random:gpt2", "-o", str(tmp_path / "new")]) == 0  # an export's own: replaced
+    assert json.loads((tmp_path / "new" / "config.json").read_text())["model_type"] == "gpt2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "new"]  # nothing left beside it
+    (tmp_path / "new" / "notes.txt").write_text("mine")  # an export's directory the user added to: theirs
+    capsys.readouterr()
+    assert main(["export", "random:gpt2", "-o", str(tmp_path / "new")]) == 2
+    assert (tmp_path / "new" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("family", ["gpt2", "bert"])
@@ -93,6 +101,7 @@ def test_readme_check_it_yourself_runs_as_written(tmp_path, monkeypatch):
     shown = gray_of(iio.imread(tmp_path / "demo.work" / "frames" / "frame_000000.png"), False)
     np.testing.assert_allclose(scope["v"], shown, atol=1 / 256 + 1e-4)
     assert os.path.isdir("gpt2-random")
+    exec(snippet("### Check it yourself"), {})  # run twice, as a reader would: the export replaces its own
 
 
 def test_readme_python_walkthrough_runs_as_written(capsys):
