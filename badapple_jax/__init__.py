@@ -27,8 +27,8 @@ with deferred_interrupt() if COMMAND else contextlib.nullcontext():
     from badapple_jax.loss import frame_loss, row_centred
     from badapple_jax.chunks import Program, auto_program, compile_chunk, frame_mesh, optimize_frames, plan
     from badapple_jax.headspace import HeadSpace, head_space, headspace_logits, lift, to_head_space
-    from badapple_jax.optimize import (PRESETS, ChunkResult, Settings, multi_start, optimize_chunk, preset_settings,
-                                       warm_restart_cosine)
+    from badapple_jax.optimize import (PRESETS, ChunkResult, PhaseOptions, Settings, multi_start, optimize_chunk,
+                                       preset_settings, warm_restart_cosine)
     from badapple_jax.render import Job, render
     from badapple_jax.solver import Embedding, make_solver
     from badapple_jax.fidelity import flicker, psnr, ssim
@@ -41,8 +41,8 @@ with deferred_interrupt() if COMMAND else contextlib.nullcontext():
 
 __all__ = [
     "BadInputError", "ChunkResult", "Clip", "Embedding", "Full", "HeadSpace", "HeadWeights", "Interrupted", "Job",
-    "LayerWeights", "ModelConfig", "ModelInfo", "PRESETS", "Program", "Quarter", "Settings", "Sink", "YNN_OFF",
-    "ZScore", "attention", "auto_program", "centred_log", "colourise", "compile_chunk", "demo_clip",
+    "LayerWeights", "ModelConfig", "ModelInfo", "PRESETS", "PhaseOptions", "Program", "Quarter", "Settings", "Sink",
+    "YNN_OFF", "ZScore", "attention", "auto_program", "centred_log", "colourise", "compile_chunk", "demo_clip",
     "export_checkpoint", "flicker", "frame_loss", "frame_mesh", "gray_of", "head_logits", "head_space",
     "headspace_logits", "layer_attention", "layer_from_state_dict", "layer_from_transformers", "layer_norm", "lift",
     "load_layer", "make_encoding", "make_solver", "minilm_dir", "masked_softmax", "multi_start", "nearest_tokens",

@@ -33,7 +33,7 @@ from badapple_jax.encoding import largest_size
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.model import HeadWeights, group_of, is_int
 from badapple_jax.progress import Running
-from badapple_jax.optimize import (NUMBERS, PRECISIONS, RETRY, ChunkResult, Settings, checked_frames,
+from badapple_jax.optimize import (NUMBERS, PRECISIONS, RETRY, ChunkResult, PhaseOptions, Settings, checked_frames,
                                    optimize_chunk_jit, traced_numbers)
 from badapple_jax.solver import Solver, make_solver
 
@@ -77,9 +77,9 @@ _programs: collections.OrderedDict = collections.OrderedDict()
 
 
 def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, mesh: Mesh | None = None,
-                  keep_best: bool = False, progress: bool = False):
-    """Ahead-of-time compile of `optimize_chunk` for one chunk shape -> (program, seconds it took); `progress`: a
-    program that reports its steps as it computes, for a progress bar.
+                  options: PhaseOptions = PhaseOptions()):
+    """Ahead-of-time compile of `optimize_chunk` for one chunk shape -> (program, seconds it took); `options`
+    (PhaseOptions): the non-finite guard's best-state keeping, progress reports for a bar.
 
     `chunk_size` must be a multiple of the mesh's device count. The executable is kept and reused for the same
     step plan, shapes and mesh: settings that differ only in their numbers (`NUMBERS`) and other weights of the
@@ -104,15 +104,15 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     )
     weights = jax.tree.map(lambda a: (a.shape, a.dtype), (w, solver))  # their config is in the tree's structure
     key = (jax.tree.structure(settings), jax.tree.structure(weights), tuple(jax.tree.leaves(weights)), T, chunk_size,
-           mesh, keep_best, progress)
+           mesh, options)
     compiled = _programs.pop(key, None)
     if compiled is None:
         with jax.default_matmul_precision(PRECISIONS[settings.precision]):
-            compiled = optimize_chunk_jit.lower(w, solver, *shapes, keep_best=keep_best, progress=progress).compile()
+            compiled = optimize_chunk_jit.lower(w, solver, *shapes, options=options).compile()
     _programs[key] = compiled
     while len(_programs) > PROGRAMS_KEPT:
         _programs.popitem(last=False)
-    return Program(compiled, w, solver, chunk_size, settings, mesh, progress), time.perf_counter() - t0
+    return Program(compiled, w, solver, chunk_size, settings, mesh, options.progress), time.perf_counter() - t0
 
 
 def needed_bytes(program: Program) -> int:
@@ -150,7 +150,7 @@ def plan(w: HeadWeights, T: int, n_frames: int, settings: Settings, *, chunk_siz
         program = auto_program(w, T, n_frames, settings, mesh, progress)
     else:
         program, _ = compile_chunk(w, T, fit_chunk_size(chunk_size, n_frames, mesh), settings, mesh,
-                                   progress=progress)
+                                   options=PhaseOptions(progress=progress))
     check_fits(program, mesh)
     return program
 
@@ -164,14 +164,14 @@ def auto_program(w: HeadWeights, T: int, n_frames: int, settings: Settings, mesh
     mesh = mesh or frame_mesh()
     n = mesh.size
     chunk = auto_chunk_size(n_frames, mesh)
-    program, _ = compile_chunk(w, T, chunk, settings, mesh, progress=progress)
+    program, _ = compile_chunk(w, T, chunk, settings, mesh, options=PhaseOptions(progress=progress))
     budget, needed = MEMORY_MARGIN * free_bytes_per_device(mesh), needed_bytes(program)
     if needed <= budget or chunk == n:
         return program
     fixed = sum(a.nbytes for a in jax.tree.leaves((program.w, program.solver)))  # the weights, on every device
     per_frame = max((needed - fixed) / (chunk // n), 1)
     chunk = auto_chunk_size(n_frames, mesh, int((budget - fixed) // per_frame))
-    return compile_chunk(w, T, chunk, settings, mesh, progress=progress)[0]
+    return compile_chunk(w, T, chunk, settings, mesh, options=PhaseOptions(progress=progress))[0]
 
 
 def auto_chunk_size(n_frames: int, mesh: Mesh, per_device: int | None = None) -> int:
@@ -256,8 +256,8 @@ def retry_program(program: Program, T: int):
     compiled once."""
     s = program.settings
     half = dataclasses.replace(s, lr=s.lr / 2, lr_min=s.lr_min / 2)
-    return functools.cache(lambda: compile_chunk(program.w, T, program.chunk_size, half, program.mesh, keep_best=True,
-                                                 progress=program.progress)[0])
+    options = PhaseOptions(keep_best=True, progress=program.progress)
+    return functools.cache(lambda: compile_chunk(program.w, T, program.chunk_size, half, program.mesh, options)[0])
 
 
 def optimize_frames(

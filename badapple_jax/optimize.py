@@ -230,14 +230,22 @@ def frame_losses(p, w, solver, d, mask):  # [..., B, L, P], [B, H, L, L] -> [...
     return losses(p)
 
 
-def adam_phase(p, w, solver, d, mask, settings: Settings, n_steps: int, keep_best: bool = False,
-               progress: bool = False):
+@dataclasses.dataclass(frozen=True)
+class PhaseOptions:
+    """How each Adam phase of a compiled chunk runs besides its steps (static: each combination is its own program).
+    `keep_best`: end at each frame's lowest-loss finite parameters met on the way (the final ones included) instead
+    of the last: the non-finite guard's retry, never on the hot path. `progress`: report the steps done to the host
+    as they run (`progress.py`), for a progress bar."""
+
+    keep_best: bool = False
+    progress: bool = False
+
+
+def adam_phase(p, w, solver, d, mask, settings: Settings, n_steps: int, options: PhaseOptions = PhaseOptions()):
     """`n_steps` Adam updates of every frame's parameters (the solver's) from a fresh optimiser state
     ([..., B, L, P] -> same, loss trace [n_steps, ..., B]).
 
-    `keep_best` returns each frame's lowest-loss finite parameters met on the way (the final ones
-    included) instead of the last: the non-finite guard's retry, never on the hot path. `progress` reports the
-    steps done to the host (`progress.py`)."""
+    `options` (PhaseOptions): the best finite state kept instead of the last, progress reports."""
     opt = phase_optimizer(settings, n_steps)
 
     def total_loss(p):
@@ -251,17 +259,17 @@ def adam_phase(p, w, solver, d, mask, settings: Settings, n_steps: int, keep_bes
     def step(carry, _):
         p, state, best = carry
         (_, losses), g = jax.value_and_grad(total_loss, has_aux=True)(p)
-        if keep_best:
+        if options.keep_best:
             best = keep(best, p, losses)
         updates, state = opt.update(g, state)
         return (optax.apply_updates(p, updates), state, best), losses
 
-    best = (p, jnp.full(p.shape[:-2], jnp.inf)) if keep_best else None
+    best = (p, jnp.full(p.shape[:-2], jnp.inf)) if options.keep_best else None
     exploring = p.ndim == 4  # [S, B, L, P]: every start side by side; the refine phase (one start) follows it
     before, width = (0, p.shape[0]) if exploring else (settings.seeds * settings.explore, 1)
-    share = (lambda steps: (before + steps * width) / settings.frame_steps) if progress else None  # noqa: E731
+    share = (lambda steps: (before + steps * width) / settings.frame_steps) if options.progress else None  # noqa: E731
     (p, _, best), trace = progress_scan(step, (p, opt.init(p), best), n_steps, share)
-    if keep_best:
+    if options.keep_best:
         p = keep(best, p, frame_losses(p, w, solver, d, mask))[0]
     return p, trace
 
@@ -277,7 +285,7 @@ def select_start(explore_loss, valid, how: str):  # [S, B], [B] bool -> [B] int
 
 
 def multi_start(w: HeadWeights, solver: Solver | None, d, mask, p0, valid, settings: Settings,
-                keep_best: bool = False, progress: bool = False) -> ChunkResult:
+                options: PhaseOptions = PhaseOptions()) -> ChunkResult:
     """Explore every start in `p0` [S, B, L, P] against desired logits `d` [B, (H,) L, L] over `mask` [L, L],
     keep the best, refine. S is `settings.seeds`. `valid` [B] bool marks the chunk's real frames against its
     padding: only they count when `settings.seed_select` is "chunk" (one start for all, by their mean loss).
@@ -286,8 +294,8 @@ def multi_start(w: HeadWeights, solver: Solver | None, d, mask, p0, valid, setti
     `psnr(picture, frames, encoding.region(T))`.
 
     `solver` (`solver.py`; None: `Embedding()`) owns the parameters: X itself (P = n_embd), or a HeadSpace's z
-    (P = 2 d_head), lifted to X. `keep_best` (the non-finite guard's retry) ends each phase at its best finite
-    parameters; `progress` reports the steps done to the host (`progress.py`). Inside, heads are always a group
+    (P = 2 d_head), lifted to X. `options` (PhaseOptions): the non-finite guard's retry ends each phase at its best
+    finite parameters; a progress bar's program reports its steps to the host. Inside, heads are always a group
     (H >= 1); the result has one head's shapes for one head."""
     settings.check()
     check_on_mask(mask, d=d)
@@ -301,14 +309,13 @@ def multi_start(w: HeadWeights, solver: Solver | None, d, mask, p0, valid, setti
             raise BadInputError(f"{name} must be {axes} = {shape}, got shape {np.shape(a)}.")
     d = jnp.reshape(d, (B, -1, L, L))  # [B, H, L, L]
     if settings.explore:
-        p, explore_trace = adam_phase(p0, w, solver, d, mask, settings, settings.explore, keep_best,
-                                      progress)  # [explore, S, B]
-        explore_loss = frame_losses(p, w, solver, d, mask) if keep_best else explore_trace[-1]  # [S, B]
+        p, explore_trace = adam_phase(p0, w, solver, d, mask, settings, settings.explore, options)  # [explore, S, B]
+        explore_loss = frame_losses(p, w, solver, d, mask) if options.keep_best else explore_trace[-1]  # [S, B]
         start = select_start(explore_loss, valid, settings.seed_select)
         p = p[start, jnp.arange(B)]
     else:  # one start, nothing explored
         start, p = jnp.zeros(B, int), p0[0]
-    p, refine_trace = adam_phase(p, w, solver, d, mask, settings, settings.refine, keep_best, progress)
+    p, refine_trace = adam_phase(p, w, solver, d, mask, settings, settings.refine, options)
     if not settings.explore:  # the start's loss: the first refine step's, taken before its update
         explore_loss, explore_trace = refine_trace[:1], refine_trace[:0, None]  # [1, B], [0, 1, B]
     x = jax.vmap(solver.to_x)(p)
@@ -316,7 +323,7 @@ def multi_start(w: HeadWeights, solver: Solver | None, d, mask, p0, valid, setti
     per_head = head_losses(x, w, Embedding(), d, mask)
     space_loss = frame_losses(p, w, solver, d, mask)
     return ChunkResult(
-        x, masked_softmax(A, w.config.causal), per_head.mean(axis=-1), space_loss if keep_best else refine_trace[-1],
+        x, masked_softmax(A, w.config.causal), per_head.mean(axis=-1), space_loss if options.keep_best else refine_trace[-1],
         per_head, space_loss, start, explore_loss.T, explore_trace.transpose(2, 0, 1), refine_trace.T,
     )
 
@@ -347,7 +354,7 @@ def initial_embeddings(seed: int, frame_index, n_seeds: int, L: int, E: int, sca
 
 
 def optimize_chunk(w: HeadWeights, solver: Solver | None, frames, frame_index, valid, seed,
-                   settings: Settings, keep_best: bool = False, progress: bool = False) -> ChunkResult:
+                   settings: Settings, options: PhaseOptions = PhaseOptions()) -> ChunkResult:
     """Frames [B, T, T] in [0, 1] (or [B, H, T, T]: one channel per head of a group) -> optimised
     embeddings and attention maps, encoded as `settings.encoding` says for the head's model, by `solver`
     (`solver.make_solver(settings.solver, w)`; None: the embedding solver). Jitted with `settings` an ordinary
@@ -355,8 +362,8 @@ def optimize_chunk(w: HeadWeights, solver: Solver | None, frames, frame_index, v
 
     An encoding with two views per frame (full mode) optimises every frame's transpose alongside it, in
     the same vmapped batch, and each field of the result gains a view axis after the frame axis: [B, 2, ...].
-    `keep_best` ends every phase at its best finite parameters (the non-finite guard's retry); `progress` reports
-    the steps done to the host as the chunk computes (`progress.py`)."""
+    `options` (PhaseOptions): every phase ends at its best finite parameters (the non-finite guard's retry), and
+    reports the steps done to the host (a progress bar's program)."""
     frames = checked_frames(frames, w)
     B, T = frames.shape[0], frames.shape[-1]
     for name, a, shape in (("frame_index", frame_index, (B,)), ("valid", valid, (B,)), ("seed", seed, ())):
@@ -373,11 +380,10 @@ def optimize_chunk(w: HeadWeights, solver: Solver | None, frames, frame_index, v
     x0 = initial_embeddings(seed, frame_index, settings.seeds, encoding.tokens(T), w.config.n_embd,
                             settings.init_scale)
     # every solver starts where the same random X would: head space from the z that X shows the head
-    result = multi_start(w, solver, d, mask, solver.init(x0, d, settings.warm_start), valid, settings, keep_best,
-                         progress)
+    result = multi_start(w, solver, d, mask, solver.init(x0, d, settings.warm_start), valid, settings, options)
     if V == 1:
         return result
     return jax.tree.map(lambda a: jnp.stack([a[v * B:(v + 1) * B] for v in range(V)], axis=1), result)
 
 
-optimize_chunk_jit = jax.jit(optimize_chunk, static_argnames=("keep_best", "progress"))  # settings' numbers traced
+optimize_chunk_jit = jax.jit(optimize_chunk, static_argnames="options")  # settings: its numbers traced

@@ -18,7 +18,7 @@ from badapple_jax.errors import BadInputError, OptionError, Interrupted
 from badapple_jax.outputs import claim
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.interrupt import stop_on_signal
-from badapple_jax.optimize import Settings
+from badapple_jax.optimize import PhaseOptions, Settings
 from badapple_jax.video import (BUILT_IN, FPS_RANGE, START_MAX, VIDEO_SUFFIXES, check_source, has_audio, read_clip,
                                 write_video)
 from badapple_jax.model import pick_head, pick_heads
@@ -265,7 +265,7 @@ def make_plan(job: Job, subject: Subject, recorded, done: list, log, progress: b
         log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); one "
             f"{job.settings.solver} step for {chunk} frames x {job.settings.seeds} seed{'s' * (job.settings.seeds != 1)}")
         if program is None:  # a resumed job keeps the chunk its work directory recorded
-            program = compile_chunk(w, T, chunk, job.settings, mesh, progress=progress)[0]
+            program = compile_chunk(w, T, chunk, job.settings, mesh, PhaseOptions(progress=progress))[0]
             check_fits(program, mesh)
     compile_seconds = time.perf_counter() - t0 if todo else 0.0
     if recorded is None:

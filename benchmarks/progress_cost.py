@@ -26,7 +26,7 @@ def main() -> None:
     settings = bj.preset_settings("fast", 0)
     frames = bj.read_clip("demo", size=args.size, max_frames=args.chunk).frames
     index, valid = np.arange(args.chunk, dtype=np.int32), np.ones(args.chunk, bool)
-    programs = {on: bj.compile_chunk(w, args.size, args.chunk, settings, progress=on)[0] for on in (False, True)}
+    programs = {on: bj.compile_chunk(w, args.size, args.chunk, settings, options=bj.PhaseOptions(progress=on))[0] for on in (False, True)}
     best = {False: np.inf, True: np.inf}
     for _ in range(args.repeats):
         for on, program in programs.items():

@@ -31,7 +31,7 @@ def test_a_chunk_reports_up_to_its_end_and_computes_the_same(rng):
     frames = rng.random((2, 8, 8)).astype(np.float32)
     settings = bj.Settings(steps=24, seeds=2)  # explore 6 steps x 2 starts, refine 18: 30 updates a frame
     index, valid = np.arange(2, dtype=np.int32), np.ones(2, bool)
-    quiet, shown = (bj.compile_chunk(w, 8, 2, settings, progress=on)[0] for on in (False, True))
+    quiet, shown = (bj.compile_chunk(w, 8, 2, settings, options=bj.PhaseOptions(progress=on))[0] for on in (False, True))
     progress.Running.restart()
     a = quiet(frames, index, valid, 0)
     jax.effects_barrier()
