@@ -22,7 +22,7 @@ from badapple_jax.weights import load_layer
 
 from conftest import save_tiny_encoder
 from scripts import check_with_transformers
-from test_weights import FakeHub, point_hub_at  # noqa: F401
+from test_weights import load_from_hub
 
 SMALL = ["--size", "16", "--max-frames", "3", "--seeds", "1", "-q"]
 
@@ -83,9 +83,8 @@ def rewrite(src, dst, edit=lambda t: t, config=lambda c: c):
     return dst
 
 
-def test_loader_prefix_shapes_and_config(tiny_bert, tmp_path, rng):
+def test_loader_prefix_shapes_and_config(tiny_bert, tmp_path):
     prefixed = rewrite(tiny_bert, tmp_path / "prefixed", lambda t: {f"bert.{k}": v for k, v in t.items()})
-    x = rng.normal(0.0, 1.0, (12, 64)).astype(np.float32)
     for layer in (0, 1):
         a, b = load_layer(tiny_bert, layer)[0], load_layer(prefixed, layer)[0]
         for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
@@ -112,19 +111,9 @@ def test_loader_prefix_shapes_and_config(tiny_bert, tmp_path, rng):
 
 
 def test_hub_serves_a_bert_repo_by_ranges(tiny_bert, tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.delenv("BADAPPLE_JAX_CACHE", raising=False)
-    server = FakeHub({"tiny/bert": tiny_bert})
-    point_hub_at(monkeypatch, server.url)
-    try:
-        w, info = load_layer("tiny/bert", 1)
-    finally:
-        server.stop()
+    w, info, served = load_from_hub(monkeypatch, tmp_path, "tiny/bert", tiny_bert, 1)
     assert info.config.family == "bert" and info.source.startswith("hub tiny/bert@")
-    assert server.served["model.safetensors"] < (tiny_bert / "model.safetensors").stat().st_size  # not the word table
+    assert served < (tiny_bert / "model.safetensors").stat().st_size  # not the word table
     local, _ = load_layer(tiny_bert, 1)
     for p, q in zip(jax.tree.leaves(w), jax.tree.leaves(local)):
         np.testing.assert_array_equal(p, q)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 from test_bert import hf_attentions, rewrite
-from test_weights import FakeHub, point_hub_at
+from test_weights import load_from_hub
 
 import badapple_jax as bj
 from badapple_jax.cli import main
@@ -68,22 +68,11 @@ def test_render_pngs_are_what_transformers_computes_from_the_saved_embeddings(ti
 
 
 def test_loader_prefix_and_hub_read_only_the_blocks_needed(tiny_decoders, tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
     src = tiny_decoders["llama"]
     prefixed = rewrite(src, tmp_path / "prefixed", lambda t: {f"model.{k}": v for k, v in t.items()})
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.delenv("BADAPPLE_JAX_CACHE", raising=False)
-    server = FakeHub({"tiny/llama": prefixed})
-    point_hub_at(monkeypatch, server.url)
-    try:
-        w, info = load_layer("tiny/llama", 0)
-    finally:
-        server.stop()
+    w, info, served = load_from_hub(monkeypatch, tmp_path, "tiny/llama", prefixed, 0)
     assert info.source.startswith("hub tiny/llama@")
-    size = (prefixed / "model.safetensors").stat().st_size
-    assert server.served["model.safetensors"] < size / 4  # layer 0's norm, q and k: no block, no embedding
+    assert served < (prefixed / "model.safetensors").stat().st_size / 4  # layer 0's norm, q and k: no block
     for layer in (0, 1):
         a, b = load_layer(src, layer)[0], load_layer(prefixed, layer)[0]
         for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b)):

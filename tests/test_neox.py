@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from test_bert import hf_attentions, rewrite
 from test_llama import changed
-from test_weights import FakeHub, point_hub_at
+from test_weights import load_from_hub
 
 import badapple_jax as bj
 from badapple_jax.cli import main
@@ -54,20 +54,10 @@ def test_render_pngs_are_what_transformers_computes_from_the_saved_embeddings(ti
 
 
 def test_loader_prefix_and_hub_read_only_the_blocks_needed(tiny_decoders, tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
     src = tiny_decoders["gpt_neox"]
     prefixed = rewrite(src, tmp_path / "prefixed", lambda t: {f"gpt_neox.{k}": v for k, v in t.items()})
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.delenv("BADAPPLE_JAX_CACHE", raising=False)
-    server = FakeHub({"tiny/pythia": prefixed})
-    point_hub_at(monkeypatch, server.url)
-    try:
-        w, _ = load_layer("tiny/pythia", 1)
-    finally:
-        server.stop()
-    assert server.served["model.safetensors"] < (prefixed / "model.safetensors").stat().st_size  # not layer 1's MLP
+    w, _, served = load_from_hub(monkeypatch, tmp_path, "tiny/pythia", prefixed, 1)
+    assert served < (prefixed / "model.safetensors").stat().st_size  # not layer 1's MLP
     for a, b in zip(jax.tree.leaves(w), jax.tree.leaves(load_layer(src, 1)[0])):
         np.testing.assert_array_equal(a, b)
 

@@ -263,6 +263,21 @@ def point_hub_at(monkeypatch, endpoint):
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
 
 
+def load_from_hub(monkeypatch, tmp_path, repo: str, ckpt, layer: int):
+    """load_layer(repo, layer) from a fake hub serving checkpoint directory `ckpt` as `repo`, every cache in
+    tmp_path -> (weights, info, bytes of model.safetensors served)."""
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("BADAPPLE_JAX_CACHE", raising=False)
+    server = FakeHub({repo: ckpt})
+    point_hub_at(monkeypatch, server.url)
+    try:
+        w, info = load_layer(repo, layer)
+    finally:
+        server.stop()
+    return w, info, server.served["model.safetensors"]
+
+
 @pytest.fixture
 def hub(tiny_ckpt, tmp_path, monkeypatch):
     """A fake hub holding the tiny checkpoint as tiny/gpt2, with every cache in tmp_path."""
