@@ -235,14 +235,7 @@ def run(args) -> int:
     check_clip_options(args.size, args.fps, args.seed)
     if not 1 <= args.frames <= MAX_FRAMES:
         raise BadInputError(f"--frames must be in 1..{MAX_FRAMES} (sample frames, all in one program), got {args.frames}.")
-    prefix = Path(args.output)
-    if not prefix.name or args.output.endswith(os.sep) or prefix.is_dir():
-        raise BadInputError(f"-o takes a file name prefix (PREFIX.json, .md, .png are written), got '{args.output}'.")
-    if not prefix.parent.is_dir() or not os.access(prefix.parent, os.W_OK):
-        raise BadInputError(f"Output directory {prefix.parent} does not exist or is not writable.")
-    paths = [claim(prefix.with_name(prefix.name + ext), "survey",
-                   inputs={"the input": args.input, "the model": args.model})
-             for ext in (".json", ".md", ".png")]
+    paths = claim_outputs(args)
     _, info = load_layer(args.model, 0)  # the config: layer count and positions, before any work
     layers = parse_layers(args.layers, info.config.n_layer)
     encoding = settings.encoding(info.config.causal)  # refuses --mode full for an encoder
@@ -282,11 +275,27 @@ def run(args) -> int:
     for path, data in zip(paths, (json.dumps(summary, indent=1).encode(), markdown(rows, caption, note).encode(),
                                   picture.getvalue())):
         write_atomic(path, data)
-    table = [[name for name, _ in COLUMNS]] + [[cell(r, i) for _, cell in COLUMNS] for i, r in enumerate(rows[:TOP], 1)]
-    widths = [max(len(line[c]) for line in table) for c in range(len(COLUMNS))]
-    for line in table:
-        print(" ".join(cell.rjust(w) for cell, w in zip(line, widths)))
+    print_top(rows)
     ties = sum(bool(r["tie_with_best"]) for r in rows[1:])
     print(f"{len(rows)} heads surveyed in {seconds:.1f} s (compiling included), {ties} tied with the best; "
           f"wrote {', '.join(map(str, paths))}")
     return 0
+
+
+def claim_outputs(args) -> list[Path]:
+    """PREFIX.json, .md and .png, each a path the survey may write (outputs.claim), before any work."""
+    prefix = Path(args.output)
+    if not prefix.name or args.output.endswith(os.sep) or prefix.is_dir():
+        raise BadInputError(f"-o takes a file name prefix (PREFIX.json, .md, .png are written), got '{args.output}'.")
+    if not prefix.parent.is_dir() or not os.access(prefix.parent, os.W_OK):
+        raise BadInputError(f"Output directory {prefix.parent} does not exist or is not writable.")
+    return [claim(prefix.with_name(prefix.name + ext), "survey", inputs={"the input": args.input, "the model": args.model})
+            for ext in (".json", ".md", ".png")]
+
+
+def print_top(rows: list[dict]) -> None:
+    """The TOP rows as an aligned table on stdout."""
+    table = [[name for name, _ in COLUMNS]] + [[cell(r, i) for _, cell in COLUMNS] for i, r in enumerate(rows[:TOP], 1)]
+    widths = [max(len(line[c]) for line in table) for c in range(len(COLUMNS))]
+    for line in table:
+        print(" ".join(cell.rjust(w) for cell, w in zip(line, widths)))
