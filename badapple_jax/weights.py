@@ -186,8 +186,9 @@ def export_checkpoint(model: str, out: str | os.PathLike, layer: int = 0) -> Pat
             os.rename(tmp, out)  # replaces an empty directory only; a non-empty one is ENOTEMPTY
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
-            raise BadInputError(taken) from None
+        if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):  # it appeared while this one was written
+            raise BadInputError(f"{out} was written by another command (another export at once?) while this export "
+                                "ran; it is left as that one wrote it.") from None
         raise BadInputError(f"cannot write the checkpoint to {out}: {err.strerror or err}.") from None
     return out
 
