@@ -55,6 +55,7 @@ class Program:
     w: HeadWeights
     solver: Solver  # settings.solver's, for these weights (solver.make_solver)
     chunk_size: int  # frames per call
+    T: int  # of the T x T frames it takes
     settings: Settings
     mesh: Mesh  # the devices its frame axis is split over
     progress: bool = False  # it reports its steps to the host as it computes (progress.py)
@@ -112,7 +113,7 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     _programs[key] = compiled
     while len(_programs) > PROGRAMS_KEPT:
         _programs.popitem(last=False)
-    return Program(compiled, w, solver, chunk_size, settings, mesh, options.progress), time.perf_counter() - t0
+    return Program(compiled, w, solver, chunk_size, T, settings, mesh, options.progress), time.perf_counter() - t0
 
 
 def needed_bytes(program: Program) -> int:
@@ -144,6 +145,8 @@ def plan(w: HeadWeights, T: int, n_frames: int, settings: Settings, *, chunk_siz
     devices (`fit_chunk_size`); None: as many as fit the free memory (`auto_program`). A chunk that cannot fit a
     device is refused. `progress`: the program reports its steps as it computes, for a progress bar."""
     mesh = mesh or frame_mesh()
+    if not is_int(n_frames) or n_frames < 1:
+        raise BadInputError(f"n_frames, the number of frames, must be an integer of at least 1, got {n_frames!r}.")
     if chunk_size is not None and (not is_int(chunk_size) or chunk_size < 1):
         raise OptionError(f"`chunk_size` must be an integer of at least 1, got {chunk_size!r}.")
     if chunk_size is None:
@@ -251,25 +254,21 @@ def _scatter(a, b, mask):  # a [B, ...] with b [mask.sum(), ...] put at the mask
     return out
 
 
-def retry_program(program: Program, T: int):
+def retry_program(program: Program):
     """() -> the guard's program for `program`'s (fresh starts at half the learning rate, best finite state kept),
     compiled once."""
     s = program.settings
     half = dataclasses.replace(s, lr=s.lr / 2, lr_min=s.lr_min / 2)
     options = PhaseOptions(keep_best=True, progress=program.progress)
-    return functools.cache(lambda: compile_chunk(program.w, T, program.chunk_size, half, program.mesh, options)[0])
+    return functools.cache(lambda: compile_chunk(program.w, program.T, program.chunk_size, half, program.mesh,
+                                                 options)[0])
 
 
 def optimize_frames(
-    w: HeadWeights,
+    program: Program,
     frames: np.ndarray,
-    settings: Settings,
     *,
     seed: int = 0,
-    chunk_size: int | None = None,
-    progress: bool = False,
-    compiled: Program | None = None,
-    mesh: Mesh | None = None,
     chunk_starts=None,
     stop=None,
 ) -> Iterator[tuple[int, ChunkResult]]:
@@ -277,26 +276,26 @@ def optimize_frames(
     through one compiled program, with the non-finite guard, the solver's check (head space: the lift) and
     fidelity.
 
+    `program` (`plan(w, T, N, settings)` or `compile_chunk`) carries the weights, settings, chunk size and mesh;
+    it serves any number of frames (fewer than its chunk size are padded to it) and, through
+    `program.with_settings`, any settings of its step plan. A program planned with `progress` shows a bar.
     Yields (start, result) per chunk, padding removed, arrays on the host; the next chunk computes
-    while the caller handles this one. Without `compiled`, `plan` makes the program (`chunk_size` None: as many
-    frames as fit the free memory) on `mesh`; `compiled` (from `plan` or `compile_chunk`, its own mesh) is reused
-    for any number of frames (fewer than its chunk size are padded to it) and for any `settings` of its step plan:
-    their numbers (`NUMBERS`) are the program's arguments.
+    while the caller handles this one.
     `chunk_starts` (default: every chunk), each chunk's first frame, are the chunks to compute, e.g. those a
     resumed render still lacks (a chunk's start, not a random start: `ChunkResult.start` is the kept one);
     once `stop.asked` is true no further chunk starts."""
-    frames = np.asarray(checked_frames(frames, w))
+    if not isinstance(program, Program):
+        raise BadInputError("optimize_frames takes a Program from bj.plan(w, T, n_frames, settings), then the "
+                            f"frames; got a {type(program).__name__} first.")
+    frames = np.asarray(checked_frames(frames, program.w))
     N, T = len(frames), frames.shape[-1]
+    if T != program.T:
+        raise BadInputError(f"frames are {T} x {T} but the program was planned for {program.T} x {program.T}: "
+                            f"plan(w, {T}, n_frames, settings) for them.")
     if not is_int(seed) or not 0 <= seed <= SEED_MAX:
         raise OptionError(f"`seed` must be an integer in 0..{SEED_MAX}, got {seed!r}.")
-    if compiled is not None:  # its shape serves any number of frames: a short clip is padded, never recompiled
-        if chunk_size not in (None, compiled.chunk_size):
-            raise BadInputError(f"chunk_size {chunk_size} differs from the compiled program's {compiled.chunk_size}.")
-        compiled = compiled.with_settings(settings)  # these settings' numbers, through the same program
-    else:
-        compiled = plan(w, T, N, settings, chunk_size=chunk_size, mesh=mesh, progress=progress)
-    chunk_size, mesh = compiled.chunk_size, compiled.mesh
-    retry = retry_program(compiled, T)
+    chunk_size, mesh = program.chunk_size, program.mesh
+    retry = retry_program(program)
     every = range(0, N, chunk_size)
     starts = list(every) if chunk_starts is None else list(chunk_starts)
     if any(not is_int(s) or s not in every for s in starts) or len(set(starts)) < len(starts):
@@ -310,19 +309,19 @@ def optimize_frames(
         if s is None:
             return None
         index = np.arange(s, min(s + chunk_size, N))
-        return s, index, pool.submit(run_chunk, compiled, frames, index, seed, mesh, retry)
+        return s, index, pool.submit(run_chunk, program, frames, index, seed, mesh, retry)
 
     losses, psnrs = [], []
     try:
-        with tqdm(total=N, initial=N - frames_in(starts, chunk_size, N), unit="frame", disable=not progress,
+        with tqdm(total=N, initial=N - frames_in(starts, chunk_size, N), unit="frame", disable=not program.progress,
                   dynamic_ncols=True) as bar:
             done = bar.n
             pending = submit()
             while pending:
                 start, index, future = pending
-                result = wait(future, bar, done, len(index) if compiled.progress else 0)
+                result = wait(future, bar, done, len(index))
                 pending = submit()
-                result = finish_chunk(compiled, result, frames, index)
+                result = finish_chunk(program, result, frames, index)
                 losses.extend(np.ravel(result.loss).tolist())
                 psnrs.extend(result.psnr.tolist())
                 bar.set_postfix(loss=f"{np.mean(losses):.3g}", psnr=f"{np.median(psnrs):.1f} dB", refresh=False)
@@ -336,7 +335,7 @@ def optimize_frames(
 
 def wait(future, bar, done: int, frames: int) -> ChunkResult:
     """The chunk's result once `future` has it; meanwhile `bar` (at `done` frames) moves through the chunk's
-    `frames` as its program reports its steps (progress.py; 0 frames: a program that does not)."""
+    `frames` as its program reports its steps (progress.py)."""
     while True:
         try:
             return future.result(timeout=TICK)  # waits in Python: a signal's handler runs at once

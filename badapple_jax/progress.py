@@ -6,7 +6,7 @@ block, calls `jax.debug.callback` with the share of the chunk's Adam updates don
 start explored, the kept one refined). The callback carries one float32 scalar, and no conditional enters the
 step (a GPU would copy its predicate to the host every step). A program compiled without it is unchanged; XLA's
 persistent cache does not store programs with host callbacks, so only a program that shows a bar has them
-(`optimize_frames(progress=True)`, the command without -q). Its cost: benchmarks/RESULTS.md.
+(`plan(..., progress=True)`, the command without -q). Its cost: benchmarks/RESULTS.md.
 """
 import jax
 import jax.numpy as jnp

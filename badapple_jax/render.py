@@ -215,7 +215,7 @@ def _opened(job: Job, subject: Subject, log, progress) -> dict:
     with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
         try:
             plan = make_plan(job, subject, recorded, list(opening.done), log, progress)
-            seconds = run(job, subject, plan, stop, log, progress)
+            seconds = run(job, subject, plan, stop, log)
             return report(job, subject, plan, seconds, log)
         except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
             remove_leftovers(job.work)
@@ -274,13 +274,12 @@ def make_plan(job: Job, subject: Subject, recorded, done: list, log, progress: b
     return Plan(chunk, starts, todo, program, job_key(recorded), store, here, compile_seconds)
 
 
-def run(job: Job, subject: Subject, plan: Plan, stop, log, progress) -> float:
+def run(job: Job, subject: Subject, plan: Plan, stop, log) -> float:
     """Compute and record every chunk of `plan.todo`; returns the seconds it took. A stop asked for between
     chunks is `Interrupted`, with every finished chunk recorded."""
     t0, done = time.perf_counter(), []
-    results = optimize_frames(subject.w, subject.frames, job.settings, seed=job.seed, compiled=plan.program,
-                              mesh=subject.mesh, chunk_starts=plan.todo, stop=stop,
-                              progress=progress) if plan.todo else ()
+    results = optimize_frames(plan.program, subject.frames, seed=job.seed, chunk_starts=plan.todo,
+                              stop=stop) if plan.todo else ()
     for start, result in results:
         save_chunk(job.work, start, to_rgb(result.picture, job.color), {k: getattr(result, k) for k in RECORD_FIELDS},
                    plan.key, plan.store, None if plan.store is None else result.x)

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from badapple_jax import fidelity
-from badapple_jax.chunks import optimize_frames
+from badapple_jax.chunks import optimize_frames, plan
 from badapple_jax.encoding import DISPLAYS
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.files import write_atomic
@@ -50,9 +50,9 @@ def layer_results(layer_weights, frames, settings: Settings, seed: int):  # -> l
     """Every head of one layer against frames [F, T, T], head after head through `optimize_frames`: each head's
     loss per frame (full mode: the mean of the two views, as render reports it) and the PSNR and SSIM of its
     pictures, as render measures them."""
-    results = [result for h in range(layer_weights.config.n_head)
-               for _, result in optimize_frames(pick_head(layer_weights, h), frames, settings, seed=seed)]
-    H, F = layer_weights.config.n_head, len(frames)
+    H, F, T = layer_weights.config.n_head, len(frames), frames.shape[-1]
+    results = [result for h in range(H)
+               for _, result in optimize_frames(plan(pick_head(layer_weights, h), T, F, settings), frames, seed=seed)]
     loss = np.concatenate([r.loss.reshape(len(r.loss), -1).mean(axis=-1) for r in results]).reshape(H, F)
     psnr, ssim = (np.concatenate([getattr(r, k) for r in results]).reshape(H, F) for k in ("psnr", "ssim"))
     return loss, psnr, ssim

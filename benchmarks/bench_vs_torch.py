@@ -41,10 +41,9 @@ def run_jax(args, frames):
                         init_scale=args.init_scale, solver=args.solver, precision=args.precision,
                         warm_start=args.warm_start, display="zscore")  # the baseline's target: losses compare
     chunk = min(args.chunk_size, len(frames))
-    compiled, compile_seconds = compile_chunk(w, frames.shape[-1], chunk, settings)
+    program, compile_seconds = compile_chunk(w, frames.shape[-1], chunk, settings)
     t0 = time.perf_counter()
-    losses = np.concatenate([r.last_step_loss for _, r in optimize_frames(
-        w, frames, settings, seed=args.seed, chunk_size=chunk, progress=False, compiled=compiled)])
+    losses = np.concatenate([r.last_step_loss for _, r in optimize_frames(program, frames, seed=args.seed)])
     seconds = time.perf_counter() - t0
     device = jax.devices()[0]
     stats = device.memory_stats() if device.platform == "gpu" else None

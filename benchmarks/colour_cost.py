@@ -11,14 +11,15 @@ import json
 
 import numpy as np
 
-from badapple_jax import Settings, load_layer, optimize_frames, pick_head, pick_heads, read_clip
+from badapple_jax import Settings, load_layer, optimize_frames, pick_head, pick_heads, plan, read_clip
 from badapple_jax.cpu import use_eigen_matmuls
 
 use_eigen_matmuls()  # as the command does: XLA's faster CPU matmul path, set before JAX starts its backend
 
 
 def losses(w, frames, settings):  # -> per-frame, per-head final loss [F, H]
-    return np.concatenate([r.head_loss for _, r in optimize_frames(w, frames, settings, progress=False)])
+    program = plan(w, frames.shape[-1], len(frames), settings)
+    return np.concatenate([r.head_loss for _, r in optimize_frames(program, frames)])
 
 
 def main():

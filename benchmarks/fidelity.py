@@ -39,9 +39,9 @@ def variant_settings(name: str, steps: int, seeds: int, solver: str) -> Settings
 
 
 def measure(w, frames, settings):  # -> dict of seconds, losses, fidelity and the pictures
-    compiled, _ = compile_chunk(w, frames.shape[-1], len(frames), settings)
+    program, _ = compile_chunk(w, frames.shape[-1], len(frames), settings)
     t0 = time.perf_counter()
-    (_, r), = optimize_frames(w, frames, settings, chunk_size=len(frames), compiled=compiled)
+    (_, r), = optimize_frames(program, frames)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "mean_loss": float(r.loss.mean()), "median_loss": float(np.median(r.loss)),
             "mean_psnr": float(r.psnr.mean()), "median_psnr": float(np.median(r.psnr)),

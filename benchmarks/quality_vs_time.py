@@ -28,10 +28,9 @@ REFERENCE = Settings(seed_select="chunk", display="zscore")  # the loss compares
 
 
 def measure(w, frames, settings, chunk):  # -> seconds, per-frame losses
-    compiled, _ = compile_chunk(w, frames.shape[-1], chunk, settings)
+    program, _ = compile_chunk(w, frames.shape[-1], chunk, settings)
     t0 = time.perf_counter()
-    loss = np.concatenate([r.loss for _, r in optimize_frames(
-        w, frames, settings, chunk_size=chunk, progress=False, compiled=compiled)])
+    loss = np.concatenate([r.loss for _, r in optimize_frames(program, frames)])
     return time.perf_counter() - t0, loss
 
 

@@ -51,11 +51,11 @@ def demo_frames(T: int, chunk: int) -> np.ndarray:  # -> [chunk, T, T], the demo
 def time_chunk(w, frames, settings: Settings, repeat: int) -> tuple[float, float]:
     """(best of `repeat` seconds for one chunk, compile seconds)."""
     chunk, T, _ = frames.shape
-    compiled, compile_seconds = compile_chunk(w, T, chunk, settings)
+    program, compile_seconds = compile_chunk(w, T, chunk, settings)
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        for _ in optimize_frames(w, frames, settings, chunk_size=chunk, progress=False, compiled=compiled):
+        for _ in optimize_frames(program, frames):
             pass
         times.append(time.perf_counter() - t0)
     return min(times), compile_seconds

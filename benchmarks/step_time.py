@@ -31,12 +31,12 @@ def main():
     w = pick_head(load_layer(args.model)[0], 0)
     frames = read_clip("demo", size=args.size, max_frames=args.frames).frames
     settings = Settings(steps=args.steps, seeds=args.seeds, solver=args.solver)
-    compiled, compile_seconds = compile_chunk(w, args.size, len(frames), settings)
+    program, compile_seconds = compile_chunk(w, args.size, len(frames), settings)
     frame_steps = len(frames) * settings.frame_steps
     times = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        for _ in optimize_frames(w, frames, settings, chunk_size=len(frames), progress=False, compiled=compiled):
+        for _ in optimize_frames(program, frames):
             pass
         times.append(time.perf_counter() - t0)
     best = min(times)

@@ -51,9 +51,9 @@ def video_frames(source: str, fps: float) -> int:
 
 
 def measure(w, frames, settings: Settings, chunk: int) -> dict:
-    compiled, _ = compile_chunk(w, frames.shape[-1], chunk, settings)
+    program, _ = compile_chunk(w, frames.shape[-1], chunk, settings)
     t0 = time.perf_counter()
-    results = [r for _, r in optimize_frames(w, frames, settings, chunk_size=chunk, compiled=compiled)]
+    results = [r for _, r in optimize_frames(program, frames)]
     seconds = time.perf_counter() - t0
     psnr, ssim = (np.concatenate([getattr(r, k) for r in results]) for k in ("psnr", "ssim"))
     picture = np.concatenate([r.picture for r in results])

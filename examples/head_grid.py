@@ -50,7 +50,7 @@ def main():
         layer, info = bj.load_layer(args.model, 0)
         settings = bj.Settings(steps=args.steps, seeds=1, solver=args.solver)
         w = bj.pick_head(layer, args.head)
-        _, result = next(bj.optimize_frames(w, frame[None], settings, chunk_size=1, progress=False))
+        _, result = next(bj.optimize_frames(bj.plan(w, frame.shape[-1], 1, settings, chunk_size=1), frame[None]))
     except (bj.BadInputError, OSError) as err:
         print(f"head_grid: error: {err}", file=sys.stderr)
         return 2

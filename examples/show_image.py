@@ -40,7 +40,7 @@ def main():
         layer, info = bj.load_layer(args.model, args.layer)
         w = bj.pick_head(layer, args.head)
         settings = bj.Settings(steps=args.steps, seeds=args.seeds, solver=args.solver)
-        _, result = next(bj.optimize_frames(w, frame[None], settings, chunk_size=1, progress=False))
+        _, result = next(bj.optimize_frames(bj.plan(w, frame.shape[-1], 1, settings, chunk_size=1), frame[None]))
     except (bj.BadInputError, OSError) as err:
         print(f"show_image: error: {err}", file=sys.stderr)
         return 2

@@ -142,18 +142,30 @@ def test_pick_head_refuses_a_head_the_layer_lacks(layer):
     assert bj.pick_heads(layer, (2, 0)).w_q.shape == (2, 64, 16)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"seed": 2**40}, r"seed must be an integer in 0..2147483647, got 1099511627776"),
-    ({"seed": -1}, "seed must be an integer in 0..2147483647, got -1"),
-    ({"seed": 1.0}, "seed must be an integer"),
-    ({"chunk_size": 0}, "chunk_size must be an integer of at least 1, got 0"),
+@pytest.mark.parametrize("seed, message", [
+    (2**40, r"seed must be an integer in 0..2147483647, got 1099511627776"),
+    (-1, "seed must be an integer in 0..2147483647, got -1"),
+    (1.0, "seed must be an integer"),
 ])
-def test_optimize_frames_refuses_options_before_compiling(w, monkeypatch, kwargs, message):
+def test_optimize_frames_refuses_a_seed_before_running(w, monkeypatch, seed, message):
+    from badapple_jax import chunks
+
+    program = bj.plan(w, T, 3, bj.Settings(steps=8, seeds=1))
+    monkeypatch.setattr(chunks, "run_chunk", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(OptionError, match=message):
+        next(bj.optimize_frames(program, np.zeros((3, T, T), np.float32), seed=seed))
+
+
+@pytest.mark.parametrize("n_frames, chunk_size, error, message", [
+    (3, 0, OptionError, "chunk_size must be an integer of at least 1, got 0"),
+    (0, None, bj.BadInputError, "n_frames, the number of frames, must be an integer of at least 1, got 0"),
+])
+def test_plan_refuses_options_before_compiling(w, monkeypatch, n_frames, chunk_size, error, message):
     from badapple_jax import chunks
 
     monkeypatch.setattr(chunks, "compile_chunk", lambda *a, **k: pytest.fail("compiled"))
-    with pytest.raises(OptionError, match=message):
-        next(bj.optimize_frames(w, np.zeros((3, T, T), np.float32), bj.Settings(steps=8, seeds=1), **kwargs))
+    with pytest.raises(error, match=message):
+        bj.plan(w, T, n_frames, bj.Settings(steps=8, seeds=1), chunk_size=chunk_size)
 
 
 def test_optimize_frames_runs_only_chunk_starts_of_its_frames(w, rng):
@@ -162,8 +174,8 @@ def test_optimize_frames_runs_only_chunk_starts_of_its_frames(w, rng):
     for starts in ([99], [1], [0, 0], ["0"]):
         with pytest.raises(bj.BadInputError, match=r"chunk_starts must be distinct chunk starts of these 3 frames "
                                                    r"\(multiples of the chunk size 2 below 3\)"):
-            next(bj.optimize_frames(w, frames, settings, compiled=program, chunk_starts=starts))
-    assert [s for s, _ in bj.optimize_frames(w, frames, settings, compiled=program, chunk_starts=[2], seed=2**31 - 1)] == [2]
+            next(bj.optimize_frames(program, frames, chunk_starts=starts))
+    assert [s for s, _ in bj.optimize_frames(program, frames, chunk_starts=[2], seed=2**31 - 1)] == [2]
 
 
 def test_multi_start_refuses_starts_that_do_not_fit(w, rng):

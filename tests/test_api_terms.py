@@ -57,7 +57,7 @@ def test_preset_fast_above_layer_0_uses_the_embedding_solver(tiny_ckpt, tmp_path
 def test_api_frames_errors_are_in_api_terms(tiny_ckpt):
     w = bj.pick_head(bj.load_layer(tiny_ckpt)[0], 0)
     with pytest.raises(bj.BadInputError, match=r"frames must be .* square T x T frames, got shape \(2, 8, 6\)"):
-        next(bj.optimize_frames(w, np.zeros((2, 8, 6), np.float32), bj.Settings(steps=8, seeds=1)))
+        next(bj.optimize_frames(bj.plan(w, 8, 2, bj.Settings(steps=8, seeds=1)), np.zeros((2, 8, 6), np.float32)))
 
 
 def test_the_loss_quoted_is_the_one_recomputed_from_the_saved_embeddings(tiny_ckpt, tmp_path):

@@ -20,7 +20,7 @@ from badapple_jax.weights import load_layer
 RUN = """
 import json, sys
 import jax, numpy as np
-from badapple_jax.chunks import optimize_frames
+from badapple_jax.chunks import optimize_frames, plan
 from badapple_jax.optimize import Settings
 from badapple_jax.model import pick_head
 from badapple_jax.weights import load_layer
@@ -29,7 +29,7 @@ frames = np.random.default_rng(5).random((6, 16, 16)).astype(np.float32) ** 3
 out = {"devices": jax.device_count()}
 for solver, select in (("embedding", "chunk"), ("headspace", "frame")):
     s = Settings(steps=12, seeds=2, solver=solver, seed_select=select)
-    rs = [r for _, r in optimize_frames(w, frames, s, seed=1, chunk_size=4, progress=False)]
+    rs = [r for _, r in optimize_frames(plan(w, 16, len(frames), s, chunk_size=4), frames, seed=1)]
     out[solver] = {"loss": np.concatenate([r.loss for r in rs]).tolist(),
                    "start": np.concatenate([r.start for r in rs]).tolist(),
                    "x": np.concatenate([r.x for r in rs]).sum(axis=(1, 2)).tolist()}
@@ -64,7 +64,7 @@ def test_chunk_sizes_fit_the_clip_and_the_devices(tiny_ckpt):
     chunk = auto_program(w, 16, 100, settings, mesh).chunk_size
     assert 1 <= chunk <= 64 and -(-100 // chunk) * chunk - 100 < -(-100 // chunk)  # little padding
     frames = np.random.default_rng(0).random((5, 16, 16)).astype(np.float32)
-    results = list(optimize_frames(w, frames, settings, progress=False))  # chunk size picked automatically
+    results = list(optimize_frames(chunks.plan(w, 16, 5, settings), frames))  # chunk size picked automatically
     assert sum(len(r.loss) for _, r in results) == 5 and jax.device_count() == 1
 
 
@@ -101,11 +101,20 @@ def test_a_compiled_program_serves_any_number_of_frames(tiny_ckpt, monkeypatch, 
     program, _ = bj.compile_chunk(w, 16, 5, settings)  # the program of 5 frames above
     monkeypatch.setattr(chunks, "compile_chunk", lambda *a, **k: pytest.fail("recompiled"))
     for n in (1, 3, 7):
-        results = list(bj.optimize_frames(w, rng.random((n, 16, 16)).astype(np.float32), settings, compiled=program))
+        results = list(bj.optimize_frames(program, rng.random((n, 16, 16)).astype(np.float32)))
         assert sum(len(r.loss) for _, r in results) == n
-    with pytest.raises(bj.BadInputError, match="chunk_size 2 differs from the compiled program's 5"):
-        next(bj.optimize_frames(w, rng.random((3, 16, 16)).astype(np.float32), settings, compiled=program,
-                                chunk_size=2))
+    with pytest.raises(bj.BadInputError, match=r"frames are 8 x 8 but the program was planned for 16 x 16: "
+                                               r"plan\(w, 8, n_frames, settings\)"):
+        next(bj.optimize_frames(program, rng.random((3, 8, 8)).astype(np.float32)))
+
+
+def test_optimize_frames_takes_a_program(tiny_ckpt):
+    """The program carries the weights, settings, chunk size and mesh: weights in its place are refused in one line
+    that names the planner."""
+    w = bj.pick_head(bj.load_layer(tiny_ckpt)[0], 0)
+    with pytest.raises(bj.BadInputError, match=r"optimize_frames takes a Program from bj.plan\(w, T, n_frames, "
+                                               r"settings\), then the frames; got a HeadWeights first\.$"):
+        next(bj.optimize_frames(w, np.zeros((2, 16, 16), np.float32)))
 
 
 # --- the non-finite guard -----------------------------------------------------------------------------------------
@@ -125,19 +134,19 @@ def absurd_lr(monkeypatch):
 
 def test_a_non_finite_frame_is_retried_at_half_the_learning_rate(head, rng, absurd_lr):
     frames = rng.random((2, 16, 16)).astype(np.float32)
-    (_, r), = optimize_frames(head, frames, Settings(steps=40, seeds=2, lr=1e37, lr_min=0), chunk_size=2,
-                              progress=False)
+    (_, r), = optimize_frames(chunks.plan(head, 16, 2, Settings(steps=40, seeds=2, lr=1e37, lr_min=0), chunk_size=2),
+                              frames)
     assert r.retried.all() and not r.failed.any()
     assert np.isfinite(r.loss).all() and np.isfinite(r.attention).all() and np.isfinite(r.refine_trace).all()
-    (_, calm), = optimize_frames(head, frames, Settings(steps=40, seeds=2), chunk_size=2, progress=False)
+    (_, calm), = optimize_frames(chunks.plan(head, 16, 2, Settings(steps=40, seeds=2), chunk_size=2), frames)
     assert not calm.retried.any() and not calm.failed.any()
 
 
 @pytest.mark.parametrize("plan", [dict(seeds=2), dict(seeds=1, schedule="cosine", b2=0.9)])  # one phase too
 def test_a_frame_non_finite_twice_is_reported_and_shown_from_its_best_finite_state(plan, head, rng, absurd_lr):
     frames = rng.random((2, 16, 16)).astype(np.float32)
-    (_, r), = optimize_frames(head, frames, Settings(steps=40, lr=1e38, lr_min=0, **plan), chunk_size=2,
-                              progress=False)
+    (_, r), = optimize_frames(chunks.plan(head, 16, 2, Settings(steps=40, lr=1e38, lr_min=0, **plan), chunk_size=2),
+                              frames)
     assert r.retried.all() and r.failed.all()
     assert np.isfinite(r.loss).all() and np.isfinite(r.last_step_loss).all() and np.isfinite(r.x).all()
     np.testing.assert_allclose(r.last_step_loss, r.loss, rtol=1e-5)  # the loss reported is that of the state shown

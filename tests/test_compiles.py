@@ -36,7 +36,8 @@ def sweep(w, frames, lrs, **options):  # -> compiles per run, losses per run
     counts, losses = [], []
     for lr in lrs:
         with compiles() as seen:
-            (_, result), = bj.optimize_frames(w, frames, bj.Settings(lr=lr, **options), chunk_size=len(frames))
+            program = bj.plan(w, frames.shape[-1], len(frames), bj.Settings(lr=lr, **options), chunk_size=len(frames))
+            (_, result), = bj.optimize_frames(program, frames)
         counts.append(len(seen))
         losses.append(result.loss)
     return counts, losses
@@ -54,7 +55,7 @@ def test_every_number_reaches_one_program(w, rng):
     base = bj.Settings(steps=8, seeds=1, schedule="cosine", lr=0.1)
     program, _ = bj.compile_chunk(w, 6, 2, base)
     frames = rng.uniform(size=(2, 6, 6)).astype(np.float32)
-    loss = lambda s: next(bj.optimize_frames(w, frames, s, compiled=program))[1].loss  # noqa: E731
+    loss = lambda s: next(bj.optimize_frames(program.with_settings(s), frames))[1].loss  # noqa: E731
     before = loss(base)
     changed = {"lr": 0.3, "lr_min": 0.05, "b2": 0.5, "init_scale": 0.7, "sink_z": 3.0, "sink_black": 0.1}
     with compiles() as seen:
@@ -64,7 +65,7 @@ def test_every_number_reaches_one_program(w, rng):
             assert not np.allclose(loss(settings), before, rtol=1e-4), name
     assert seen == []
     with pytest.raises(bj.BadInputError, match="more than their numbers"):
-        next(bj.optimize_frames(w, frames, dataclasses.replace(base, steps=12), compiled=program))
+        program.with_settings(dataclasses.replace(base, steps=12))
     assert bj.compile_chunk(w, 6, 2, dataclasses.replace(base, steps=12))[0].compiled is not program.compiled
 
 

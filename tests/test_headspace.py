@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from badapple_jax.chunks import optimize_frames
+from badapple_jax.chunks import optimize_frames, plan
 from badapple_jax.errors import BadInputError
 from badapple_jax.headspace import ball, head_space, headspace_logits, lift, to_head_space
 from badapple_jax.kernel import head_logits
@@ -81,7 +81,7 @@ SHORT = 8  # steps of the tests that compare starts: one compiled program per so
 
 def solve(head, frames, **kw):
     settings = Settings(**{"steps": 40, "seeds": 2, "solver": "headspace", **kw})
-    results = [r for _, r in optimize_frames(head, frames, settings, chunk_size=4, progress=False)]
+    results = [r for _, r in optimize_frames(plan(head, 16, len(frames), settings, chunk_size=4), frames)]
     return jax.tree.map(lambda *a: np.concatenate(a), *results)
 
 
@@ -131,8 +131,8 @@ def test_lift_is_exact_across_configs_and_heads(model, heads, tiny_ckpt, wide_ck
 def test_a_group_of_one_head_is_that_head(head, frames, solver):
     group = jax.tree.map(lambda a: a[None], head)  # a group of one
     one = solve(head, frames, steps=SHORT, solver=solver)
-    grouped = [r for _, r in optimize_frames(group, frames[:, None], Settings(steps=SHORT, seeds=2, solver=solver),
-                                             chunk_size=4, progress=False)][0]
+    program = plan(group, 16, len(frames), Settings(steps=SHORT, seeds=2, solver=solver), chunk_size=4)
+    grouped = [r for _, r in optimize_frames(program, frames[:, None])][0]
     assert grouped.attention.shape == (4, 1, 17, 17) and grouped.head_loss.shape == (4, 1)
     np.testing.assert_allclose(grouped.loss, one.loss, rtol=1e-4)
     np.testing.assert_allclose(grouped.attention[:, 0], one.attention, atol=1e-5)
@@ -154,7 +154,7 @@ def test_three_heads_share_one_embedding(rng):
     T = 16
     rgb = np.stack([(np.add.outer(np.arange(T), k * np.arange(T)) % 7 < 3) * 0.9 + 0.05 for k in (1, 2, 3)])
     settings = Settings(steps=40, seeds=1, solver="headspace")
-    r = [r for _, r in optimize_frames(group, rgb[None].astype(np.float32), settings, progress=False)][0]
+    r = [r for _, r in optimize_frames(plan(group, T, 1, settings), rgb[None].astype(np.float32))][0]
     assert r.head_loss.shape == (1, 3) and np.all(np.isfinite(r.head_loss))
     np.testing.assert_allclose(r.loss, r.head_loss.mean(axis=1), rtol=1e-6)
     np.testing.assert_allclose(r.loss, r.space_loss, rtol=1e-4, atol=1e-6)

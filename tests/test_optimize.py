@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import badapple_jax as bj
-from badapple_jax.chunks import compile_chunk, optimize_frames
+from badapple_jax.chunks import compile_chunk, optimize_frames, plan
 from badapple_jax.errors import OptionError
 from badapple_jax.optimize import FAST_EMBEDDING, PRESETS, Settings, phase_optimizer, warm_restart_cosine
 from badapple_jax.model import pick_head
@@ -91,7 +91,8 @@ def frames():
 
 
 def run(head, frames, settings, chunk_size):
-    results = list(optimize_frames(head, frames, settings, seed=3, chunk_size=chunk_size, progress=False))
+    program = plan(head, frames.shape[-1], len(frames), settings, chunk_size=chunk_size)
+    results = list(optimize_frames(program, frames, seed=3))
     return jax.tree.map(lambda *a: np.concatenate(a), *[r for _, r in results])
 
 
@@ -128,9 +129,9 @@ def test_best_seed_per_frame_is_never_worse_than_one_per_chunk(head, frames):
 
 def test_one_compiled_program_serves_every_chunk(head, frames):
     settings = Settings(steps=8, seeds=1)
-    compiled, seconds = compile_chunk(head, 16, 2, settings)
+    program, seconds = compile_chunk(head, 16, 2, settings)
     assert seconds > 0
-    results = list(optimize_frames(head, frames, settings, chunk_size=2, progress=False, compiled=compiled))
+    results = list(optimize_frames(program, frames))
     assert [start for start, _ in results] == [0, 2, 4]
     assert [len(r.loss) for _, r in results] == [2, 2, 1]
 
@@ -153,11 +154,12 @@ def test_precision_flags_reach_the_compiled_matmuls(head):
     (np.zeros((1, 16, 16), np.int32), "floats in \\[0, 1\\] or uint8, got int32"),
     (np.zeros((0, 16, 16), np.float32), "frames is empty"),
 ], ids=["one frame without N", "not square", "0..255 floats", "int32", "none"])
-def test_frames_are_checked_in_the_apis_terms_before_compiling(head, frames, expected):
+def test_frames_are_checked_in_the_apis_terms_before_running(head, frames, expected):
     from badapple_jax.errors import BadInputError
 
+    program, _ = compile_chunk(head, 16, 1, Settings(steps=8, seeds=1))
     with pytest.raises(BadInputError, match=expected):
-        next(optimize_frames(head, frames, Settings(steps=8, seeds=1)))
+        next(optimize_frames(program, frames))
 
 
 def test_uint8_frames_are_scaled(head, frames):
@@ -205,5 +207,5 @@ def test_a_preset_for_a_higher_layer_runs_there(tiny_ckpt, rng):
     w = pick_head(load_layer(tiny_ckpt, 1)[0], 0)
     with pytest.raises(OptionError, match="solver headspace works at layer 0 only"):
         compile_chunk(w, 4, 1, Settings(**{**PRESETS["fast"], "steps": 8}))
-    (_, result), = optimize_frames(w, rng.uniform(size=(1, 4, 4)), bj.preset_settings("fast", 1, steps=8))
+    (_, result), = optimize_frames(plan(w, 4, 1, bj.preset_settings("fast", 1, steps=8)), rng.uniform(size=(1, 4, 4)))
     assert np.isfinite(result.loss).all()

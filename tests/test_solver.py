@@ -87,7 +87,7 @@ def test_the_planner_compiles_the_solver_of_its_settings(layer, rng):
         program = plan(w, 6, 3, Settings(steps=4, seeds=1, solver=name), chunk_size=8)
         assert isinstance(program.solver, kind) and program.chunk_size == 3 and program.mesh.size == 1
     frames = rng.uniform(0, 1, (3, 6, 6)).astype(np.float32)
-    (start, result), = optimize_frames(w, frames, program.settings, compiled=program)
+    (start, result), = optimize_frames(program, frames)
     assert start == 0 and result.loss.shape == (3,) and np.isfinite(result.psnr).all()
     with pytest.raises(OptionError, match="chunk_size"):
         plan(w, 6, 3, Settings(steps=4, seeds=1), chunk_size=0)

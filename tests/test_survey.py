@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from badapple_jax.chunks import optimize_frames
+from badapple_jax.chunks import optimize_frames, plan
 from badapple_jax.errors import BadInputError
 from badapple_jax.outputs import written_by
 from badapple_jax.loss import frame_loss
@@ -79,7 +79,8 @@ def test_vmap_over_heads_equals_one_head(surveys, dead_ckpt, frames, solver, lay
     head = 1
     w = pick_head(load_layer(str(dead_ckpt), layer)[0], head)
     settings = Settings(**FAST, solver=solver)
-    (_, result), = optimize_frames(w, frames, settings, seed=0, chunk_size=len(frames), progress=False)
+    program = plan(w, frames.shape[-1], len(frames), settings, chunk_size=len(frames))
+    (_, result), = optimize_frames(program, frames, seed=0)
     row, = [r for r in surveys["headspace-sink"] if (r["layer"], r["head"]) == (layer, head)]
     assert row["solver"] == solver
     np.testing.assert_allclose([row["mean_loss"], row["median_loss"], row["max_loss"]],

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from badapple_jax import Settings, demo_clip, optimize_frames, pick_head, pick_heads, random_layer
+from badapple_jax import Settings, demo_clip, optimize_frames, pick_head, pick_heads, plan, random_layer
 from badapple_jax.display import to_rgb
 from badapple_jax.model import ModelConfig
 
@@ -40,7 +40,7 @@ def run_case(name: str) -> dict:
     w = pick_heads(layer, (0, 1, 2)) if colour else pick_head(layer, 1)
     frames = demo_clip(size=16, fps=4, seconds=1.5, colour=colour).frames  # [6, 16, 16(, 3)]
     frames = np.moveaxis(frames, -1, 1) if colour else frames
-    results = [r for _, r in optimize_frames(w, frames, settings, seed=5, chunk_size=4, progress=False)]
+    results = [r for _, r in optimize_frames(plan(w, 16, len(frames), settings, chunk_size=4), frames, seed=5)]
     r = jax.tree.map(lambda *a: np.concatenate(a), *results)
     rgb = to_rgb(settings.encoding(True).picture(r.attention), colour)
     return {"rgb": rgb, "loss": r.last_step_loss, "final_loss": r.loss}  # the golden file's names, from before
