@@ -198,6 +198,7 @@ class FakeHub(http.server.ThreadingHTTPServer):
 
     def __init__(self, repos):
         self.repos, self.served = repos, Counter()  # repo -> directory; file name -> body bytes sent
+        self.counting = threading.Lock()  # requests are served on threads: `+=` on a Counter could lose a count
         self.ranges = True  # False: answer Range requests with the whole file, as a plain web server might
         super().__init__(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
@@ -243,9 +244,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
         self.send_header("Content-Length", str(len(chunk)))
         self.end_headers()
-        if body:
+        if body:  # counted before it is sent: the client may go on (and the test read the count) once it has it
+            with self.server.counting:
+                self.server.served[name] += len(chunk)
             self.wfile.write(chunk)
-            self.server.served[name] += len(chunk)
 
     def fail(self, code):
         self.send_response(404)
