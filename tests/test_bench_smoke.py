@@ -32,3 +32,23 @@ def test_fidelity_benchmark_smoke(tiny_ckpt, tmp_path, capsys):
     assert [(p["variant"], p["steps"]) for p in result["points"]] == [("zscore", 8), ("sink:z=3,black=0.1", 8)]
     assert all(len(p["per_frame_psnr"]) == 2 and p["seconds"] > 0 for p in result["points"])
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_realtime_smoke(tiny_ckpt, tmp_path, capsys):
+    from benchmarks import realtime
+
+    out = tmp_path / "realtime.json"
+    realtime.main(["--input", "demo", "--start", "0", "--size", "16", "--max-frames", "4", "--short", "2",
+                   "--model", str(tiny_ckpt), "--matmul-size", "64", "--roofline-frames", "2", "--roofline-steps", "4",
+                   "--out", str(out)])
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("projected wall / video duration: ")
+    result = json.loads(out.read_text())
+    assert (result["long"]["frames"], result["short"]["frames"]) == (4, 2)
+    assert result["long"]["command"].startswith("-m badapple_jax render demo -o ")
+    for key in ("fixed_seconds", "per_frame_seconds", "projected_wall_seconds", "ratio", "load_before"):
+        assert key in result
+    assert result["video_seconds"] == 3481 / 15
+    roof = result["roofline"]
+    assert roof["tokens"] == 17 and roof["step_flops"] == 6 * 17**2 * 16 + 4 * 17 * 32**2  # tiny: d_head 16
+    assert roof["matmul_gflops"] > 0 and roof["chunk_seconds"][0] > 0
