@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -17,23 +18,25 @@ from badapple_jax.optimize import LIMITS, Settings
 from badapple_jax.model import pick_head
 from badapple_jax.weights import load_layer
 
-RUN = """
+def device_results(ckpt: str) -> dict:
+    """Both solvers' losses, kept starts and embedding sums on 6 frames in chunks of 4, on this process's devices."""
+    w = pick_head(load_layer(ckpt, 0)[0], 1)
+    frames = np.random.default_rng(5).random((6, 16, 16)).astype(np.float32) ** 3
+    out = {"devices": jax.device_count()}
+    for solver, select in (("embedding", "chunk"), ("headspace", "frame")):
+        s = Settings(steps=12, seeds=2, solver=solver, seed_select=select)
+        rs = [r for _, r in optimize_frames(bj.plan(w, 16, len(frames), s, chunk_size=4), frames, seed=1)]
+        out[solver] = {"loss": np.concatenate([r.loss for r in rs]).tolist(),
+                       "start": np.concatenate([r.start for r in rs]).tolist(),
+                       "x": np.concatenate([r.x for r in rs]).sum(axis=(1, 2)).tolist()}
+    return out
+
+
+RUN = f"""
 import json, sys
-import jax, numpy as np
-from badapple_jax.chunks import optimize_frames, plan
-from badapple_jax.optimize import Settings
-from badapple_jax.model import pick_head
-from badapple_jax.weights import load_layer
-w = pick_head(load_layer(sys.argv[1], 0)[0], 1)
-frames = np.random.default_rng(5).random((6, 16, 16)).astype(np.float32) ** 3
-out = {"devices": jax.device_count()}
-for solver, select in (("embedding", "chunk"), ("headspace", "frame")):
-    s = Settings(steps=12, seeds=2, solver=solver, seed_select=select)
-    rs = [r for _, r in optimize_frames(plan(w, 16, len(frames), s, chunk_size=4), frames, seed=1)]
-    out[solver] = {"loss": np.concatenate([r.loss for r in rs]).tolist(),
-                   "start": np.concatenate([r.start for r in rs]).tolist(),
-                   "x": np.concatenate([r.x for r in rs]).sum(axis=(1, 2)).tolist()}
-print(json.dumps(out))
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_chunks import device_results
+print(json.dumps(device_results(sys.argv[1])))
 """
 
 
@@ -46,7 +49,7 @@ def run(tiny_ckpt, devices):
 
 @pytest.mark.slow
 def test_two_devices_give_the_single_device_results(tiny_ckpt):
-    one, two = run(tiny_ckpt, 1), run(tiny_ckpt, 2)
+    one, two = device_results(str(tiny_ckpt)), run(tiny_ckpt, 2)  # this process has one device
     assert (one["devices"], two["devices"]) == (1, 2)
     for solver in ("embedding", "headspace"):
         assert one[solver]["start"] == two[solver]["start"]
