@@ -31,7 +31,7 @@ from matplotlib.ticker import MaxNLocator
 
 from badapple_jax import fidelity
 from badapple_jax.chunks import optimize_frames, plan
-from badapple_jax.encoding import DISPLAYS
+from badapple_jax.encoding import DISPLAYS, largest_size
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.files import write_atomic
 from badapple_jax.outputs import claim, mark
@@ -242,7 +242,7 @@ def run(args) -> int:
     tokens, positions = encoding.tokens(args.size), info.config.n_positions
     if tokens > positions:
         raise BadInputError(f"--size {args.size} needs {tokens} positions with --display {args.display} but the model "
-                            f"has {positions}: use --size {positions - (tokens - args.size)} or less.")
+                            f"has {positions}: use --size {largest_size(encoding, positions)} or less.")
     clip = read_clip(args.input, size=args.size, fps=args.fps)
     content = fidelity.has_content(clip.frames, encoding.region(args.size))
     index = sample_frames(content, args.frames)
