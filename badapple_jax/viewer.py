@@ -26,9 +26,9 @@ from PIL.PngImagePlugin import PngInfo
 from badapple_jax import fidelity
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import write_atomic
-from badapple_jax.metrics import Run, read_run
+from badapple_jax.metrics import Run
 from badapple_jax.outputs import claim, mark
-from badapple_jax.workdir import VIEWER, frame_path, target_path
+from badapple_jax.workdir import VIEWER, WorkDir
 
 PLOT = (600, 90)  # the strip's plotting area, px
 LEFT, BOTTOM, TOP = 52, 34, 6  # its margins for the dB axis, the frame axis and the top label
@@ -98,7 +98,7 @@ def page(run: Run, at: Path) -> str:
     """The HTML of the viewer of a checked run, to be written at `at`."""
     n = run.loss.size
     found = fidelity.summary(run.psnr, run.ssim, run.content)
-    data = json.dumps({"shown": url(frame_path(run.workdir, 0), at), "target": url(target_path(run.workdir, 0), at),
+    data = json.dumps({"shown": url(run.work.frame(0), at), "target": url(run.work.target(0), at),
                        "loss": [float(f"{v:.3g}") for v in run.loss], "psnr": np.round(run.psnr, 1).tolist(),
                        "ssim": np.round(run.ssim, 3).tolist(), "content": run.content.astype(int).tolist(),
                        "fps": run.fps, "open": opening(run.content), "left": LEFT, "width": PLOT[0]},
@@ -196,7 +196,7 @@ def target_png(target: np.ndarray) -> bytes:
 def write_targets(run: Run) -> None:
     """Each frame's target as WORKDIR/targets/target_NNNNNN.png; a file already holding the same bytes is kept.
     Not fsynced one by one (5 ms a file): targets.npz holds them, and the next page writes any a crash lost."""
-    paths = [claim(target_path(run.workdir, i), "viewer") for i in range(run.loss.size)]
+    paths = [claim(run.work.target(i), "viewer") for i in range(run.loss.size)]
     paths[0].parent.mkdir(exist_ok=True)
     for path, target in zip(paths, run.targets):
         png = target_png(target)
@@ -207,8 +207,8 @@ def write_targets(run: Run) -> None:
 def write_viewer(workdir, out=None) -> Path:
     """Write the viewer of a finished render (default WORKDIR/viewer.html) and the targets it shows; returns the
     page's path."""
-    run = read_run(workdir)
-    path = claim(Path(out) if out is not None else run.workdir / VIEWER, "viewer")
+    run = WorkDir(Path(workdir)).finished_run()
+    path = claim(Path(out) if out is not None else run.work.path / VIEWER, "viewer")
     text = page(run, path)
     try:
         write_targets(run)

@@ -37,6 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import badapple_jax as bj
+from badapple_jax.metrics import read
+from badapple_jax.workdir import WorkDir
 
 
 def render_wall(args, frames: int) -> dict:
@@ -49,7 +51,7 @@ def render_wall(args, frames: int) -> dict:
         t0 = time.perf_counter()
         subprocess.run(command, check=True, env=same_package())
         wall = time.perf_counter() - t0
-        metrics = json.loads((out.with_suffix(".work") / "metrics.json").read_text())
+        metrics = read(WorkDir.beside(out))
     keys = ("frames", "content_frames", "blank_frames", "median_psnr", "pooled_psnr", "flicker", "target_flicker",
             "compile_seconds", "optimize_seconds", "chunk_size")
     return {"command": " ".join(command[1:]), "wall_seconds": wall, "seconds_per_frame": wall / frames,

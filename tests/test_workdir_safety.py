@@ -17,7 +17,7 @@ from PIL import Image
 
 from badapple_jax.cli import main
 from badapple_jax.video import write_video
-from badapple_jax.workdir import LOCK, one_writer
+from badapple_jax.workdir import LOCK, WorkDir
 
 from test_video import write_wav
 
@@ -92,7 +92,7 @@ def test_no_output_inside_the_input_directory_or_the_work_directory(tiny_ckpt, t
 
 def test_a_second_render_on_a_held_work_directory_is_refused_naming_the_holder(tiny_ckpt, tmp_path, capsys):
     work = tmp_path / "held.work"
-    with one_writer(work):
+    with WorkDir(work).one_writer():
         code, err = render(["demo", "-o", str(tmp_path / "held.mp4")], capsys, tiny_ckpt)
     assert_refused(code, err, f"is in use by another render (pid {os.getpid()}")
     assert not (work / "manifest.json").exists()
