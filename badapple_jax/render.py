@@ -23,7 +23,8 @@ from badapple_jax.video import (BUILT_IN, FPS_RANGE, START_MAX, VIDEO_SUFFIXES, 
                                 write_video)
 from badapple_jax.model import pick_head, pick_heads
 from badapple_jax.weights import load_layer
-from badapple_jax.workdir import RECORD_FIELDS, Wanted, WorkDir, identity, job_key, sha256_of
+from badapple_jax.identity import identity, job_key, sha256_of
+from badapple_jax.workdir import RECORD_FIELDS, Wanted, WorkDir
 
 # Bounds of the options every command that reads a clip shares (the optimiser's own are in optimize.LIMITS,
 # the sampling rate's in video.FPS_RANGE): a seed is a non-negative int32.

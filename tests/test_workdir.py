@@ -26,7 +26,8 @@ from badapple_jax.optimize import Settings
 from badapple_jax.render import Job
 from badapple_jax.video import demo_clip, write_video
 from badapple_jax.weights import random_layer
-from badapple_jax.workdir import LOCK, WorkDir, differences, identity
+from badapple_jax.identity import differences, identity
+from badapple_jax.workdir import LOCK, WorkDir
 
 from test_video import write_wav
 
