@@ -254,7 +254,8 @@ def make_plan(job: Job, subject: Subject, recorded, done: list, log, progress: b
         done = done if kept else []
     t0, program = time.perf_counter(), None
     if recorded is None:  # a fresh job: the planner decides its chunk and compiles it once
-        program = plan_program(w, T, N, job.settings, chunk_size=job.chunk_size, mesh=mesh, progress=progress)
+        program = plan_program(w, T, N, job.settings, chunk_size=job.chunk_size, mesh=mesh,
+                               options=PhaseOptions(progress=progress))
     chunk = recorded["chunk_size"] if program is None else program.chunk_size
     starts = list(range(0, N, chunk))
     todo = [s for s in starts if s not in done]
