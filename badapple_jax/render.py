@@ -226,7 +226,7 @@ def make_plan(job: Job, subject: Subject, recorded, done: list, log, progress: b
     t0, program = time.perf_counter(), None
     if recorded is None:  # a fresh job: the planner decides its chunk and compiles it once
         program = plan_program(subject.w, job.size, N, job.settings, chunk_size=job.chunk_size, mesh=subject.mesh,
-                               progress=progress)
+                               options=PhaseOptions(progress=progress))
     chunk = recorded["chunk_size"] if program is None else program.chunk_size
     starts = list(range(0, N, chunk))
     todo = [s for s in starts if s not in done]

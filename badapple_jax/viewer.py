@@ -94,18 +94,9 @@ def url(path: Path, page: Path) -> str:
     return urllib.parse.quote(Path(relative).as_posix())
 
 
-def page(run: Run, at: Path) -> str:
-    """The HTML of the viewer of a checked run, to be written at `at`."""
-    n = run.loss.size
-    found = fidelity.summary(run.psnr, run.ssim, run.content)
-    data = json.dumps({"shown": url(run.work.frame(0), at), "target": url(run.work.target(0), at),
-                       "loss": [float(f"{v:.3g}") for v in run.loss], "psnr": np.round(run.psnr, 1).tolist(),
-                       "ssim": np.round(run.ssim, 3).tolist(), "content": run.content.astype(int).tolist(),
-                       "fps": run.fps, "open": opening(run.content), "left": LEFT, "width": PLOT[0]},
-                      separators=(",", ":"))
-    title = html.escape(run.caption)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{mark('viewer')}"><title>badapple-jax: {title}</title>
+# The page, for str.format: `page` names its fields; {{ and }} are the braces of its CSS and script.
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{generator}"><title>badapple-jax: {title}</title>
 <style>
 body {{ font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }}
 .pair {{ display: flex; gap: 1em; }} .pair figure {{ margin: 0; text-align: center; }}
@@ -116,17 +107,17 @@ img {{ width: 320px; height: 320px; image-rendering: pixelated; border: 1px soli
 </style></head>
 <body>
 <h1>{title}</h1>
-<div class="note" id="summary">{html.escape(fidelity.summary_text(found))}; mean loss {run.loss.mean():.3g} over all
-{n} frame{'s' * (n != 1)} at {run.fps:g} fps; {html.escape(run.display)} display</div>
+<div class="note" id="summary">{summary}; mean loss {mean_loss:.3g} over all
+{n} frame{plural} at {fps:g} fps; {display} display</div>
 <div class="pair">
 <figure><img id="target" alt="target"><figcaption>target</figcaption></figure>
 <figure><img id="shown" alt="attention map"><figcaption>what the head shows</figcaption></figure>
 </div>
 <div id="controls"><button id="play">play</button>
-<input id="slider" type="range" min="0" max="{n - 1}" value="0">
+<input id="slider" type="range" min="0" max="{last}" value="0">
 <span id="label"></span> <a id="link" href="#">link</a></div>
 <div class="note" id="problem"></div>
-{strip(run.psnr, run.content, found["median_psnr"])}
+{strip}
 <script id="data" type="application/json">{data}</script>
 <script>
 const d = JSON.parse(document.getElementById("data").textContent);
@@ -183,6 +174,22 @@ show(asked() ?? d.open);
 </script>
 </body></html>
 """
+
+
+def page(run: Run, at: Path) -> str:
+    """The HTML of the viewer of a checked run, to be written at `at`."""
+    n = run.loss.size
+    found = fidelity.summary(run.psnr, run.ssim, run.content)
+    data = json.dumps({"shown": url(run.work.frame(0), at), "target": url(run.work.target(0), at),
+                       "loss": [float(f"{v:.3g}") for v in run.loss], "psnr": np.round(run.psnr, 1).tolist(),
+                       "ssim": np.round(run.ssim, 3).tolist(), "content": run.content.astype(int).tolist(),
+                       "fps": run.fps, "open": opening(run.content), "left": LEFT, "width": PLOT[0]},
+                      separators=(",", ":"))
+    title = html.escape(run.caption)
+    return PAGE.format(generator=mark("viewer"), title=title, summary=html.escape(fidelity.summary_text(found)),
+                       mean_loss=run.loss.mean(), n=n, plural="s" * (n != 1), fps=run.fps,
+                       display=html.escape(run.display), last=n - 1, data=data,
+                       strip=strip(run.psnr, run.content, found["median_psnr"]))
 
 
 def target_png(target: np.ndarray) -> bytes:
