@@ -155,9 +155,6 @@ def add_optimiser_arguments(p) -> None:
                    help="optimise the embedding X (the reference's; --preset fast above layer 0), or z in head space "
                         "(--preset fast at layer 0, ~5x faster per step) lifted to X")
     p.add_argument("--warm-start", action="store_true", help="headspace: first start from an SVD of the target")
-    p.add_argument("--goal-loss", type=float, default=s.goal_loss,
-                   help="a frame stops once its loss is below this, a chunk once all its frames have (0: never; the "
-                        "sink display shows a loss L at about -10 log10 L dB)")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default=s.precision,
                    help="matmul precision on GPUs (CPUs compute fp32 regardless)")
 
@@ -267,7 +264,7 @@ def run_render(args) -> int:
     chosen = {k: getattr(args, k) for k in ("steps", "seeds", "solver", "display", "lr", "lr_min", "b2", "schedule")
               if getattr(args, k) is not None}
     chosen.update(init_scale=args.init_scale, seed_select=args.seed_select, precision=args.precision,
-                  warm_start=args.warm_start, mode=args.mode, goal_loss=args.goal_loss)
+                  warm_start=args.warm_start, mode=args.mode)
     settings = preset_settings(args.preset or DEFAULT_PRESET, args.layer, **chosen)
     if args.preset and not args.quiet:  # what a preset the user named changed for this layer and solver
         named = Settings(**{**PRESETS[args.preset], **chosen})

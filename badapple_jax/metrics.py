@@ -8,8 +8,6 @@ Its keys (per-frame lists are in frame order, N long):
                               per_frame_loss_lower / _upper); mean_loss, median_loss
     per_frame_last_step_loss  inside the last Adam step (the reference's figure)
     per_frame_start, per_frame_explore_loss   which random start was kept, and each start's exploring loss
-    per_frame_steps                           the updates the kept start took (fewer than planned: its goal_loss
-                                              reached; full mode: [lower, upper])
     per_frame_head_loss, heads                with colour: each head's loss
     per_frame_headspace_loss                  with the head-space solver: the loss before lifting
     display, sink_z, sink_black               how attention became a picture (the sink's constants)
@@ -71,7 +69,6 @@ def of_render(job, info, clip, frames: np.ndarray, kept: dict, rgb: np.ndarray, 
         "per_frame_last_step_loss": kept["last_step_loss"].tolist(),
         "per_frame_start": kept["start"].tolist(),
         "per_frame_explore_loss": kept["explore_loss"].tolist(),
-        "per_frame_steps": kept["steps"].tolist(),
         **({"heads": list(job.heads), "per_frame_head_loss": kept["head_loss"].tolist()} if job.color else {}),
         **({"per_frame_headspace_loss": kept["space_loss"].tolist()} if job.settings.solver == "headspace" else {}),
         "mean_loss": float(loss.mean()),

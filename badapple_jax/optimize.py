@@ -11,11 +11,7 @@ Each frame's gradient is that of its own loss (the reference differentiates the 
 which scales gradients by 1/chunk; Adam is invariant to that scale except through its eps), so a
 frame's result does not depend on the other frames of its chunk.
 
-Early stop: a frame whose loss falls below `Settings.goal_loss` stops updating (its parameters frozen from that step:
-its result never depends on its chunk mates), and the chunk's phase ends at the first block of steps
-(`progress.scan`) after which every real frame has stopped. Each frame's updates are counted (`ChunkResult.steps`).
-
-`Settings` is a pytree: its numbers (`NUMBERS`: learning rates, b2, init scale, sink constants, goal) are leaves,
+`Settings` is a pytree: its numbers (`NUMBERS`: learning rates, b2, init scale, sink constants) are leaves,
 traced when it is passed to a jitted function as an ordinary argument, and the rest (the step plan: steps,
 seeds, schedule, solver, encoding, ...) is static, in its tree structure. So a sweep over the numbers runs one
 compiled program, and a change of plan compiles a new one.
@@ -48,7 +44,7 @@ PRECISIONS = {"fp32": "float32", "tf32": "tensorfloat32", "bf16": "bfloat16"}  #
 # 1000 saturate every LayerNorm; every command (render, survey, the API) refuses more.
 LIMITS = {"steps": 10**7, "seeds": 10**4, "lr": 1e3, "init_scale": 1e3}
 # The Settings fields that change no shape and no step: traced, so a sweep over them compiles once.
-NUMBERS = ("lr", "lr_min", "b2", "init_scale", "sink_z", "sink_black", "goal_loss")
+NUMBERS = ("lr", "lr_min", "b2", "init_scale", "sink_z", "sink_black")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +59,6 @@ class Settings:
         seed_select           "frame": each frame keeps its best start; "chunk": one for the chunk (reference)
         solver, warm_start    "embedding" optimises X; "headspace" z, lifted to X (warm_start: start 0 by SVD)
         precision             GPU matmuls: fp32, tf32 or bf16
-        goal_loss             a frame stops updating once its loss is below it (0: never; the sink display shows a
-                              loss L at about -10 log10 L dB PSNR)
         display, mode, sink_z, sink_black: the encoding, `encoding(causal)` (sink or zscore; causal, full or
                               quarter; the sink's Z / T and black level b)"""
 
@@ -83,7 +77,6 @@ class Settings:
     display: str = "sink"  # "sink": token 0 an attention sink, true brightness (SPEC 11); "zscore": the reference
     sink_z: float = SINK_Z  # the sink display's Z / T: a white pixel is given 1 / Z of its row's attention
     sink_black: float = SINK_BLACK  # the sink display's black level b: pixels are given (f + b) / Z
-    goal_loss: float = 0.0  # a frame stops updating once its loss is below this; 0: never (the reference runs every step)
 
     def check(self) -> None:
         """Refuse settings the optimiser cannot run, with one line naming the option. Traced numbers (under jit)
@@ -99,8 +92,6 @@ class Settings:
             (self.lr_min <= self.lr, f"`lr` {self.lr} is below `lr_min` {self.lr_min}, the floor of its schedule: "
                                      "raise `lr` or lower `lr_min`"),
             (math.isfinite(self.b2) and 0 <= self.b2 < 1, f"`b2` must be in [0, 1), got {self.b2}"),
-            (math.isfinite(self.goal_loss) and self.goal_loss >= 0,
-             f"`goal_loss` must be a number >= 0 (0: no early stop), got {self.goal_loss}"),
             (self.schedule in SCHEDULES, f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule}"),
             (math.isfinite(self.init_scale) and self.init_scale > 0,
              f"`init_scale` must be positive, got {self.init_scale}"),
@@ -187,8 +178,7 @@ class ChunkResult:
         space_loss [B]                 the loss in the solver's own parameters (= loss for X)
         start [B] int                  which of the S starts was kept and refined
         explore_loss [B, S]            each start's loss at its last explore step
-        explore_trace [B, explore, S], refine_trace [B, refine]: the loss at every step (flat once stopped)
-        steps [B] int                  the updates the kept start took, explore and refine (fewer: goal reached)
+        explore_trace [B, explore, S], refine_trace [B, refine]: the loss at every step
         retried, failed [B] bool       the non-finite guard's: redone once; non-finite again
         picture [B, (H,) T, T]         what the display shows, in [0, 1] (`encoding.picture`)
         psnr, ssim [B]                 the picture against its frame, over the shown region
@@ -204,7 +194,6 @@ class ChunkResult:
     explore_loss: jax.Array  # [B, S] loss of each start in its last explore step (its first, where none explores)
     explore_trace: jax.Array  # [B, explore, S] loss at every explore step
     refine_trace: jax.Array  # [B, refine] loss at every refine step
-    steps: jax.Array  # [B] int: updates the kept start took in both phases; fewer than planned where it reached its goal
     # Set on the host by `chunks.run_chunk` and `chunks.finish_chunk`, None inside the compiled program:
     retried: jax.Array | None = None  # [B] bool: the first attempt went non-finite and the frame was redone
     failed: jax.Array | None = None  # [B] bool: non-finite on the retry too; shown from its best finite state
@@ -249,7 +238,7 @@ class Problem:
 
     d: jax.Array  # [B, H, L, L] desired logits, row-centred, zero outside the mask (H = 1 for one head)
     mask: jax.Array  # [L, L] bool: the entries the loss counts
-    valid: jax.Array  # [B] bool: the real frames against padding (only they count: chunk-wide start choice, early stop)
+    valid: jax.Array  # [B] bool: the real frames against a chunk's padding (the chunk-wide start choice counts them)
 
 
 def head_losses(p, w, solver, problem: Problem):  # [B, L, P] -> [B, H]: each head's loss
@@ -281,9 +270,7 @@ class PhaseOptions:
 def run_phase(p, w, solver, problem: Problem, settings: Settings, n_steps: int,
               options: PhaseOptions = PhaseOptions()):
     """`n_steps` updates of every frame's parameters (the solver's) by a fresh `options.optimizer(settings,
-    n_steps)` ([..., B, L, P] -> same, loss trace [n_steps, ..., B], updates made [..., B]). A frame whose loss is
-    below `settings.goal_loss` at a step is frozen from there on; the phase ends after the first block of steps
-    (`progress.scan`) that leaves every valid frame frozen.
+    n_steps)` ([..., B, L, P] -> same, loss trace [n_steps, ..., B]).
 
     `options` (PhaseOptions): the optimiser, the best finite state kept instead of the last, progress reports."""
     opt = options.optimizer(settings, n_steps)
@@ -297,26 +284,21 @@ def run_phase(p, w, solver, problem: Problem, settings: Settings, n_steps: int,
         return jnp.where(better[..., None, None], p, best[0]), jnp.where(better, losses, best[1])
 
     def step(carry, _):
-        p, state, best, stopped, updates_made = carry
+        p, state, best = carry
         (_, losses), g = jax.value_and_grad(total_loss, has_aux=True)(p)
         if options.keep_best:
             best = keep(best, p, losses)
-        stopped = stopped | (losses < settings.goal_loss)  # once stopped, p and so its loss stay as they are
         updates, state = opt.update(g, state)
-        p = jnp.where(stopped[..., None, None], p, optax.apply_updates(p, updates))
-        return (p, state, best, stopped, updates_made + ~stopped), losses
+        return (optax.apply_updates(p, updates), state, best), losses
 
     best = (p, jnp.full(p.shape[:-2], jnp.inf)) if options.keep_best else None
     exploring = p.ndim == 4  # [S, B, L, P]: every start side by side; the refine phase (one start) follows it
     before, width = (0, p.shape[0]) if exploring else (settings.seeds * settings.explore, 1)
     share = (lambda steps: (before + steps * width) / settings.frame_steps) if options.progress else None  # noqa: E731
-    all_stopped = lambda carry: jnp.all(carry[3] | ~problem.valid)  # noqa: E731  padding never holds a chunk up
-    none = jnp.zeros(p.shape[:-2], bool)
-    carry = (p, opt.init(p), best, none, jnp.zeros(p.shape[:-2], jnp.int32))
-    (p, _, best, _, updates_made), trace = progress_scan(step, carry, n_steps, share, until=all_stopped)
+    (p, _, best), trace = progress_scan(step, (p, opt.init(p), best), n_steps, share)
     if options.keep_best:
         p = keep(best, p, frame_losses(p, w, solver, problem))[0]
-    return p, trace, updates_made
+    return p, trace
 
 
 def select_start(explore_loss, valid, how: str):  # [S, B], [B] bool -> [B] int
@@ -355,13 +337,13 @@ def multi_start(w: HeadWeights, solver: Solver | None, problem: Problem, p0, set
             raise BadInputError(f"{name} must be {axes} = {shape}, got shape {np.shape(a)}.")
     problem = problem.replace(d=jnp.reshape(problem.d, (B, -1, L, L)))  # [B, H, L, L]
     if settings.explore:
-        p, explore_trace, explored = run_phase(p0, w, solver, problem, settings, settings.explore, options)
+        p, explore_trace = run_phase(p0, w, solver, problem, settings, settings.explore, options)  # [explore, S, B]
         explore_loss = frame_losses(p, w, solver, problem) if options.keep_best else explore_trace[-1]  # [S, B]
         start = select_start(explore_loss, problem.valid, settings.seed_select)
-        p, explored = p[start, jnp.arange(B)], explored[start, jnp.arange(B)]
+        p = p[start, jnp.arange(B)]
     else:  # one start, nothing explored
-        start, p, explored = jnp.zeros(B, int), p0[0], jnp.zeros(B, jnp.int32)
-    p, refine_trace, refined = run_phase(p, w, solver, problem, settings, settings.refine, options)
+        start, p = jnp.zeros(B, int), p0[0]
+    p, refine_trace = run_phase(p, w, solver, problem, settings, settings.refine, options)
     if not settings.explore:  # the start's loss: the first refine step's, taken before its update
         explore_loss, explore_trace = refine_trace[:1], refine_trace[:0, None]  # [1, B], [0, 1, B]
     x = jax.vmap(solver.to_x)(p)
@@ -371,7 +353,6 @@ def multi_start(w: HeadWeights, solver: Solver | None, problem: Problem, p0, set
     return ChunkResult(
         x, masked_softmax(A, w.config.causal), per_head.mean(axis=-1), space_loss if options.keep_best else refine_trace[-1],
         per_head, space_loss, start, explore_loss.T, explore_trace.transpose(2, 0, 1), refine_trace.T,
-        explored + refined,
     )
 
 

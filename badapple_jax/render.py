@@ -318,10 +318,8 @@ def report(job: Job, subject: Subject, plan: Plan, optimize_seconds: float, log)
     audio = job.audio or clip.audio
     write_video(rgb, job.output, fps=clip.fps, audio=audio, audio_start=clip.start / clip.fps)
     earlier = f" ({N - computed} from earlier runs)" if computed < N else ""
-    steps = kept["steps"]  # below the plan where frames reached their goal_loss
-    spent = f", {steps.mean():.0f} of {job.settings.frame_steps} steps a frame" if job.settings.goal_loss else ""
     log(f"done: {N} frames{earlier} in {optimize_seconds:.1f} s (+{plan.compile_seconds:.1f} s compile), loss mean "
-        f"{found['mean_loss']:.4g} median {found['median_loss']:.4g}{spent}, {fidelity.summary_text(found)}, "
+        f"{found['mean_loss']:.4g} median {found['median_loss']:.4g}, {fidelity.summary_text(found)}, "
         f"{job.settings.display} display; video {job.output} "
         f"({'with' if audio else 'no'} audio), frames and metrics in {work}")
     return found

@@ -42,9 +42,9 @@ from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.files import TMP, ordinary_mode, sync_dir, write_atomic
 from badapple_jax.video import BUILT_IN
 
-FORMAT = 5  # bump when the layout changes: an older work directory is then refused, not misread
-RECORD_FIELDS = ("loss", "last_step_loss", "head_loss", "space_loss", "start", "explore_loss", "steps", "retried",
-                 "failed", "psnr", "ssim")  # a chunk's results, per frame
+FORMAT = 4  # bump when the layout changes: an older work directory is then refused, not misread
+RECORD_FIELDS = ("loss", "last_step_loss", "head_loss", "space_loss", "start", "explore_loss", "retried", "failed",
+                 "psnr", "ssim")  # a chunk's results, per frame
 PROVENANCE = ("first", "png_sha256")  # which frames a record vouches for: the first one's index, each PNG's hash
 LOCK = ".lock"
 RESTART = "add `restart` to start this work directory over, or choose another `workdir`"

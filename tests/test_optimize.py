@@ -116,26 +116,6 @@ def test_frame_results_do_not_depend_on_the_chunk(head, frames):
     np.testing.assert_allclose(a.x, b.x, rtol=1e-4, atol=1e-5)
 
 
-def test_frames_that_reach_their_goal_stop_whatever_their_chunk(head, frames):
-    """A frame stops updating at the first step its loss is below `goal_loss`: its updates are counted, its trace is
-    flat from there, and its result is the same in any chunk; a frame that never reaches it runs as without one.
-    The programs of the test above serve: the goal is a traced number."""
-    free = run(head, frames, Settings(steps=20, seeds=2), chunk_size=5)
-    goal = float(np.sort(free.loss)[2]) * 1.5  # the best few frames reach it
-    a = run(head, frames, Settings(steps=20, seeds=2, goal_loss=goal), chunk_size=2)
-    b = run(head, frames, Settings(steps=20, seeds=2, goal_loss=goal), chunk_size=5)
-    np.testing.assert_array_equal(a.steps, b.steps)
-    np.testing.assert_array_equal(a.start, b.start)
-    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-5)
-    assert np.all(free.steps == 20) and np.any(b.steps < 20) and np.any(b.steps == 20), b.steps
-    for i in np.flatnonzero(b.steps < 20):
-        stopped = b.steps[i] - 5  # its refine steps: every kept start explores 5 steps, but for one that stopped there
-        assert np.all(b.refine_trace[i, max(stopped, 0):] == b.refine_trace[i, -1])
-        assert b.loss[i] < goal * (1 + 1e-4)
-    never = b.steps == 20
-    np.testing.assert_allclose(b.loss[never], free.loss[never], rtol=1e-6)
-
-
 def test_best_seed_per_frame_is_never_worse_than_one_per_chunk(head, frames):
     per_frame = run(head, frames, Settings(steps=20, seeds=3), chunk_size=5)
     per_chunk = run(head, frames, Settings(steps=20, seeds=3, seed_select="chunk"), chunk_size=5)
