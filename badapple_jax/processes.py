@@ -9,7 +9,7 @@
 
 Processes meet through the runtime's key-value store (`gather`): each posts a value under the meeting's name, and
 those that need the others' values wait for them. A process that fails says so first (`telling_others`): the
-others then stop at their next meeting with its one line. A process that dies without a word (killed, its machine
+others stop with its one line at their next meeting or chunk (`watching`). A process that dies without a word (killed, its machine
 lost) is the runtime's to notice: it aborts the others with its own log line, at once where process 0 died,
 within HEARTBEAT_S otherwise; rerunning the same command resumes from the chunks saved.
 """
@@ -81,13 +81,23 @@ class Processes:
 
     def wait_for(self, key: str) -> bytes:
         while True:
-            for _, said in self.client.key_value_dir_get(f"{PREFIX}/failed/"):
-                raise BadInputError(said)
+            self.check()
             try:
                 return self.client.blocking_key_value_get_bytes(key, WAIT_MS)
             except jax.errors.JaxRuntimeError as err:
                 if "DEADLINE_EXCEEDED" not in str(err):
                     raise
+
+    def check(self) -> None:
+        """Raise the failure another process told, if any (`PeerFailed`)."""
+        if self.count > 1:
+            for _, said in self.client.key_value_dir_get(f"{PREFIX}/failed/"):
+                raise PeerFailed(said)
+
+    def watching(self, stop):
+        """`stop` (a stop request: `asked`, looked at between chunks) that also raises another process's failure
+        there: every process stops within a chunk of the first to fail, in its words."""
+        return Watch(stop, self) if self.count > 1 else stop
 
     def tell(self, message: str) -> None:
         """Post this process's failure for the others' next meeting."""
@@ -97,6 +107,21 @@ class Processes:
 
     def label(self) -> str:
         return f"process {self.index} of {self.count}"
+
+
+class PeerFailed(BadInputError):
+    """Another process of the job failed; the message is its own."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Watch:
+    stop: object  # interrupt.StopRequest
+    team: Processes
+
+    @property
+    def asked(self) -> bool:
+        self.team.check()
+        return self.stop.asked
 
 
 def current() -> Processes:
@@ -111,9 +136,12 @@ def telling_others():
     """Run the body; should it fail, tell the other processes in its words before the error goes on."""
     try:
         yield
+    except PeerFailed:
+        raise
     except BaseException as err:
+        said = err.flags() if isinstance(err, OptionError) else str(err) or "interrupted"
         with contextlib.suppress(Exception):  # the runtime may be gone already: the error itself goes on
-            current().tell(err.flags() if isinstance(err, OptionError) else str(err) or type(err).__name__)
+            current().tell(said)
         raise
 
 
@@ -125,6 +153,11 @@ def join(coordinator: str, count: int | None = None, index: int | None = None, *
     not answer within `timeout_s` is a BadInputError."""
     address = None if coordinator == "auto" else coordinator
     check_join(address, count, index)
+    if distributed.global_state.client is not None:  # joined by an earlier command of this process
+        joined = current()
+        if (count, index) != (joined.count, joined.index) and None not in (count, index):
+            raise OptionError(f"This process is {joined.label()} already, not process {index} of {count}.")
+        return joined
     resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))  # the runtime
     # aborts the others when one dies: no core file of a whole model for that
     if address is not None and index != 0:

@@ -229,7 +229,7 @@ def _opened(job: Job, subject: Subject, log, progress, team) -> dict | None:
             plan.todo = [s for s in plan.todo if s in team.share(plan.starts)]
             if team.writer:
                 team.gather("opened", wait=False)
-            seconds = run(job, subject, plan, stop, log)
+            seconds = run(job, subject, plan, team.watching(stop), log)
             return shared_report(job, subject, plan, seconds, log, team)
         except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
             remove_leftovers(job.work)
