@@ -9,9 +9,9 @@
 
 Processes meet through the runtime's key-value store (`gather`): each posts a value under the meeting's name, and
 those that need the others' values wait for them. A process that fails says so first (`telling_others`): the
-others stop with its one line at their next meeting or chunk (`watching`). A process that dies without a word (killed, its machine
-lost) is the runtime's to notice: it aborts the others with its own log line, at once where process 0 died,
-within HEARTBEAT_S otherwise; rerunning the same command resumes from the chunks saved.
+others stop with its one line at their next meeting or chunk (`watching`). A process that dies without a word
+(killed, its machine lost) is the runtime's to notice: it aborts the others with its own log line, at once where
+process 0 died, within HEARTBEAT_S otherwise; rerunning the same command resumes from the chunks saved.
 """
 import contextlib
 import dataclasses
@@ -53,7 +53,7 @@ class Processes:
 
     def gather(self, name: str, value: bytes = b"", wait: bool = True) -> list[bytes] | None:
         """Post `value` for the meeting `name`; with `wait`, every process's value (in process order) once all
-        have posted. A peer's failure posted meanwhile is a BadInputError in its words."""
+        have posted. A peer's failure posted meanwhile is raised in its words (`PeerFailed`)."""
         if self.count == 1:
             return [value] if wait else None
         key = f"{PREFIX}/{next(_meetings)}/{name}"
@@ -80,6 +80,7 @@ class Processes:
         return out
 
     def wait_for(self, key: str) -> bytes:
+        """The value posted under `key`, once it is; a peer's failure meanwhile raises it (`check`)."""
         while True:
             self.check()
             try:
@@ -115,6 +116,8 @@ class PeerFailed(BadInputError):
 
 @dataclasses.dataclass(frozen=True)
 class Watch:
+    """A stop request that raises another process's failure where the chunk driver looks at it (`watching`)."""
+
     stop: object  # interrupt.StopRequest
     team: Processes
 

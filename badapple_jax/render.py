@@ -232,7 +232,8 @@ def _opened(job: Job, subject: Subject, log, progress, team) -> dict | None:
             seconds = run(job, subject, plan, team.watching(stop), log)
             return shared_report(job, subject, plan, seconds, log, team)
         except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
-            remove_leftovers(job.work)
+            if team.count == 1:  # not where other processes may be writing: process 0's next opening removes them
+                remove_leftovers(job.work)
             raise Interrupted(resume_message(job.work, len(subject.frames)), busy=True) from None
 
 

@@ -16,6 +16,7 @@ lives in logit space and says little about the picture, but compares head-space 
 `badapple-jax survey INPUT` writes PREFIX.json, PREFIX.md (the ranking) and PREFIX.png (a heatmap).
 """
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -109,7 +110,7 @@ def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings
         s = settings if layer == 0 or settings.solver == "embedding" else above
         content = fidelity.has_content(frames, s.encoding(layer_weights.config.causal).region(frames.shape[-1]))
         loss, psnr, ssim = current().spread(f"layer {layer}", layer_weights.config.n_head,
-                                            lambda heads: layer_results(layer_weights, frames, s, seed, heads))
+                                            functools.partial(layer_results, layer_weights, frames, s, seed))
         rows += [head_row(layer, h, s.solver, p, q, l, content) for h, (p, q, l) in enumerate(zip(psnr, ssim, loss))]
     return ranked(rows, fidelity.summarised(content))  # every layer shows the same region: one content
 
