@@ -169,7 +169,7 @@ def join(coordinator: str, count: int | None = None, index: int | None = None, *
         jax.distributed.initialize(address, count, index, initialization_timeout=timeout_s,
                                    heartbeat_timeout_seconds=heartbeat_s, shutdown_timeout_seconds=SHUTDOWN_S)
     except (RuntimeError, ValueError, TypeError) as err:
-        said = " ".join(str(err).split())[:200]
+        said = " ".join(str(err).split())[:200].rstrip(".")
         raise OptionError(f"Cannot join the processes at `coordinator` {coordinator}: {said}; give `coordinator` "
                           "HOST:PORT with `num_processes` and `process_id`, or start every process with a launcher "
                           "JAX knows (srun, mpirun).") from None
