@@ -2,8 +2,9 @@
 
 The frame axis of every chunk is split over a 1-D device mesh (`jax.sharding`): frames are
 independent, so each device optimises its own frames and only the chunk-level seed choice (when
-asked for) talks across devices. The last chunk is padded rather than recompiled. For several hosts,
-call `jax.distributed.initialize()` first: `jax.devices()` then spans them and nothing else changes.
+asked for) talks across devices. The last chunk is padded rather than recompiled. The mesh holds this
+process's devices only: under JAX's multi-process runtime each process computes chunks of its own
+(processes.py), with the program a one-process run compiles.
 
 Non-finite guard: a frame whose loss or attention map comes out NaN or Inf is redone once from fresh
 starts at half the learning rate, by a second program compiled only when first needed, that ends
@@ -43,7 +44,7 @@ SEED_MAX = 2**31 - 1  # the seed reaches the compiled program as a non-negative 
 
 
 def frame_mesh(devices=None) -> Mesh:
-    return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("frames",))
+    return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), ("frames",))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ from badapple_jax.cpu import YNN_OFF
 from badapple_jax.interrupt import COMMAND, deferred_interrupt, ignore_signals, interrupted
 
 with deferred_interrupt() if COMMAND else contextlib.nullcontext():  # matplotlib and more load here
-    from badapple_jax import survey
+    from badapple_jax import processes, survey
     from badapple_jax.errors import BadInputError, Interrupted, OptionError
     from badapple_jax.encoding import DISPLAYS, MODES
     from badapple_jax.optimize import DEFAULT_PRESET, PRECISIONS, PRESETS, SCHEDULES, SOLVERS, Settings, preset_settings
@@ -181,6 +181,7 @@ def add_output_arguments(p) -> None:
                    help="discard what the work directory holds and start over (by default a rerun of the same "
                         "command resumes it, and a different command is refused)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
+    processes.add_arguments(p)
 
 
 def check_backend() -> None:
@@ -217,7 +218,8 @@ def check_xla_flags() -> None:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        status = run_command(args)
+        with processes.telling_others():
+            status = run_command(args)
     except BadInputError as err:  # an OptionError names options as their flags here
         print(f"badapple-jax: error: {err.flags() if isinstance(err, OptionError) else err}", file=sys.stderr)
         return 2
@@ -243,6 +245,8 @@ def main(argv=None) -> int:
 def run_command(args) -> int:
     if args.command not in ("plots", "viewer"):
         with deferred_interrupt():  # JAX starts its backend here
+            if args.command in ("render", "survey"):
+                processes.join_from(args)
             check_xla_flags()
             check_backend()
     if args.command == "plots":

@@ -1,6 +1,8 @@
 """The whole job: clip -> targets -> optimised embeddings -> attention maps -> PNGs, metrics and mp4."""
+import contextlib
 import dataclasses
 import errno
+import json
 import os
 import sys
 import time
@@ -18,6 +20,7 @@ from badapple_jax.errors import BadInputError, OptionError, Interrupted
 from badapple_jax.outputs import claim
 from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.interrupt import stop_on_signal
+from badapple_jax.processes import current
 from badapple_jax.optimize import PhaseOptions, Settings
 from badapple_jax.video import (BUILT_IN, FPS_RANGE, START_MAX, VIDEO_SUFFIXES, check_source, has_audio, read_clip,
                                 write_video)
@@ -147,16 +150,23 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
     SIGINT/SIGTERM stop it after the chunk in hand (twice: at once) with `Interrupted`. One render at a time
     writes a work directory (an OS lock); every check is made before the first byte is written, so a refused
     job leaves the directory as it was; a full disk or a vanished work directory is a BadInputError (rerun the
-    same command to resume), never a half-written file."""
+    same command to resume), never a half-written file.
+
+    Under JAX's multi-process runtime (processes.py) each process computes its share of the chunks; process 0
+    holds the lock, opens the work directory first and assembles the render (the others return None)."""
     check(job)
     subject = read_subject(job)
+    team = current()
+    if not team.writer:  # process 0 has opened the work directory: the others resume from it
+        team.gather("opened")
+        job, log = dataclasses.replace(job, restart=False), lambda msg, log=log: log(f"{team.label()}: {msg}")
     twin = None if job.workdir is not None or job.restart else job.work.finished_twin(subject.wanted)
     if twin is not None:
         log(f"{twin} holds this render, finished: {job.output} is assembled from it")
         job = dataclasses.replace(job, workdir=str(twin))
-    with job.work.one_writer():
+    with job.work.one_writer() if team.writer else contextlib.nullcontext():
         try:
-            return _opened(job, subject, log, progress)
+            return _opened(job, subject, log, progress, team)
         except OSError as err:  # a full disk, a work directory removed or made read-only meanwhile, a file unreadable
             where = f" ({err.filename})" if err.filename else ""
             advice = ("free some space" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that")
@@ -187,18 +197,23 @@ def read_subject(job: Job) -> Subject:
     return Subject(w, info, clip, frames, mesh, wanted)
 
 
-def _opened(job: Job, subject: Subject, log, progress) -> dict:
-    """`render` once its work directory is locked: decide, write, then plan -> run -> report."""
+def _opened(job: Job, subject: Subject, log, progress, team) -> dict | None:
+    """`render` once its work directory is locked: decide, write, then plan -> run -> report (`team`: this
+    process among the job's, processes.py)."""
     work = job.work
     opening = work.opening(subject.wanted, job.restart)
-    recorded = work.open(opening, subject.wanted, log)
+    recorded = work.open(opening, subject.wanted, log) if team.writer else opening.recorded
     with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
         try:
             plan = make_plan(job, subject, recorded, list(opening.done), log, progress)
-            seconds = run(job, subject, plan, stop, log)
-            return report(job, subject, plan, seconds, log)
+            plan.todo = [s for s in plan.todo if s in team.share(plan.starts)]
+            if team.writer:
+                team.gather("opened", wait=False)
+            seconds = run(job, subject, plan, team.watching(stop), log)
+            return shared_report(job, subject, plan, seconds, log, team)
         except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
-            work.remove_leftovers()
+            if team.count == 1:  # not where other processes may be writing: process 0's next opening removes them
+                work.remove_leftovers()
             raise Interrupted(work.interrupted(len(subject.frames)), busy=True) from None
 
 
@@ -286,6 +301,20 @@ def run(job: Job, subject: Subject, plan: Plan, stop, log) -> float:
     if len(done) < len(plan.todo):
         raise Interrupted(job.work.interrupted(len(subject.frames)), busy=False)
     return time.perf_counter() - t0
+
+
+def shared_report(job: Job, subject: Subject, plan: Plan, optimize_seconds: float, log, team) -> dict | None:
+    """`report` by process 0 once every process has saved its share (all the chunks computed now count as
+    computed); the others wait for it and return None."""
+    todo = team.gather("computed", json.dumps(plan.todo).encode(), wait=team.writer)
+    if not team.writer:
+        team.gather("written")
+        log(f"computed {frames_in(plan.todo, plan.chunk, len(subject.frames))} frames; process 0 wrote {job.output}")
+        return None
+    plan.todo = sorted(s for said in todo for s in json.loads(said))
+    found = report(job, subject, plan, optimize_seconds, log)
+    team.gather("written", wait=False)
+    return found
 
 
 def report(job: Job, subject: Subject, plan: Plan, optimize_seconds: float, log) -> dict:

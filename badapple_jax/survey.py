@@ -16,6 +16,7 @@ lives in logit space and says little about the picture, but compares head-space 
 `badapple-jax survey INPUT` writes PREFIX.json, PREFIX.md (the ranking) and PREFIX.png (a heatmap).
 """
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -35,6 +36,7 @@ from badapple_jax.encoding import DISPLAYS, largest_size
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.files import write_atomic
 from badapple_jax.outputs import claim, mark
+from badapple_jax.processes import add_arguments, current
 from badapple_jax.optimize import FAST_EMBEDDING, PRESETS, SOLVERS, Settings, preset_settings
 from badapple_jax.render import check_clip_options
 from badapple_jax.video import read_clip
@@ -46,12 +48,12 @@ MAX_FRAMES = 256  # sample frames: every head optimises all of them in one progr
 CONFIDENCE = 0.95  # of the t-interval of a head's mean difference to the best
 
 
-def layer_results(layer_weights, frames, settings: Settings, seed: int):  # -> loss, psnr, ssim: [H, F] each
-    """Every head of one layer against frames [F, T, T], head after head through `optimize_frames`: each head's
-    loss per frame (full mode: the mean of the two views, as render reports it) and the PSNR and SSIM of its
-    pictures, as render measures them."""
-    H, F, T = layer_weights.config.n_head, len(frames), frames.shape[-1]
-    results = [result for h in range(H)
+def layer_results(layer_weights, frames, settings: Settings, seed: int, heads):  # -> loss, psnr, ssim: [H, F] each
+    """The `heads` (H of them) of one layer against frames [F, T, T], head after head through `optimize_frames`:
+    each head's loss per frame (full mode: the mean of the two views, as render reports it) and the PSNR and SSIM
+    of its pictures, as render measures them."""
+    H, F, T = len(heads), len(frames), frames.shape[-1]
+    results = [result for h in heads
                for _, result in optimize_frames(plan(pick_head(layer_weights, h), T, F, settings), frames, seed=seed)]
     loss = np.concatenate([r.loss.reshape(len(r.loss), -1).mean(axis=-1) for r in results]).reshape(H, F)
     psnr, ssim = (np.concatenate([getattr(r, k) for r in results]).reshape(H, F) for k in ("psnr", "ssim"))
@@ -99,14 +101,16 @@ def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings
     content (all when none has; `fidelity.summarised`).
 
     Head space works at layer 0 only: layers above it use `above`, an embedding solver's settings (default:
-    `settings` with the embedding solver); each row names its solver."""
+    `settings` with the embedding solver); each row names its solver. Under JAX's multi-process runtime
+    (processes.py) each process surveys its share of every layer's heads, and every process returns all rows."""
     above = above or dataclasses.replace(settings, solver="embedding", warm_start=False)
     rows, content = [], None
     for layer in layers:
         layer_weights, _ = load_layer(model, layer)
         s = settings if layer == 0 or settings.solver == "embedding" else above
         content = fidelity.has_content(frames, s.encoding(layer_weights.config.causal).region(frames.shape[-1]))
-        loss, psnr, ssim = layer_results(layer_weights, frames, s, seed)
+        loss, psnr, ssim = current().spread(f"layer {layer}", layer_weights.config.n_head,
+                                            functools.partial(layer_results, layer_weights, frames, s, seed))
         rows += [head_row(layer, h, s.solver, p, q, l, content) for h, (p, q, l) in enumerate(zip(psnr, ssim, loss))]
     return ranked(rows, fidelity.summarised(content))  # every layer shows the same region: one content
 
@@ -220,6 +224,7 @@ def add_parser(commands) -> None:
                                             "embedding solver)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the starts (default: 0)")
     p.add_argument("-o", "--output", default="survey", help="output prefix (default: survey)")
+    add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -270,16 +275,27 @@ def run(args) -> int:
                "settings_above_layer_0": dataclasses.asdict(above),
                **encoding.constants(args.size),
                "seconds": seconds, "rows": rows}
-    picture = io.BytesIO()
-    heatmap(rows, caption).savefig(picture, format="png", metadata={"Software": mark("survey")})
-    for path, data in zip(paths, (json.dumps(summary, indent=1).encode(), markdown(rows, caption, note).encode(),
-                                  picture.getvalue())):
-        write_atomic(path, data)
+    team = current()
+    if not team.writer:  # process 0 writes the files
+        team.gather("written")
+        print(f"{team.label()}: surveyed its share of the {len(rows)} heads; process 0 wrote {args.output}.*")
+        return 0
+    write_outputs(paths, summary, caption, note)
+    team.gather("written", wait=False)
     print_top(rows)
     ties = sum(bool(r["tie_with_best"]) for r in rows[1:])
     print(f"{len(rows)} heads surveyed in {seconds:.1f} s (compiling included), {ties} tied with the best; "
           f"wrote {', '.join(map(str, paths))}")
     return 0
+
+
+def write_outputs(paths: list[Path], summary: dict, caption: str, note: str) -> None:
+    """PREFIX.json (the summary), .md (the ranking) and .png (the heatmap), each written whole."""
+    rows, picture = summary["rows"], io.BytesIO()
+    heatmap(rows, caption).savefig(picture, format="png", metadata={"Software": mark("survey")})
+    for path, data in zip(paths, (json.dumps(summary, indent=1).encode(), markdown(rows, caption, note).encode(),
+                                  picture.getvalue())):
+        write_atomic(path, data)
 
 
 def claim_outputs(args) -> list[Path]:
