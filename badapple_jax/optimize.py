@@ -29,10 +29,10 @@ from badapple_jax.encoding import SINK_BLACK, SINK_Z, check_sink, make_encoding
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.headspace import svd_start  # noqa: F401  (the API's name for it before solver.py)
 from badapple_jax.layers import masked_softmax
-from badapple_jax.loss import frame_loss
+from badapple_jax.loss import frame_loss, qk_loss
 from badapple_jax.model import HeadWeights, check_fields, group_of, is_int
 from badapple_jax.progress import scan as progress_scan
-from badapple_jax.solver import SOLVERS, Embedding, Solver, as_solver  # noqa: F401  (SOLVERS: the API's)
+from badapple_jax.solver import SOLVERS, Embedding, Solver, as_solver, random_embeddings  # noqa: F401  (SOLVERS: the API's)
 from badapple_jax.targets import check_on_mask, frame_values, traced
 
 SCHEDULES = ("restarts", "cosine")
@@ -220,7 +220,8 @@ def phase_optimizer(settings: Settings, n_steps: int) -> optax.GradientTransform
 
 
 def head_losses(p, w, solver, d, mask):  # [B, L, P], [B, H, L, L], [L, L] -> [B, H]: each head's loss
-    return frame_loss(jax.vmap(solver.logits, in_axes=(0, None))(p, w), d, mask)
+    q, k = jax.vmap(solver.qk, in_axes=(0, None))(p, w)  # [B, H, L, D] each
+    return qk_loss(q, k, d, mask)  # only the logits the mask counts are computed
 
 
 def frame_losses(p, w, solver, d, mask):  # [..., B, L, P], [B, H, L, L] -> [..., B], the mean over heads
@@ -319,8 +320,9 @@ def multi_start(w: HeadWeights, solver: Solver | None, d, mask, p0, valid, setti
     if not settings.explore:  # the start's loss: the first refine step's, taken before its update
         explore_loss, explore_trace = refine_trace[:1], refine_trace[:0, None]  # [1, B], [0, 1, B]
     x = jax.vmap(solver.to_x)(p)
-    A = jax.vmap(Embedding().logits, in_axes=(0, None))(x, w).reshape(B, *heads, L, L)  # the ordinary kernel
-    per_head = head_losses(x, w, Embedding(), d, mask)
+    A = jax.vmap(Embedding().logits, in_axes=(0, None))(x, w)  # [B, H, L, L]: the ordinary kernel
+    per_head = frame_loss(A, d, mask)
+    A = A.reshape(B, *heads, L, L)
     space_loss = frame_losses(p, w, solver, d, mask)
     return ChunkResult(
         x, masked_softmax(A, w.config.causal), per_head.mean(axis=-1), space_loss if options.keep_best else refine_trace[-1],
@@ -342,15 +344,15 @@ def checked_frames(frames, w: HeadWeights):
     return frame_values(frames)
 
 
+def start_keys(seed: int, frame_index, n_seeds: int):  # [B] -> [S, B] keys
+    """The random starts' keys, by (seed, frame index, start) so a frame's start never depends on its chunk."""
+    one = lambda i, s: jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), i), s)  # noqa: E731
+    return jax.vmap(lambda s: jax.vmap(lambda i: one(i, s))(frame_index))(jnp.arange(n_seeds))
+
+
 def initial_embeddings(seed: int, frame_index, n_seeds: int, L: int, E: int, scale: float):  # [B] -> [S, B, L, E]
-    """N(0, 1) * scale, keyed by (seed, frame index, start) so a frame's start never depends on its chunk."""
-
-    def one(i, s):
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), i), s)
-        return jax.random.normal(key, (L, E), jnp.float32) * scale
-
-    starts = jnp.arange(n_seeds)
-    return jax.vmap(lambda s: jax.vmap(lambda i: one(i, s))(frame_index))(starts)
+    """The embedding solver's random starts, N(0, 1) * scale, keyed by `start_keys`."""
+    return random_embeddings(start_keys(seed, frame_index, n_seeds), L, E, scale)
 
 
 def optimize_chunk(w: HeadWeights, solver: Solver | None, frames, frame_index, valid, seed,
@@ -377,10 +379,9 @@ def optimize_chunk(w: HeadWeights, solver: Solver | None, frames, frame_index, v
     valid = jnp.concatenate([valid] * V)
     d = encoding.desired(frames)  # [V B, (H,) L, L]
     mask = encoding.mask(T)
-    x0 = initial_embeddings(seed, frame_index, settings.seeds, encoding.tokens(T), w.config.n_embd,
-                            settings.init_scale)
-    # every solver starts where the same random X would: head space from the z that X shows the head
-    result = multi_start(w, solver, d, mask, solver.init(x0, d, settings.warm_start), valid, settings, options)
+    # every solver starts where a random X would: head space from the z it would show the head, drawn in head space
+    p0 = solver.init(start_keys(seed, frame_index, settings.seeds), w, d, settings.init_scale, settings.warm_start)
+    result = multi_start(w, solver, d, mask, p0, valid, settings, options)
     if V == 1:
         return result
     return jax.tree.map(lambda a: jnp.stack([a[v * B:(v + 1) * B] for v in range(V)], axis=1), result)
