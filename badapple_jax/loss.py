@@ -63,7 +63,7 @@ def strips(mask, n: int) -> list:  # [L, L] bool -> [(r0, r1, c0, c1)]: rows r0:
     return out if len(out) == 1 or area(out) < area(one := strips(mask, 1)) else one
 
 
-STRIPS = 4  # strips of a causal triangle: 5/8 of its logits (benchmarks/causal_strips.py)
+STRIPS = 3  # strips of a causal triangle: 2/3 of its logits; 3 and 4 measured best (benchmarks/RESULTS.md)
 
 
 def qk_loss(q, k, d, mask, n: int | None = None):  # [..., L, D] x2, [..., L, L], [L, L] -> [...]
