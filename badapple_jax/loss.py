@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from badapple_jax.errors import BadInputError
-from badapple_jax.targets import check_on_mask
+from badapple_jax.targets import check_on_mask, traced
 
 
 def row_centred(logits, mask):  # [..., L, L], mask [L, L] -> minus each row's mean over the mask, zero outside
@@ -68,9 +68,12 @@ STRIPS = 3  # strips of a causal triangle: 2/3 of its logits; 3 and 4 measured b
 
 def qk_loss(q, k, d, mask, n: int | None = None):  # [..., L, D] x2, [..., L, L], [L, L] -> [...]
     """`frame_loss` of the logits q k^T / sqrt(D) (`kernel.head_logits`), computing only the `n` (STRIPS) row
-    strips the mask reaches (a mask of full rows, an encoder's, is one strip: every logit)."""
+    strips the mask reaches (a mask of full rows, an encoder's, is one strip: every logit). A mask known only when
+    the program runs (the API's `multi_start` jitted with it as an argument) has no strips: every logit, masked."""
     check_on_mask(mask, d=d)
     scale = jnp.sqrt(jnp.float32(q.shape[-1]))
+    if traced(mask):
+        return frame_loss(q @ jnp.swapaxes(k, -1, -2) / scale, d, mask)
     total = 0.0
     for r0, r1, c0, c1 in strips(np.asarray(mask), STRIPS if n is None else n):
         logits = q[..., r0:r1, :] @ jnp.swapaxes(k[..., c0:c1, :], -1, -2) / scale  # [..., r1 - r0, c1 - c0]
