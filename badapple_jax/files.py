@@ -1,7 +1,10 @@
-"""Atomic file writes, shared by the weights cache, the work directory and the video writer."""
+"""Atomic file writes, shared by the weights cache, the work directory and the video writer; memory-mapped
+arrays allocated and synced."""
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 TMP = ".tmp"  # suffix of a file being written; one is left only by a killed process
 
@@ -40,3 +43,23 @@ def sync_dir(path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def allocated(path: Path, shape: tuple):
+    """A new float32 .npy of `shape`, memory-mapped, every block allocated now: a page the full disk cannot back
+    kills the process with SIGBUS on first write, with nothing on stderr; fallocate says ENOSPC here instead."""
+    store = np.lib.format.open_memmap(path, "w+", np.float32, shape)
+    try:
+        with open(path, "rb+") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
+    return store
+
+
+def sync_memmap(store) -> None:
+    """Written rows of a memory-mapped file made durable."""
+    store.flush()
+    with open(store.filename, "rb+") as f:
+        os.fsync(f.fileno())

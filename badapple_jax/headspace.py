@@ -189,10 +189,12 @@ def random_z(key, hs: HeadSpace, L: int, scale):  # -> [L, 2D]: to_head_space(X)
 def svd_start(d, space: HeadSpace):  # [L, L] desired logits -> [L, 2D] head-space start
     """q k^T / sqrt(D) = the best rank-D approximation of d, made reachable: q = U_D (s sqrt(D))^1/2,
     k = V_D (s sqrt(D))^1/2, unrotated (R^-1: the logits rotate them back), then z solves
-    z S V^T = [q~ k~] - c and rows outside the ball are clipped."""
+    z S V^T = [q~ k~] - c and rows outside the ball are clipped. With fewer tokens L than D, d has rank at most L:
+    q and k are its L factors, padded with zero columns to D."""
     D = space.SVt.shape[0] // 2
     U, s, Vt = jnp.linalg.svd(d)
     root = jnp.sqrt(s[:D] * jnp.sqrt(D))
-    q, k = (rotate(a, space.config, inverse=True) for a in (U[:, :D] * root, Vt[:D].T * root))
+    pad = lambda a: jnp.pad(a, ((0, 0), (0, D - a.shape[1])))  # noqa: E731  [L, min(L, D)] -> [L, D]
+    q, k = (rotate(pad(a), space.config, inverse=True) for a in (U[:, :D] * root, Vt[:D].T * root))
     y = jnp.concatenate([q, k], axis=1) - space.c
     return y @ jnp.linalg.pinv(space.SVt)

@@ -1,5 +1,6 @@
-"""metrics.json, the record of a finished render: written by `render` (`of_render`, `write`), read by `plots`,
-`viewer` and scripts (`read_run`), in this one module.
+"""metrics.json, the record of a finished render: written by `render` (`of_render`, `write`), read back for
+`plots`, `viewer` and scripts (`read`, `read_run`, through `WorkDir.finished_run`), in this one module; the
+work directory (`workdir.WorkDir`) names its files.
 
 Its keys (per-frame lists are in frame order, N long):
     input, model (ModelInfo: name, source, is_random, config), settings (the Job, its optimiser settings under
@@ -32,17 +33,13 @@ import sys
 import zipfile
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 
 from badapple_jax import fidelity
 from badapple_jax.display import gray_of
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import write_atomic
-from badapple_jax.workdir import frame_path
 
-NAME = "metrics.json"
-TARGETS = "targets.npz"
 PACKAGES = ("badapple-jax", "jax", "jaxlib", "optax", "flax", "numpy", "scipy", "imageio", "imageio-ffmpeg")
 RERUN = " (made before fidelity was measured? rerun render)"
 
@@ -95,13 +92,13 @@ def of_render(job, info, clip, frames: np.ndarray, kept: dict, rgb: np.ndarray, 
     }
 
 
-def write(work: Path, metrics: dict, targets: np.ndarray) -> None:
-    """metrics.json, and beside it targets.npz: the gray targets [N, T, T] in [0, 1] as uint8 (`frames`), the
-    figures' "target" row."""
+def write(work, metrics: dict, targets: np.ndarray) -> None:
+    """The WorkDir `work`'s metrics.json, and beside it targets.npz: the gray targets [N, T, T] in [0, 1] as uint8
+    (`frames`), the figures' "target" row."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, frames=(targets * 255).round().astype(np.uint8))
-    write_atomic(work / TARGETS, buffer.getvalue())
-    write_atomic(work / NAME, json.dumps(strict_json(metrics), indent=1, allow_nan=False).encode())
+    write_atomic(work.targets_npz, buffer.getvalue())
+    write_atomic(work.metrics, json.dumps(strict_json(metrics), indent=1, allow_nan=False).encode())
 
 
 def strict_json(value):
@@ -129,9 +126,9 @@ def versions() -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """What the figures need from a work directory."""
+    """What the figures need from a finished render."""
 
-    workdir: Path
+    work: object  # its WorkDir
     loss: np.ndarray  # [N] per-frame loss, frame order
     psnr: np.ndarray  # [N] dB, shown gray frame against target over the shown region
     ssim: np.ndarray  # [N] in [-1, 1], the same comparison
@@ -146,39 +143,12 @@ class Run:
 
     def frame(self, i: int) -> np.ndarray:
         """[T, T, 3] uint8: the attention map frame i was rendered as (a damaged PNG is a BadInputError)."""
-        return read_frame(frame_path(self.workdir, i), self.colour, self.targets.shape[-1])
+        return self.work.read_frame(i, self.colour, self.targets.shape[-1])
 
 
-def read_frame(path: Path, colour: bool, size: int | None = None) -> np.ndarray:
-    """A frame PNG as render writes it: [T, T, 3] uint8 (T = `size` if given), in magma's colours unless `colour`.
-    Anything else is a BadInputError naming the file."""
-    try:
-        frame = iio.imread(path, plugin="pillow")  # ours are PNGs: no search through every other format
-    except Exception as err:  # imageio raises whatever its plugin does for a truncated or foreign file
-        why = err.strerror if isinstance(err, OSError) and err.strerror else "it is not a decodable PNG image"
-        raise BadInputError(f"Cannot read {path}: {why}.") from None
-    T = frame.shape[0] if size is None else size
-    if frame.dtype != np.uint8 or frame.shape != (T, T, 3):
-        expected = "[T, T, 3]" if size is None else f"[{T}, {T}, 3] as the other frames"
-        raise BadInputError(f"{path} is {frame.dtype} {list(frame.shape)}, not a frame of this render "
-                            f"(uint8 {expected}).")
-    if not colour:
-        try:
-            gray_of(frame)  # decodes only a picture render drew
-        except ValueError:
-            raise BadInputError(f"{path} is not a frame of this render: it holds colours outside the magma "
-                                "colormap.") from None
-    return frame
-
-
-def read_run(workdir) -> Run:
-    """Load and check a work directory; anything unusable is a one-line BadInputError naming the path."""
-    work = Path(workdir)
-    if not work.is_dir():
-        if work.exists():
-            raise BadInputError(f"{work} is {'a file' if work.is_file() else 'not a directory'}, not a work directory.")
-        raise BadInputError(f"Work directory {work} does not exist.")
-    path = work / NAME
+def read(work) -> dict:
+    """The WorkDir `work`'s metrics.json as a dict; missing, unreadable or not an object is a BadInputError."""
+    path = work.metrics
     try:
         metrics = json.loads(path.read_text())
     except FileNotFoundError:
@@ -187,6 +157,13 @@ def read_run(workdir) -> Run:
         raise BadInputError(f"Cannot read {path}: {' '.join(str(err).split())}.") from None
     if not isinstance(metrics, dict):
         raise BadInputError(f"{path} is not the metrics of a render (a JSON {type(metrics).__name__}, not an object).")
+    return metrics
+
+
+def read_run(work) -> Run:
+    """The WorkDir `work`'s metrics.json and targets.npz, each field checked (its frame PNGs are the WorkDir's to
+    check: `WorkDir.finished_run`); anything unusable is a one-line BadInputError naming the path."""
+    metrics, path = read(work), work.metrics
     loss = per_frame(metrics, "per_frame_loss", path, low=0.0)
     fps = metrics.get("fps")
     if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
@@ -201,27 +178,17 @@ def read_run(workdir) -> Run:
     display = metrics.get("display")
     if not (isinstance(display, str) and display):
         raise BadInputError(f"{path} has no display name, sink or zscore{'' if 'display' in metrics else RERUN}.")
-    path = work / TARGETS
     try:
-        with np.load(path) as npz:
+        with np.load(work.targets_npz) as npz:
             targets = npz["frames"]
     except FileNotFoundError:
         raise BadInputError(f"No targets.npz in {work}: it is written by render at the end of a run.") from None
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
-        raise BadInputError(f"Cannot read frames from {path}: {' '.join(str(err).split())}.") from None
-    missing = [i for i in range(loss.size) if not frame_path(work, i).is_file()]
-    if missing:
-        raise BadInputError(f"{work / 'frames'} lacks {frame_path(work, missing[0]).name} ({len(missing)} of "
-                            f"{loss.size} frame PNGs missing).")
+        raise BadInputError(f"Cannot read frames from {work.targets_npz}: {' '.join(str(err).split())}.") from None
     job = metrics.get("settings")
     colour = isinstance(job, dict) and job.get("color") is True
-    T = read_frame(frame_path(work, 0), colour).shape[0]
-    for i in range(1, loss.size):
-        read_frame(frame_path(work, i), colour, T)
-    if targets.dtype != np.uint8 or targets.shape != (loss.size, T, T):
-        raise BadInputError(f"{path} holds {targets.dtype} frames of shape {list(targets.shape)}, expected uint8 "
-                            f"[{loss.size}, {T}, {T}]: {loss.size} as per_frame_loss, {T}x{T} as the frame PNGs.")
-    return Run(work, loss, psnr, ssim, np.array(content, bool), flicker, target_flicker, display, float(fps), targets, caption(metrics), colour)
+    return Run(work, loss, psnr, ssim, np.array(content, bool), flicker, target_flicker, display, float(fps), targets,
+               caption(metrics), colour)
 
 
 def per_frame(metrics, key: str, path: Path, size=None, low=-np.inf, high=np.inf) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 For every frame: `seeds` random starts explored for steps // 4 Adam steps each, the best start kept,
 then refined for the remaining steps with a fresh Adam and schedule (the one-cycle schedule runs one
-start's steps as one phase: there is nothing to choose). Frames and seeds are vmapped
-and the steps run in `lax.scan`. The parameters are the solver's (`solver.py`): the embedding X itself
-(`Embedding`, the reference's method) or the head-space z of `headspace.py`, lifted to X at the end;
-either way the final X is checked through the ordinary kernel.
+start's steps as one phase: there is nothing to choose); `PhaseOptions.optimizer` puts another optax
+transformation in Adam's place. Frames and seeds are vmapped and the steps run in `lax.scan`. The
+parameters are the solver's (`solver.py`): the embedding X itself (`Embedding`, the reference's method) or the
+head-space z of `headspace.py`, lifted to X at the end; either way the final X is checked through the ordinary kernel.
 
 Each frame's gradient is that of its own loss (the reference differentiates the chunk's MEAN loss,
 which scales gradients by 1/chunk; Adam is invariant to that scale except through its eps), so a
@@ -18,6 +18,7 @@ compiled program, and a change of plan compiles a new one.
 """
 import dataclasses
 import math
+from typing import Callable
 
 import flax
 import jax
@@ -210,8 +211,10 @@ def warm_restart_cosine(lr, lr_min, T_0, n_steps) -> optax.Schedule:
 
 
 def phase_optimizer(settings: Settings, n_steps: int) -> optax.GradientTransformation:
-    """Adam (PyTorch's b1 and eps, `settings.b2`) with a fresh schedule: warm restarts with T_0 =
-    max(n_steps // 4, 50), the reference's, or one cosine cycle over the phase (CosineAnnealingLR)."""
+    """The default optimiser of every phase: Adam (PyTorch's b1 and eps, `settings.b2`) with a fresh schedule: warm
+    restarts with T_0 = max(n_steps // 4, 50), the reference's, or one cosine cycle over the phase
+    (CosineAnnealingLR). Any function of (settings, n_steps) to an optax transformation can stand in for it
+    (`PhaseOptions.optimizer`); its numbers are read from `settings` as this one's are, traced."""
     if settings.schedule == "cosine":
         schedule = optax.cosine_decay_schedule(settings.lr, n_steps, alpha=settings.lr_min / settings.lr)
     else:
@@ -219,13 +222,33 @@ def phase_optimizer(settings: Settings, n_steps: int) -> optax.GradientTransform
     return optax.adam(schedule, b1=0.9, b2=settings.b2, eps=1e-8)
 
 
-def head_losses(p, w, solver, d, mask):  # [B, L, P], [B, H, L, L], [L, L] -> [B, H]: each head's loss
+@flax.struct.dataclass
+class Chunk:
+    """B frames optimised together, as `optimize_chunk` takes them (`chunks.chunk_inputs` builds one, padded)."""
+
+    frames: jax.Array  # [B, (H,) T, T] in [0, 1] (uint8 scaled); one channel per head of a group
+    index: jax.Array  # [B] int: each frame's index in the clip, which keys its random starts
+    valid: jax.Array  # [B] bool: a real frame, not the padding of a last chunk
+
+
+@flax.struct.dataclass
+class Problem:
+    """What the optimiser minimises for B frames, as an encoding states it (SPEC 5): the loss of each frame's logits
+    against its desired logits `d` over the entries of `mask` (`loss.frame_loss`)."""
+
+    d: jax.Array  # [B, H, L, L] desired logits, row-centred, zero outside the mask (H = 1 for one head)
+    mask: jax.Array  # [L, L] bool: the entries the loss counts (NumPy, as encodings give it: the loss computes only
+    # the strips of it that its rows reach, `loss.qk_loss`; a traced mask costs every logit)
+    valid: jax.Array  # [B] bool: the real frames against a chunk's padding (the chunk-wide start choice counts them)
+
+
+def head_losses(p, w, solver, problem: Problem):  # [B, L, P] -> [B, H]: each head's loss
     q, k = jax.vmap(solver.qk, in_axes=(0, None))(p, w)  # [B, H, L, D] each
-    return qk_loss(q, k, d, mask)  # only the logits the mask counts are computed
+    return qk_loss(q, k, problem.d, problem.mask)  # only the logits the mask counts are computed
 
 
-def frame_losses(p, w, solver, d, mask):  # [..., B, L, P], [B, H, L, L] -> [..., B], the mean over heads
-    losses = lambda p: jnp.mean(head_losses(p, w, solver, d, mask), axis=-1)  # noqa: E731
+def frame_losses(p, w, solver, problem: Problem):  # [..., B, L, P] -> [..., B], the mean over heads
+    losses = lambda p: jnp.mean(head_losses(p, w, solver, problem), axis=-1)  # noqa: E731
     for _ in range(p.ndim - 3):  # seeds: vmapped, not reshaped, so a sharded frame axis stays whole
         losses = jax.vmap(losses)
     return losses(p)
@@ -233,24 +256,29 @@ def frame_losses(p, w, solver, d, mask):  # [..., B, L, P], [B, H, L, L] -> [...
 
 @dataclasses.dataclass(frozen=True)
 class PhaseOptions:
-    """How each Adam phase of a compiled chunk runs besides its steps (static: each combination is its own program).
-    `keep_best`: end at each frame's lowest-loss finite parameters met on the way (the final ones included) instead
-    of the last: the non-finite guard's retry, never on the hot path. `progress`: report the steps done to the host
-    as they run (`progress.py`), for a progress bar."""
+    """How each phase (explore, refine) of a compiled chunk runs besides its steps (static: each combination is its
+    own program). `optimizer`: (settings, n_steps) -> the optax.GradientTransformation of a phase of n_steps,
+    built afresh for each (default `phase_optimizer`, Adam on the settings' schedule), e.g.
+    `lambda s, n: optax.sgd(s.lr)`; a module-level function, so equal options compile once. `keep_best`: end at each
+    frame's lowest-loss finite parameters met on the way (the final ones included) instead of the last: the
+    non-finite guard's retry, never on the hot path. `progress`: report the steps done to the host as they run
+    (`progress.py`), for a progress bar."""
 
+    optimizer: Callable[[Settings, int], optax.GradientTransformation] = phase_optimizer
     keep_best: bool = False
     progress: bool = False
 
 
-def adam_phase(p, w, solver, d, mask, settings: Settings, n_steps: int, options: PhaseOptions = PhaseOptions()):
-    """`n_steps` Adam updates of every frame's parameters (the solver's) from a fresh optimiser state
-    ([..., B, L, P] -> same, loss trace [n_steps, ..., B]).
+def run_phase(p, w, solver, problem: Problem, settings: Settings, n_steps: int,
+              options: PhaseOptions = PhaseOptions()):
+    """`n_steps` updates of every frame's parameters (the solver's) by a fresh `options.optimizer(settings,
+    n_steps)` ([..., B, L, P] -> same, loss trace [n_steps, ..., B]).
 
-    `options` (PhaseOptions): the best finite state kept instead of the last, progress reports."""
-    opt = phase_optimizer(settings, n_steps)
+    `options` (PhaseOptions): the optimiser, the best finite state kept instead of the last, progress reports."""
+    opt = options.optimizer(settings, n_steps)
 
     def total_loss(p):
-        losses = frame_losses(p, w, solver, d, mask)
+        losses = frame_losses(p, w, solver, problem)
         return jnp.sum(losses), losses
 
     def keep(best, p, losses):  # (p, loss) of each frame's lowest finite loss so far
@@ -271,7 +299,7 @@ def adam_phase(p, w, solver, d, mask, settings: Settings, n_steps: int, options:
     share = (lambda steps: (before + steps * width) / settings.frame_steps) if options.progress else None  # noqa: E731
     (p, _, best), trace = progress_scan(step, (p, opt.init(p), best), n_steps, share)
     if options.keep_best:
-        p = keep(best, p, frame_losses(p, w, solver, d, mask))[0]
+        p = keep(best, p, frame_losses(p, w, solver, problem))[0]
     return p, trace
 
 
@@ -285,45 +313,46 @@ def select_start(explore_loss, valid, how: str):  # [S, B], [B] bool -> [B] int
     return jnp.full(explore_loss.shape[1], jnp.argmin(chunk_mean))
 
 
-def multi_start(w: HeadWeights, solver: Solver | None, d, mask, p0, valid, settings: Settings,
+def multi_start(w: HeadWeights, solver: Solver | None, problem: Problem, p0, settings: Settings,
                 options: PhaseOptions = PhaseOptions()) -> ChunkResult:
-    """Explore every start in `p0` [S, B, L, P] against desired logits `d` [B, (H,) L, L] over `mask` [L, L],
-    keep the best, refine. S is `settings.seeds`. `valid` [B] bool marks the chunk's real frames against its
-    padding: only they count when `settings.seed_select` is "chunk" (one start for all, by their mean loss).
-    The result's `picture`, `psnr` and `ssim` stay None: `d` carries neither the frames nor their encoding.
+    """Explore every start in `p0` [S, B, L, P] against `problem` (its desired logits `d` [B, (H,) L, L] over `mask`
+    [L, L]), keep the best, refine. S is `settings.seeds`. `problem.valid` [B] bool marks the chunk's real frames
+    against its padding: only they count when `settings.seed_select` is "chunk" (one start for all, by their mean
+    loss). The result's `picture`, `psnr` and `ssim` stay None: `d` carries neither the frames nor their encoding.
     Draw them as `chunks.finish_chunk` does: `picture = encoding.picture(result.attention)`, then
     `psnr(picture, frames, encoding.region(T))`.
 
     `solver` (`solver.py`; None: `Embedding()`) owns the parameters: X itself (P = n_embd), or a HeadSpace's z
-    (P = 2 d_head), lifted to X. `options` (PhaseOptions): the non-finite guard's retry ends each phase at its best
-    finite parameters; a progress bar's program reports its steps to the host. Inside, heads are always a group
-    (H >= 1); the result has one head's shapes for one head."""
+    (P = 2 d_head), lifted to X. `options` (PhaseOptions): the optimiser of each phase; the non-finite guard's retry
+    ends each phase at its best finite parameters; a progress bar's program reports its steps to the host. Inside,
+    heads are always a group (H >= 1); the result has one head's shapes for one head."""
     settings.check()
-    check_on_mask(mask, d=d)
+    check_on_mask(problem.mask, d=problem.d)
     solver = as_solver(solver)
-    B, L = np.shape(d)[0], np.shape(mask)[0]
+    B, L = np.shape(problem.d)[0], np.shape(problem.mask)[0]
     heads = group_of(w)
-    wanted = {"d": ("[B, (H,) L, L]", (B, *heads, L, L), d),
-              "p0": ("[seeds, B, L, P]", (settings.seeds, B, L, solver.width(w)), p0), "valid": ("[B]", (B,), valid)}
+    wanted = {"d": ("[B, (H,) L, L]", (B, *heads, L, L), problem.d),
+              "p0": ("[seeds, B, L, P]", (settings.seeds, B, L, solver.width(w)), p0),
+              "valid": ("[B]", (B,), problem.valid)}
     for name, (axes, shape, a) in wanted.items():
         if np.shape(a) != shape:
             raise BadInputError(f"{name} must be {axes} = {shape}, got shape {np.shape(a)}.")
-    d = jnp.reshape(d, (B, -1, L, L))  # [B, H, L, L]
+    problem = problem.replace(d=jnp.reshape(problem.d, (B, -1, L, L)))  # [B, H, L, L]
     if settings.explore:
-        p, explore_trace = adam_phase(p0, w, solver, d, mask, settings, settings.explore, options)  # [explore, S, B]
-        explore_loss = frame_losses(p, w, solver, d, mask) if options.keep_best else explore_trace[-1]  # [S, B]
-        start = select_start(explore_loss, valid, settings.seed_select)
+        p, explore_trace = run_phase(p0, w, solver, problem, settings, settings.explore, options)  # [explore, S, B]
+        explore_loss = frame_losses(p, w, solver, problem) if options.keep_best else explore_trace[-1]  # [S, B]
+        start = select_start(explore_loss, problem.valid, settings.seed_select)
         p = p[start, jnp.arange(B)]
     else:  # one start, nothing explored
         start, p = jnp.zeros(B, int), p0[0]
-    p, refine_trace = adam_phase(p, w, solver, d, mask, settings, settings.refine, options)
+    p, refine_trace = run_phase(p, w, solver, problem, settings, settings.refine, options)
     if not settings.explore:  # the start's loss: the first refine step's, taken before its update
         explore_loss, explore_trace = refine_trace[:1], refine_trace[:0, None]  # [1, B], [0, 1, B]
     x = jax.vmap(solver.to_x)(p)
     A = jax.vmap(Embedding().logits, in_axes=(0, None))(x, w)  # [B, H, L, L]: the ordinary kernel
-    per_head = frame_loss(A, d, mask)
+    per_head = frame_loss(A, problem.d, problem.mask)
     A = A.reshape(B, *heads, L, L)
-    space_loss = frame_losses(p, w, solver, d, mask)
+    space_loss = frame_losses(p, w, solver, problem)
     return ChunkResult(
         x, masked_softmax(A, w.config.causal), per_head.mean(axis=-1), space_loss if options.keep_best else refine_trace[-1],
         per_head, space_loss, start, explore_loss.T, explore_trace.transpose(2, 0, 1), refine_trace.T,
@@ -355,20 +384,22 @@ def initial_embeddings(seed: int, frame_index, n_seeds: int, L: int, E: int, sca
     return random_embeddings(start_keys(seed, frame_index, n_seeds), L, E, scale)
 
 
-def optimize_chunk(w: HeadWeights, solver: Solver | None, frames, frame_index, valid, seed,
-                   settings: Settings, options: PhaseOptions = PhaseOptions()) -> ChunkResult:
-    """Frames [B, T, T] in [0, 1] (or [B, H, T, T]: one channel per head of a group) -> optimised
+def optimize_chunk(w: HeadWeights, solver: Solver | None, chunk: Chunk, seed, settings: Settings,
+                   options: PhaseOptions = PhaseOptions()) -> ChunkResult:
+    """A chunk's frames [B, T, T] in [0, 1] (or [B, H, T, T]: one channel per head of a group) -> optimised
     embeddings and attention maps, encoded as `settings.encoding` says for the head's model, by `solver`
-    (`solver.make_solver(settings.solver, w)`; None: the embedding solver). Jitted with `settings` an ordinary
-    (traced) argument, one program serves every value of its numbers (`NUMBERS`).
+    (`solver.make_solver(settings.solver, w)`; None: the embedding solver), from random starts keyed by `seed` and
+    each frame's `chunk.index`. Jitted with `settings` an ordinary (traced) argument, one program serves every
+    value of its numbers (`NUMBERS`).
 
     An encoding with two views per frame (full mode) optimises every frame's transpose alongside it, in
     the same vmapped batch, and each field of the result gains a view axis after the frame axis: [B, 2, ...].
-    `options` (PhaseOptions): every phase ends at its best finite parameters (the non-finite guard's retry), and
-    reports the steps done to the host (a progress bar's program)."""
-    frames = checked_frames(frames, w)
+    `options` (PhaseOptions): the optimiser of each phase; every phase ends at its best finite parameters (the
+    non-finite guard's retry); the steps done are reported to the host (a progress bar's program)."""
+    frames = checked_frames(chunk.frames, w)
     B, T = frames.shape[0], frames.shape[-1]
-    for name, a, shape in (("frame_index", frame_index, (B,)), ("valid", valid, (B,)), ("seed", seed, ())):
+    frame_index, valid = chunk.index, chunk.valid
+    for name, a, shape in (("index", frame_index, (B,)), ("valid", valid, (B,)), ("seed", seed, ())):
         if np.shape(a) != shape:
             raise BadInputError(f"{name} must have shape {shape} for {B} frames, got {np.shape(a)}.")
     solver = as_solver(solver)
@@ -377,11 +408,11 @@ def optimize_chunk(w: HeadWeights, solver: Solver | None, frames, frame_index, v
     frames = jnp.concatenate([frames, jnp.swapaxes(frames, -1, -2)][:V])  # [V B, ...]: view-major
     frame_index = jnp.concatenate([frame_index + v * TRANSPOSED for v in range(V)])
     valid = jnp.concatenate([valid] * V)
-    d = encoding.desired(frames)  # [V B, (H,) L, L]
-    mask = encoding.mask(T)
+    problem = Problem(encoding.desired(frames), encoding.mask(T), valid)  # d [V B, (H,) L, L]
     # every solver starts where a random X would: head space from the z it would show the head, drawn in head space
-    p0 = solver.init(start_keys(seed, frame_index, settings.seeds), w, d, settings.init_scale, settings.warm_start)
-    result = multi_start(w, solver, d, mask, p0, valid, settings, options)
+    p0 = solver.init(start_keys(seed, frame_index, settings.seeds), w, problem.d, settings.init_scale,
+                     settings.warm_start)
+    result = multi_start(w, solver, problem, p0, settings, options)
     if V == 1:
         return result
     return jax.tree.map(lambda a: jnp.stack([a[v * B:(v + 1) * B] for v in range(V)], axis=1), result)

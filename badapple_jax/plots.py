@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from badapple_jax import fidelity, workdir
+from badapple_jax import fidelity
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import write_atomic
-from badapple_jax.metrics import Run, read_run
+from badapple_jax.metrics import Run
 from badapple_jax.outputs import claim, mark
+from badapple_jax.workdir import WorkDir, FIGURES as NAMES
 
 DPI = 120
 WIDTH = 14.0  # inches: 1680 px at DPI
@@ -248,8 +249,8 @@ def fidelity_summary(run: Run) -> list[str]:
     ]
 
 
-FIGURES = dict(zip(workdir.FIGURES, (loss_timeline, loss_histogram, comparison_grid, best_worst, fidelity_timeline,
-                                      fidelity_histogram)))  # file name (the work directory's) -> drawing
+FIGURES = dict(zip(NAMES, (loss_timeline, loss_histogram, comparison_grid, best_worst, fidelity_timeline,
+                          fidelity_histogram)))  # file name (the work directory's) -> drawing
 
 
 def png(fig: Figure) -> bytes:
@@ -264,12 +265,12 @@ def make_plots(workdir) -> list[Path]:
 
     Every figure is rendered before any is written, and each is written atomically: a failure leaves
     the directory as it was, never half the figures of this run beside those of an earlier one."""
-    run = read_run(workdir)
-    paths = [claim(run.workdir / name, "plots") for name in FIGURES]
+    run = WorkDir(Path(workdir)).finished_run()
+    paths = [claim(run.work.path / name, "plots") for name in FIGURES]
     images = {path: png(draw(run)) for path, draw in zip(paths, FIGURES.values())}
     try:
         for path, data in images.items():
             write_atomic(path, data)
     except OSError as err:
-        raise BadInputError(f"Cannot write the figures in {run.workdir}: {err.strerror or err}.") from err
+        raise BadInputError(f"Cannot write the figures in {run.work}: {err.strerror or err}.") from err
     return list(images)

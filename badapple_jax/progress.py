@@ -1,12 +1,12 @@
 """How far the running chunk has got, reported from inside its compiled program, so a progress bar moves
 while a chunk computes instead of once per chunk.
 
-A program compiled with `progress` on runs each Adam phase as REPORTS blocks of steps (`scan`) and, after each
+A program compiled with `progress` on runs each phase as REPORTS blocks of steps (`scan`) and, after each
 block, calls `jax.debug.callback` with the share of the chunk's Adam updates done (`Settings.frame_steps`: every
 start explored, the kept one refined). The callback carries one float32 scalar, and no conditional enters the
 step (a GPU would copy its predicate to the host every step). A program compiled without it is unchanged; XLA's
 persistent cache does not store programs with host callbacks, so only a program that shows a bar has them
-(`plan(..., progress=True)`, the command without -q). Its cost: benchmarks/RESULTS.md.
+(`plan(..., options=PhaseOptions(progress=True))`, the command without -q). Its cost: benchmarks/RESULTS.md.
 """
 import jax
 import jax.numpy as jnp

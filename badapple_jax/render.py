@@ -23,9 +23,8 @@ from badapple_jax.video import (BUILT_IN, FPS_RANGE, START_MAX, VIDEO_SUFFIXES, 
                                 write_video)
 from badapple_jax.model import pick_head, pick_heads
 from badapple_jax.weights import load_layer
-from badapple_jax.workdir import (OURS, RECORD_FIELDS, Wanted, embeddings_store, finish_embeddings, identity, job_key,
-                                  load_chunk, one_writer, open_workdir, plan_opening, remove_leftovers, save_chunk,
-                                  saved_frames, sha256_of, write_manifest)
+from badapple_jax.identity import identity, job_key, sha256_of
+from badapple_jax.workdir import RECORD_FIELDS, Wanted, WorkDir
 
 # Bounds of the options every command that reads a clip shares (the optimiser's own are in optimize.LIMITS,
 # the sampling rate's in video.FPS_RANGE): a seed is a non-negative int32.
@@ -57,8 +56,8 @@ class Job:
     settings: Settings = Settings()
 
     @property
-    def work(self) -> Path:
-        return Path(self.workdir) if self.workdir else Path(self.output).with_suffix(".work")
+    def work(self) -> WorkDir:
+        return WorkDir(Path(self.workdir)) if self.workdir else WorkDir.beside(self.output)
 
 
 def check(job: Job) -> None:
@@ -97,9 +96,7 @@ def check(job: Job) -> None:
         raise BadInputError(f"Output directory {out.parent} is not writable.")
     if out.is_dir():
         raise BadInputError(f"Output {out} is a directory.")
-    existing = next(p for p in (job.work, *job.work.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise BadInputError(f"Cannot use work directory {job.work}: {existing} is not a directory.")
+    job.work.check_usable()
     check_not_an_input(job)
 
 
@@ -122,8 +119,8 @@ def check_not_an_input(job: Job) -> None:
     that holds the input or lies inside the input directory (its frame_*.png would be read as input)."""
     source = Path(job.input) if job.input not in BUILT_IN else None
     claim(job.output, "video", inputs={"the input": source, "the audio file": job.audio})
-    out, work = Path(job.output).resolve(), job.work.resolve()
-    if any(out.is_relative_to(work / sub) for sub in ("frames", "chunks")) or out.parent == work and out.name in OURS:
+    work = job.work.path.resolve()
+    if job.work.holds(job.output):
         raise BadInputError(f"Output {job.output} is a file of the work directory {job.work}: choose another -o.")
     if source is not None and source.exists() and (source.resolve().is_relative_to(work) or
                                                    source.is_dir() and work.is_relative_to(source.resolve())):
@@ -153,11 +150,11 @@ def render(job: Job, log=print, progress: bool = True) -> dict:
     same command to resume), never a half-written file."""
     check(job)
     subject = read_subject(job)
-    twin = finished_twin(job, subject)
+    twin = None if job.workdir is not None or job.restart else job.work.finished_twin(subject.wanted)
     if twin is not None:
         log(f"{twin} holds this render, finished: {job.output} is assembled from it")
         job = dataclasses.replace(job, workdir=str(twin))
-    with one_writer(job.work):
+    with job.work.one_writer():
         try:
             return _opened(job, subject, log, progress)
         except OSError as err:  # a full disk, a work directory removed or made read-only meanwhile, a file unreadable
@@ -190,36 +187,19 @@ def read_subject(job: Job) -> Subject:
     return Subject(w, info, clip, frames, mesh, wanted)
 
 
-def finished_twin(job: Job, subject: Subject) -> Path | None:
-    """A finished render of the same job beside the default work directory, for a job that has none of its own
-    (no --workdir given, no manifest at OUT.work, no --restart): a sibling *.work with the same options, input and
-    model, chunks this job would accept, every chunk recorded and intact. A new -o then only assembles the video
-    from it, and no OUT.work is made."""
-    if job.workdir is not None or job.restart or (job.work / "manifest.json").exists():
-        return None
-    for path in sorted(job.work.parent.glob("*.work/manifest.json")):
-        try:
-            opening = plan_opening(path.parent, subject.wanted, restart=False)
-        except (BadInputError, OSError):  # not a render this one can use: never an error here
-            continue
-        if (not opening.grow and (path.parent / "metrics.json").is_file()
-                and len(opening.done) * opening.recorded["chunk_size"] >= len(subject.frames)):
-            return path.parent
-    return None
-
-
 def _opened(job: Job, subject: Subject, log, progress) -> dict:
     """`render` once its work directory is locked: decide, write, then plan -> run -> report."""
-    opening = plan_opening(job.work, subject.wanted, job.restart)
-    recorded = open_workdir(job.work, opening, subject.wanted, log)
+    work = job.work
+    opening = work.opening(subject.wanted, job.restart)
+    recorded = work.open(opening, subject.wanted, log)
     with stop_on_signal(lambda msg: print(msg, file=sys.stderr)) as stop:  # shown even with --quiet
         try:
             plan = make_plan(job, subject, recorded, list(opening.done), log, progress)
             seconds = run(job, subject, plan, stop, log)
             return report(job, subject, plan, seconds, log)
         except KeyboardInterrupt:  # the second signal: a chunk may still be computing in the worker thread
-            remove_leftovers(job.work)
-            raise Interrupted(resume_message(job.work, len(subject.frames)), busy=True) from None
+            work.remove_leftovers()
+            raise Interrupted(work.interrupted(len(subject.frames)), busy=True) from None
 
 
 @dataclasses.dataclass
@@ -239,39 +219,52 @@ class Plan:
 def make_plan(job: Job, subject: Subject, recorded, done: list, log, progress: bool) -> Plan:
     """The chunks of the job and the compiled step for those left (`progress`: one that reports its steps to a
     progress bar); a fresh job's manifest is written here, once its chunk size is known."""
-    w, mesh, N, T = subject.w, subject.mesh, len(subject.frames), job.size
-    encoding = job.settings.encoding(subject.info.config.causal)
-    log(f"model: {subject.info.source}; layer {job.layer}, head {job.head}")
-    log(f"input: {subject.clip.label}, {N} frames of {T}x{T} at {subject.clip.fps:g} fps")
-    here = device_info(mesh)
-    if recorded is not None and recorded["device"] != here:
-        log(f"note: {job.work} was started on {recorded['device']}; frames computed here on {here} may "
-            "differ from its others beyond float rounding (README: Determinism)")
-    store = None
-    if job.save_embeddings:  # [N, L, E], or [N, 2, L, E] in full mode: the frame's and its transpose's
-        shape = (N, *((2,) if encoding.views == 2 else ()), encoding.tokens(T), subject.info.config.n_embd)
-        store, kept = embeddings_store(job.work, shape)
-        done = done if kept else []
+    N, here = len(subject.frames), device_info(subject.mesh)
+    _log_start(job, subject, recorded, here, log)
+    store, kept = _embeddings(job, subject)
+    done = done if kept else []
     t0, program = time.perf_counter(), None
     if recorded is None:  # a fresh job: the planner decides its chunk and compiles it once
-        program = plan_program(w, T, N, job.settings, chunk_size=job.chunk_size, mesh=mesh, progress=progress)
+        program = plan_program(subject.w, job.size, N, job.settings, chunk_size=job.chunk_size, mesh=subject.mesh,
+                               options=PhaseOptions(progress=progress))
     chunk = recorded["chunk_size"] if program is None else program.chunk_size
     starts = list(range(0, N, chunk))
     todo = [s for s in starts if s not in done]
     if done:
         log(f"resuming: {N - frames_in(todo, chunk, N)} of {N} frames are already in {job.work}")
     if todo:
-        device = mesh.devices.flat[0]
-        log(f"device: {mesh.size} x {device.platform} ({device.device_kind}); one "
-            f"{job.settings.solver} step for {chunk} frames x {job.settings.seeds} seed{'s' * (job.settings.seeds != 1)}")
-        if program is None:  # a resumed job keeps the chunk its work directory recorded
-            program = compile_chunk(w, T, chunk, job.settings, mesh, PhaseOptions(progress=progress))[0]
-            check_fits(program, mesh)
+        device = subject.mesh.devices.flat[0]
+        log(f"device: {subject.mesh.size} x {device.platform} ({device.device_kind}); one {job.settings.solver} step "
+            f"for {chunk} frames x {job.settings.seeds} seed{'s' * (job.settings.seeds != 1)}")
+    if todo and program is None:  # a resumed job keeps the chunk its work directory recorded
+        options = PhaseOptions(progress=progress)
+        program = compile_chunk(subject.w, job.size, chunk, job.settings, subject.mesh, options)[0]
+        check_fits(program, subject.mesh)
     compile_seconds = time.perf_counter() - t0 if todo else 0.0
     if recorded is None:
-        recorded = {**subject.wanted.identity, "chunk_size": chunk, "device": here, "versions": metrics.versions()}
-        write_manifest(job.work, recorded)
+        recorded = job.work.begin(subject.wanted.identity, chunk, here)
     return Plan(chunk, starts, todo, program, job_key(recorded), store, here, compile_seconds)
+
+
+def _log_start(job: Job, subject: Subject, recorded, here: dict, log) -> None:
+    N, T = len(subject.frames), job.size
+    log(f"model: {subject.info.source}; layer {job.layer}, head {job.head}")
+    log(f"input: {subject.clip.label}, {N} frames of {T}x{T} at {subject.clip.fps:g} fps")
+    if recorded is not None and recorded["device"] != here:
+        log(f"note: {job.work} was started on {recorded['device']}; frames computed here on {here} may "
+            "differ from its others beyond float rounding (README: Determinism)")
+
+
+def _embeddings(job: Job, subject: Subject) -> tuple[object, bool]:
+    """With `save_embeddings`, embeddings.partial.npy memory-mapped and whether it holds a past run's rows;
+    (None, True) without."""
+    if not job.save_embeddings:
+        return None, True
+    encoding = job.settings.encoding(subject.info.config.causal)
+    # [N, L, E], or [N, 2, L, E] in full mode: the frame's and its transpose's
+    views = (2,) if encoding.views == 2 else ()
+    return job.work.embeddings_store((len(subject.frames), *views, encoding.tokens(job.size),
+                                      subject.info.config.n_embd))
 
 
 def run(job: Job, subject: Subject, plan: Plan, stop, log) -> float:
@@ -281,8 +274,8 @@ def run(job: Job, subject: Subject, plan: Plan, stop, log) -> float:
     results = optimize_frames(plan.program, subject.frames, seed=job.seed, chunk_starts=plan.todo,
                               stop=stop) if plan.todo else ()
     for start, result in results:
-        save_chunk(job.work, start, to_rgb(result.picture, job.color), {k: getattr(result, k) for k in RECORD_FIELDS},
-                   plan.key, plan.store, None if plan.store is None else result.x)
+        job.work.save_chunk(start, to_rgb(result.picture, job.color), {k: getattr(result, k) for k in RECORD_FIELDS},
+                            plan.key, plan.store, None if plan.store is None else result.x)
         finite = np.isfinite(result.loss.reshape(len(result.failed), -1)).all(axis=1)
         for name, which in (("redone at half the learning rate", result.retried),
                             ("non-finite again, shown from its best finite state", result.failed & finite),
@@ -291,7 +284,7 @@ def run(job: Job, subject: Subject, plan: Plan, stop, log) -> float:
                 log(f"non-finite loss: frames {(start + np.flatnonzero(which)).tolist()} {name}")
         done.append(start)
     if len(done) < len(plan.todo):
-        raise Interrupted(resume_message(job.work, len(subject.frames)), busy=False)
+        raise Interrupted(job.work.interrupted(len(subject.frames)), busy=False)
     return time.perf_counter() - t0
 
 
@@ -299,23 +292,18 @@ def report(job: Job, subject: Subject, plan: Plan, optimize_seconds: float, log)
     """Assemble the finished render from its records and PNGs (a resumed run shows the same bytes): metrics.json,
     targets.npz and the video; returns the metrics."""
     N, work, clip = len(subject.frames), job.work, subject.clip
-    rgb, records = zip(*(load_chunk(work, s, min(plan.chunk, N - s), plan.key, subject.wanted.shape)
+    rgb, records = zip(*(work.load_chunk(s, min(plan.chunk, N - s), plan.key, subject.wanted.shape)
                          for s in plan.starts))
     rgb = np.concatenate(rgb)  # [N, T, T, 3] uint8
     kept = {k: np.concatenate([r[k] for r in records]) for k in records[0]}  # [N, ...], or [N, 2, ...] in full mode
     if plan.store is not None:
-        finish_embeddings(work, plan.store)
+        work.finish_embeddings(plan.store)
     computed = frames_in(plan.todo, plan.chunk, N)
     found = metrics.of_render(job, subject.info, clip, subject.frames, kept, rgb, {
         "compile_seconds": plan.compile_seconds, "optimize_seconds": optimize_seconds, "computed": computed,
         "chunk_size": plan.chunk, "device": plan.device})
     metrics.write(work, found, clip.frames.mean(axis=-1) if job.color else clip.frames)  # gray targets
-    if job.side_by_side:
-        targets = (clip.frames * 255).round().astype(np.uint8)
-        targets = targets if job.color else np.repeat(targets[..., None], 3, axis=-1)
-        rgb = np.concatenate([targets, rgb], axis=2)  # [N, T, 2T, 3]
-    audio = job.audio or clip.audio
-    write_video(rgb, job.output, fps=clip.fps, audio=audio, audio_start=clip.start / clip.fps)
+    audio = write_render_video(job, clip, rgb)
     earlier = f" ({N - computed} from earlier runs)" if computed < N else ""
     log(f"done: {N} frames{earlier} in {optimize_seconds:.1f} s (+{plan.compile_seconds:.1f} s compile), loss mean "
         f"{found['mean_loss']:.4g} median {found['median_loss']:.4g}, {fidelity.summary_text(found)}, "
@@ -324,9 +312,15 @@ def report(job: Job, subject: Subject, plan: Plan, optimize_seconds: float, log)
     return found
 
 
-def resume_message(work: Path, n_frames: int) -> str:
-    return (f"interrupted: {saved_frames(work, n_frames)} of {n_frames} frames are saved in {work}; run the same "
-            "command again to resume from there.")
+def write_render_video(job: Job, clip, rgb: np.ndarray) -> str | None:
+    """The video of frames `rgb` [N, T, T, 3] (beside their targets with `side_by_side`); returns its audio file."""
+    if job.side_by_side:
+        targets = (clip.frames * 255).round().astype(np.uint8)
+        targets = targets if job.color else np.repeat(targets[..., None], 3, axis=-1)
+        rgb = np.concatenate([targets, rgb], axis=2)  # [N, T, 2T, 3]
+    audio = job.audio or clip.audio
+    write_video(rgb, job.output, fps=clip.fps, audio=audio, audio_start=clip.start / clip.fps)
+    return audio
 
 
 def device_info(mesh) -> dict:

@@ -26,9 +26,9 @@ from PIL.PngImagePlugin import PngInfo
 from badapple_jax import fidelity
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import write_atomic
-from badapple_jax.metrics import Run, read_run
+from badapple_jax.metrics import Run
 from badapple_jax.outputs import claim, mark
-from badapple_jax.workdir import VIEWER, frame_path, target_path
+from badapple_jax.workdir import VIEWER, WorkDir
 
 PLOT = (600, 90)  # the strip's plotting area, px
 LEFT, BOTTOM, TOP = 52, 34, 6  # its margins for the dB axis, the frame axis and the top label
@@ -94,18 +94,9 @@ def url(path: Path, page: Path) -> str:
     return urllib.parse.quote(Path(relative).as_posix())
 
 
-def page(run: Run, at: Path) -> str:
-    """The HTML of the viewer of a checked run, to be written at `at`."""
-    n = run.loss.size
-    found = fidelity.summary(run.psnr, run.ssim, run.content)
-    data = json.dumps({"shown": url(frame_path(run.workdir, 0), at), "target": url(target_path(run.workdir, 0), at),
-                       "loss": [float(f"{v:.3g}") for v in run.loss], "psnr": np.round(run.psnr, 1).tolist(),
-                       "ssim": np.round(run.ssim, 3).tolist(), "content": run.content.astype(int).tolist(),
-                       "fps": run.fps, "open": opening(run.content), "left": LEFT, "width": PLOT[0]},
-                      separators=(",", ":"))
-    title = html.escape(run.caption)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{mark('viewer')}"><title>badapple-jax: {title}</title>
+# The page, for str.format: `page` names its fields; {{ and }} are the braces of its CSS and script.
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{generator}"><title>badapple-jax: {title}</title>
 <style>
 body {{ font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }}
 .pair {{ display: flex; gap: 1em; }} .pair figure {{ margin: 0; text-align: center; }}
@@ -116,17 +107,17 @@ img {{ width: 320px; height: 320px; image-rendering: pixelated; border: 1px soli
 </style></head>
 <body>
 <h1>{title}</h1>
-<div class="note" id="summary">{html.escape(fidelity.summary_text(found))}; mean loss {run.loss.mean():.3g} over all
-{n} frame{'s' * (n != 1)} at {run.fps:g} fps; {html.escape(run.display)} display</div>
+<div class="note" id="summary">{summary}; mean loss {mean_loss:.3g} over all
+{n} frame{plural} at {fps:g} fps; {display} display</div>
 <div class="pair">
 <figure><img id="target" alt="target"><figcaption>target</figcaption></figure>
 <figure><img id="shown" alt="attention map"><figcaption>what the head shows</figcaption></figure>
 </div>
 <div id="controls"><button id="play">play</button>
-<input id="slider" type="range" min="0" max="{n - 1}" value="0">
+<input id="slider" type="range" min="0" max="{last}" value="0">
 <span id="label"></span> <a id="link" href="#">link</a></div>
 <div class="note" id="problem"></div>
-{strip(run.psnr, run.content, found["median_psnr"])}
+{strip}
 <script id="data" type="application/json">{data}</script>
 <script>
 const d = JSON.parse(document.getElementById("data").textContent);
@@ -185,6 +176,22 @@ show(asked() ?? d.open);
 """
 
 
+def page(run: Run, at: Path) -> str:
+    """The HTML of the viewer of a checked run, to be written at `at`."""
+    n = run.loss.size
+    found = fidelity.summary(run.psnr, run.ssim, run.content)
+    data = json.dumps({"shown": url(run.work.frame(0), at), "target": url(run.work.target(0), at),
+                       "loss": [float(f"{v:.3g}") for v in run.loss], "psnr": np.round(run.psnr, 1).tolist(),
+                       "ssim": np.round(run.ssim, 3).tolist(), "content": run.content.astype(int).tolist(),
+                       "fps": run.fps, "open": opening(run.content), "left": LEFT, "width": PLOT[0]},
+                      separators=(",", ":"))
+    title = html.escape(run.caption)
+    return PAGE.format(generator=mark("viewer"), title=title, summary=html.escape(fidelity.summary_text(found)),
+                       mean_loss=run.loss.mean(), n=n, plural="s" * (n != 1), fps=run.fps,
+                       display=html.escape(run.display), last=n - 1, data=data,
+                       strip=strip(run.psnr, run.content, found["median_psnr"]))
+
+
 def target_png(target: np.ndarray) -> bytes:
     """A gray target [T, T] uint8 as a PNG carrying the viewer's mark."""
     info, buffer = PngInfo(), io.BytesIO()
@@ -196,7 +203,7 @@ def target_png(target: np.ndarray) -> bytes:
 def write_targets(run: Run) -> None:
     """Each frame's target as WORKDIR/targets/target_NNNNNN.png; a file already holding the same bytes is kept.
     Not fsynced one by one (5 ms a file): targets.npz holds them, and the next page writes any a crash lost."""
-    paths = [claim(target_path(run.workdir, i), "viewer") for i in range(run.loss.size)]
+    paths = [claim(run.work.target(i), "viewer") for i in range(run.loss.size)]
     paths[0].parent.mkdir(exist_ok=True)
     for path, target in zip(paths, run.targets):
         png = target_png(target)
@@ -207,8 +214,8 @@ def write_targets(run: Run) -> None:
 def write_viewer(workdir, out=None) -> Path:
     """Write the viewer of a finished render (default WORKDIR/viewer.html) and the targets it shows; returns the
     page's path."""
-    run = read_run(workdir)
-    path = claim(Path(out) if out is not None else run.workdir / VIEWER, "viewer")
+    run = WorkDir(Path(workdir)).finished_run()
+    path = claim(Path(out) if out is not None else run.work.path / VIEWER, "viewer")
     text = page(run, path)
     try:
         write_targets(run)

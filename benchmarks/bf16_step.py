@@ -4,7 +4,7 @@ before the loss's logits (float32 accumulation), interleaved in one process.
 
     python benchmarks/bf16_step.py [--steps 40] [--repeat 10] [--out benchmarks/bf16_step_cpu.json]
 
-Each variant is `adam_phase` over one chunk of Bad Apple frames (16, from 960) for --steps steps, jitted, run in turn
+Each variant is `run_phase` (Adam) over one chunk of Bad Apple frames (16, from 960) for --steps steps, jitted, run in turn
 --repeat times; the fastest wall and CPU (this process) time of each, per frame-step, and the largest change of the
 final parameters against fp32 (0: the same program).
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import badapple_jax as bj
 from badapple_jax import loss, optimize
@@ -35,6 +36,7 @@ def main(argv=None):
     encoding = s.encoding(True)
     mask, d = encoding.mask(256), encoding.desired(frames)[:, None]
     solver = bj.make_solver("headspace", w)
+    valid = np.ones(len(frames), bool)
     p0 = jax.random.normal(jax.random.key(0), (len(frames), encoding.tokens(256), solver.width(w))) * 3
     fp32_loss = loss.qk_loss
 
@@ -44,7 +46,7 @@ def main(argv=None):
     programs = {}
     for name in ("fp32", "bf16-precision", "bf16-inputs"):
         optimize.qk_loss = bf16_inputs if name == "bf16-inputs" else fp32_loss
-        step = jax.jit(lambda p, d: optimize.adam_phase(p, w, solver, d, mask, s, args.steps)[0])
+        step = jax.jit(lambda p, d: optimize.run_phase(p, w, solver, bj.Problem(d, mask, valid), s, args.steps)[0])
         with jax.default_matmul_precision("bfloat16" if name == "bf16-precision" else "float32"):
             programs[name] = step.lower(p0, d).compile()
         jax.clear_caches()  # the next variant is traced afresh

@@ -26,8 +26,8 @@ import badapple_jax as bj
 from badapple_jax import chunks, loss, optimize
 
 
-def all_logits(p, w, solver, d, mask):  # the loss before the strips: [B, L, P] -> [B, H]
-    return loss.frame_loss(jax.vmap(solver.logits, in_axes=(0, None))(p, w), d, mask)
+def all_logits(p, w, solver, problem):  # the loss before the strips: [B, L, P] -> [B, H]
+    return loss.frame_loss(jax.vmap(solver.logits, in_axes=(0, None))(p, w), problem.d, problem.mask)
 
 
 def compiled(variant, w, frames, settings):

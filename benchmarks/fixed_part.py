@@ -78,10 +78,11 @@ def main(argv=None):
         def run(p, solver):
             x = jax.vmap(solver.to_x)(p)
             A = jax.vmap(bj.Embedding().logits, in_axes=(0, None))(x, w)
-            per_head = (bj.optimize.head_losses(x, w, bj.Embedding(), d, mask) if twice
+            problem = bj.Problem(d, mask, np.ones(B, bool))
+            per_head = (bj.optimize.head_losses(x, w, bj.Embedding(), problem) if twice
                         else bj.frame_loss(A, d, mask))
             return (x, jax.nn.softmax(jnp.where(mask, A, -jnp.inf), -1), per_head,
-                    bj.optimize.frame_losses(p, w, solver, d, mask))
+                    bj.optimize.frame_losses(p, w, solver, problem))
         return lambda: run(p0, solver)
 
     ms = lambda s: s / B * 1e3  # noqa: E731  seconds per chunk -> ms per frame

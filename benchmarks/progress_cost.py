@@ -25,13 +25,13 @@ def main() -> None:
     w = bj.pick_head(bj.load_layer(args.model)[0], 0)
     settings = bj.preset_settings("fast", 0)
     frames = bj.read_clip("demo", size=args.size, max_frames=args.chunk).frames
-    index, valid = np.arange(args.chunk, dtype=np.int32), np.ones(args.chunk, bool)
+    chunk = bj.Chunk(frames, np.arange(args.chunk, dtype=np.int32), np.ones(args.chunk, bool))
     programs = {on: bj.compile_chunk(w, args.size, args.chunk, settings, options=bj.PhaseOptions(progress=on))[0] for on in (False, True)}
     best = {False: np.inf, True: np.inf}
     for _ in range(args.repeats):
         for on, program in programs.items():
             t0 = time.perf_counter()
-            jax.block_until_ready(program(frames, index, valid, 0).x)
+            jax.block_until_ready(program(chunk, 0).x)
             best[on] = min(best[on], time.perf_counter() - t0)
     print(json.dumps({"device": jax.devices()[0].device_kind, "model": args.model, "size": args.size,
                       "chunk": args.chunk, "steps": settings.steps, "seconds_without": best[False],

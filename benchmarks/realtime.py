@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,8 @@ import numpy as np
 
 import badapple_jax as bj
 from badapple_jax import loss
+from badapple_jax.metrics import read
+from badapple_jax.workdir import WorkDir
 
 
 def render_wall(args, frames: int) -> dict:
@@ -46,11 +49,11 @@ def render_wall(args, frames: int) -> dict:
         out = Path(tmp) / "out.mp4"
         command = [sys.executable, "-m", "badapple_jax", "render", args.input, "-o", str(out), "--preset", "fast",
                    "--model", args.model, "--size", str(args.size), "--fps", str(args.fps),
-                   "--start", str(args.start), "--max-frames", str(frames), "-q"]
+                   "--start", str(args.start), "--max-frames", str(frames), "-q", *shlex.split(args.render_args)]
         t0 = time.perf_counter()
         subprocess.run(command, check=True, env=same_package())
         wall = time.perf_counter() - t0
-        metrics = json.loads((out.with_suffix(".work") / "metrics.json").read_text())
+        metrics = read(WorkDir.beside(out))
     keys = ("frames", "content_frames", "blank_frames", "median_psnr", "pooled_psnr", "flicker", "target_flicker",
             "compile_seconds", "optimize_seconds", "chunk_size")
     return {"command": " ".join(command[1:]), "wall_seconds": wall, "seconds_per_frame": wall / frames,
@@ -138,6 +141,8 @@ def main(argv=None) -> None:
     p.add_argument("--matmul-size", type=int, default=2048)
     p.add_argument("--roofline-frames", type=int, default=16, help="frames of the roofline's chunk")
     p.add_argument("--roofline-steps", type=int, default=200, help="steps of the roofline's first run (then 2x)")
+    p.add_argument("--render-args", default="", help="more flags for both runs of the command (not the "
+                   "roofline), e.g. '--steps 150' (--preset fast alone when empty)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/realtime_cpu.json"))
     args = p.parse_args(argv)
     bj.use_eigen_matmuls()  # before this process's first computation starts JAX's backend, as the command does

@@ -33,14 +33,14 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import badapple_jax as bj  # noqa: E402
 from badapple_jax.headspace import ball  # noqa: E402
-from badapple_jax.optimize import adam_phase, initial_embeddings, multi_start, svd_start  # noqa: E402
+from badapple_jax.optimize import initial_embeddings, multi_start, run_phase, svd_start  # noqa: E402
 
 bj.use_eigen_matmuls()  # as the command does: XLA's faster CPU matmul path, set before JAX starts its backend
 
 FAST = dict(lr=0.5, b2=0.9, schedule="cosine", seeds=1)
 
 
-class Problem:
+class Case:
     """The frames, their desired logits, the head in head space and the random starts z0 [B, L, 2D]."""
 
     def __init__(self, frames):
@@ -77,19 +77,20 @@ def timed(fn, *args):  # -> seconds of the second call, its result
     return time.perf_counter() - t0, out
 
 
-def adam(pr: Problem, settings: bj.Settings):  # multi-start as the pipeline runs it, z back from the lifted X
+def adam(pr: Case, settings: bj.Settings):  # multi-start as the pipeline runs it, z back from the lifted X
     def run(z0, d):
-        r = multi_start(pr.w, pr.hs, d[None], pr.mask, z0[None, None], jnp.ones(1, bool), settings)
+        r = multi_start(pr.w, pr.hs, bj.Problem(d[None], pr.mask, jnp.ones(1, bool)), z0[None, None], settings)
         return bj.to_head_space(r.x[0], pr.hs)
     return run
 
 
-def polish(pr: Problem, z, d, steps: int, lr: float):  # one cosine cycle of the fast Adam from z
+def polish(pr: Case, z, d, steps: int, lr: float):  # one cosine cycle of the fast Adam from z
     settings = bj.Settings(steps=steps, lr=lr, **{k: v for k, v in FAST.items() if k != "lr"})
-    return adam_phase(z[None], pr.w, pr.hs, d[None, None], pr.mask, settings, steps)[0][0]  # d: [B, H, L, L]
+    problem = bj.Problem(d[None, None], pr.mask, jnp.ones(1, bool))  # d: [B, H, L, L]
+    return run_phase(z[None], pr.w, pr.hs, problem, settings, steps)[0][0]
 
 
-def als(pr: Problem, sweeps: int, ridge: float, polish_steps: int = 0, polish_lr: float = 0.01):
+def als(pr: Case, sweeps: int, ridge: float, polish_steps: int = 0, polish_lr: float = 0.01):
     """Queries and offsets for fixed keys, then keys for fixed queries and offsets, each row / column its own
     least-squares problem. The sink display's rows see prefixes of the columns (row r: 0..r, row 0 none)."""
     D = pr.hs.SVt.shape[0] // 2
@@ -119,7 +120,7 @@ def als(pr: Problem, sweeps: int, ridge: float, polish_steps: int = 0, polish_lr
     return run
 
 
-def gauss_newton(pr: Problem, outer: int, cg: int, jacobi: bool):
+def gauss_newton(pr: Case, outer: int, cg: int, jacobi: bool):
     """Levenberg-Marquardt: (J^T J + mu M) step = -J^T r by `cg` CG iterations, M = I or Marquardt's diagonal
     (then also the preconditioner), accepted where the loss falls."""
     SVt, D = pr.hs.SVt, pr.hs.SVt.shape[0] // 2
@@ -158,7 +159,7 @@ def gauss_newton(pr: Problem, outer: int, cg: int, jacobi: bool):
     return run
 
 
-def lbfgs(pr: Problem, iterations: int, memory: int, linesearch: bool):
+def lbfgs(pr: Case, iterations: int, memory: int, linesearch: bool):
     def run(z0, d):
         f = lambda z: pr.loss(z, d)  # noqa: E731
         if linesearch:  # the line search keeps the value and gradient at the new point in its state
@@ -179,16 +180,16 @@ def lbfgs(pr: Problem, iterations: int, memory: int, linesearch: bool):
     return run
 
 
-def svd_warm(pr: Problem, steps: int, lr: float):
+def svd_warm(pr: Case, steps: int, lr: float):
     return lambda z0, d: polish(pr, svd_start(d, pr.hs), d, steps, lr)
 
 
-def two_phases(pr: Problem, steps: int):
+def two_phases(pr: Case, steps: int):
     first = steps // 4
     return lambda z0, d: polish(pr, polish(pr, z0, d, first, 0.5), d, steps - first, 0.5)
 
 
-def attempts(pr: Problem) -> dict:
+def attempts(pr: Case) -> dict:
     reference = dict(solver="headspace", seeds=1)
     return {
         **{("adam, reference's optimiser", f"{n} steps"): adam(pr, bj.Settings(steps=n, **reference))
@@ -232,7 +233,7 @@ def main():
     p.add_argument("--out", type=Path, default=Path("benchmarks/solver_attempts.json"))
     args = p.parse_args()
     frames = bj.read_clip(args.input, max_frames=args.start + args.frames).frames[args.start:]
-    pr = Problem(frames)
+    pr = Case(frames)
     rows = []
     for (method, budget), run in attempts(pr).items():
         seconds, z = timed(jax.jit(jax.vmap(run)), pr.z0, pr.d)

@@ -9,7 +9,6 @@ not full), with a model transformers can load offline: `minilm`, a local directo
 levels (a PNG holds 256 magma bins: within 1/256 is equal) and exits 1 if any frame differs by more than one bin.
 """
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +18,9 @@ import numpy as np
 
 from badapple_jax.display import gray_of
 from badapple_jax.encoding import make_encoding
+from badapple_jax.metrics import read
 from badapple_jax.weights import MINILM, export_checkpoint, minilm_dir
+from badapple_jax.workdir import WorkDir
 
 TOLERANCE = 1 / 256 + 1e-4  # one magma bin, and float rounding
 
@@ -38,7 +39,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("workdir", type=Path)
     args = p.parse_args(argv)
-    metrics = json.loads((args.workdir / "metrics.json").read_text())
+    work = WorkDir(args.workdir)
+    metrics = read(work)
     job, config = metrics["settings"], metrics["model"]["config"]
     s = job["settings"]
     problems = [(job["save_embeddings"], "it was rendered without --save-embeddings"),
@@ -47,7 +49,7 @@ def main(argv=None) -> int:
         if not ok:
             print(f"check_with_transformers: cannot check {args.workdir}: {why}.", file=sys.stderr)
             return 2
-    x = np.load(args.workdir / "embeddings.npy")  # [N, L, E]
+    x = np.load(work.embeddings)  # [N, L, E]
     with tempfile.TemporaryDirectory() as tmp:
         if metrics["model"]["is_random"]:
             model_dir = export_checkpoint(job["model"], Path(tmp) / "model", job["layer"])
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
         a = attentions(model_dir, x, job["layer"], job["head"])
     encoding = make_encoding(s["display"], s["mode"], config["causal"], s["sink_z"], s["sink_black"])
     expected = encoding.picture(a)  # [N, T, T]
-    pngs = sorted((args.workdir / "frames").glob("frame_*.png"))
+    pngs = work.frames()
     worst = [float(np.abs(gray_of(iio.imread(png), False) - v).max()) for png, v in zip(pngs, expected)]
     print(f"{len(pngs)} frames of {job['model']} layer {job['layer']} head {job['head']} ({s['display']} display, "
           f"{s['mode']} mode) "

@@ -6,7 +6,6 @@ WORKDIR is the work directory of a finished `badapple-jax render` of the same in
 `--still` saves one frame of a rendered video (e.g. a --side-by-side one) beside `--out`.
 """
 import argparse
-import json
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -17,7 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from badapple_jax import read_clip  # noqa: E402
-from badapple_jax.workdir import frame_path  # noqa: E402
+from badapple_jax.metrics import read  # noqa: E402
+from badapple_jax.workdir import WorkDir  # noqa: E402
 
 
 def main():
@@ -30,7 +30,8 @@ def main():
     parser.add_argument("--frame", type=int, default=20)
     args = parser.parse_args()
 
-    metrics = json.loads((args.workdir / "metrics.json").read_text())
+    work = WorkDir(args.workdir)
+    metrics = read(work)
     job = metrics["settings"]
     clip = read_clip(args.input, size=job["size"], fps=job["fps"], max_frames=job["max_frames"])
     loss, psnr = np.asarray(metrics["per_frame_loss"]), np.asarray(metrics["per_frame_psnr"])
@@ -39,7 +40,7 @@ def main():
     for col, i in enumerate(picks):
         axes[0, col].imshow(clip.frames[i], cmap="gray", vmin=0, vmax=1)
         axes[0, col].set_title(f"frame {i}", fontsize=9)
-        axes[1, col].imshow(iio.imread(frame_path(args.workdir, i)))
+        axes[1, col].imshow(iio.imread(work.frame(i)))
         axes[1, col].set_title(f"{psnr[i]:.1f} dB, loss {loss[i]:.2g}", fontsize=9)
     for ax in axes.flat:
         ax.set_axis_off()

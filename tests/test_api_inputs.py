@@ -180,26 +180,26 @@ def test_optimize_frames_runs_only_chunk_starts_of_its_frames(w, rng):
 
 def test_multi_start_refuses_starts_that_do_not_fit(w, rng):
     settings, enc = bj.Settings(steps=8, seeds=2), bj.Sink()
-    d, mask = enc.desired(rng.random((3, T, T)).astype(np.float32)), enc.mask(T)
-    p0, valid = np.zeros((2, 3, T + 1, 64), np.float32), np.ones(3, bool)
+    problem = bj.Problem(enc.desired(rng.random((3, T, T)).astype(np.float32)), enc.mask(T), np.ones(3, bool))
+    p0 = np.zeros((2, 3, T + 1, 64), np.float32)
     with pytest.raises(bj.BadInputError, match=r"p0 must be \[seeds, B, L, P\] = \(2, 3, 9, 64\), got shape \(1, 3,"):
-        bj.multi_start(w, None, d, mask, p0[:1], valid, settings)
+        bj.multi_start(w, None, problem, p0[:1], settings)
     with pytest.raises(bj.BadInputError, match=r"p0 must be .* got shape \(2, 3, 9, 32\)"):
-        bj.multi_start(w, None, d, mask, p0[..., :32], valid, settings)
+        bj.multi_start(w, None, problem, p0[..., :32], settings)
     with pytest.raises(bj.BadInputError, match=r"valid must be \[B\] = \(3,\), got shape \(2,\)"):
-        bj.multi_start(w, None, d, mask, p0, valid[:2], settings)
+        bj.multi_start(w, None, problem.replace(valid=problem.valid[:2]), p0, settings)
     with pytest.raises(OptionError, match="steps must be at least 4"):
-        bj.multi_start(w, None, d, mask, p0, valid, bj.Settings(steps=2, seeds=2))
-    result = jax.jit(bj.multi_start, static_argnames="settings")(w, None, d, mask, p0 + 0.1, valid, settings=settings)
+        bj.multi_start(w, None, problem, p0, bj.Settings(steps=2, seeds=2))
+    result = jax.jit(bj.multi_start, static_argnames="settings")(w, None, problem, p0 + 0.1, settings=settings)
     assert result.x.shape == (3, T + 1, 64) and np.isfinite(result.loss).all()
 
 
 def test_optimize_chunk_refuses_inputs_of_another_chunk(w, rng):
     frames, settings = rng.random((2, T, T)).astype(np.float32), bj.Settings(steps=8, seeds=1)
-    with pytest.raises(bj.BadInputError, match=r"frame_index must have shape \(2,\) for 2 frames, got \(3,\)"):
-        bj.optimize_chunk(w, None, frames, np.arange(3), np.ones(2, bool), 0, settings)
+    with pytest.raises(bj.BadInputError, match=r"index must have shape \(2,\) for 2 frames, got \(3,\)"):
+        bj.optimize_chunk(w, None, bj.Chunk(frames, np.arange(3), np.ones(2, bool)), 0, settings)
     with pytest.raises(bj.BadInputError, match=r"frames must be \[N, T, T\]"):
-        bj.optimize_chunk(w, None, frames[0], np.arange(2), np.ones(2, bool), 0, settings)
+        bj.optimize_chunk(w, None, bj.Chunk(frames[0], np.arange(2), np.ones(2, bool)), 0, settings)
 
 
 @pytest.mark.parametrize("k, message", [(-1, "got -1"), (0, "got 0"), (51, "got 51"), (2.0, "got 2.0")])
@@ -244,3 +244,9 @@ def test_gray_of_refuses_what_to_rgb_did_not_draw():
     with pytest.raises(bj.BadInputError, match=r"frames must be uint8 colours \[..., T, T, 3\], got float32 \(2, 2\)"):
         bj.gray_of(np.zeros((2, 2), np.float32))
     assert bj.gray_of(bj.to_rgb(np.zeros((1, 2, 2), np.float32))).shape == (1, 2, 2)
+
+
+def test_api_frames_errors_are_in_api_terms(tiny_ckpt):
+    w = bj.pick_head(bj.load_layer(tiny_ckpt)[0], 0)
+    with pytest.raises(bj.BadInputError, match=r"frames must be .* square T x T frames, got shape \(2, 8, 6\)"):
+        next(bj.optimize_frames(bj.plan(w, 8, 2, bj.Settings(steps=8, seeds=1)), np.zeros((2, 8, 6), np.float32)))

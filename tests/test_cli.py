@@ -229,3 +229,13 @@ def test_start_later_in_frames_or_seconds_resumes_and_extends(tiny_ckpt, tmp_pat
     capsys.readouterr()
     assert main([*args, "--start", "7", "--max-frames", "3"]) == 2
     assert "--start 6 there, 7 here" in capsys.readouterr().err
+
+
+def test_preset_fast_above_layer_0_uses_the_embedding_solver(tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "p.mp4"
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--preset", "fast", "--layer", "1",
+                 "--steps", "40", "--size", "8", "--max-frames", "2"]) == 0
+    assert "note: --preset fast uses --solver embedding --lr 0.1 at --layer 1" in capsys.readouterr().err
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--preset", "fast", "--layer", "1",
+                 "--solver", "headspace", "--size", "8", "--max-frames", "2"]) == 2  # asked for: refused
+    assert "--solver headspace works at layer 0 only" in capsys.readouterr().err

@@ -73,7 +73,7 @@ def test_settings_jit_as_an_ordinary_argument(w, rng):
     """The API's own jit: Settings is a pytree of its numbers, its plan static."""
     frames = rng.uniform(size=(2, 5, 5)).astype(np.float32)
     run = jax.jit(bj.optimize_chunk)
-    args = (w, None, frames, np.arange(2), np.ones(2, bool), 0)
+    args = (w, None, bj.Chunk(frames, np.arange(2), np.ones(2, bool)), 0)
     a = run(*args, bj.Settings(steps=4, seeds=1, lr=0.1)).loss
     b = run(*args, bj.Settings(steps=4, seeds=1, lr=0.3)).loss
     assert run._cache_size() == 1 and not np.allclose(a, b)

@@ -1,11 +1,16 @@
-"""display.py against a NumPy loop of SPEC section 7, steps 1-4; the encodings' pictures (SPEC 11, 14); RGB and back."""
+"""display.py against a NumPy loop of SPEC section 7, steps 1-4, each step in jax.numpy against its NumPy/SciPy
+reference on fresh random inputs; RGB and back."""
+import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from badapple_jax.display import colourise, gray_of, normalise_display, stitch_full, to_rgb
-from badapple_jax.encoding import Full, Quarter, Sink, ZScore
+from badapple_jax.display import (PERCENTILES, SIGMA, blur, clip_percentiles, colourise, gaussian_kernel, gray_of,
+                                  normalise_display, stitch_full, to_rgb, zscore_rows)
+from badapple_jax.encoding import Full, ZScore
+from badapple_jax.layers import visible
 
 
 def reference(a):
@@ -78,52 +83,6 @@ def causal_maps(rng, n, T):  # random causal attention maps [n, T, T]
     return a / a.sum(-1, keepdims=True)
 
 
-@pytest.mark.parametrize("black", [0.0, 0.05])
-def test_sink_picture_of_the_target_is_the_frame(rng, black):
-    """An attention map equal to the sink target shows the frame itself: no normalisation, true brightness."""
-    T = 16
-    f = rng.random((3, T, T)).astype(np.float32)
-    f[0, 5] = 1.0  # a white row and a black one keep their brightness
-    f[0, 9] = 0.0
-    enc = Sink(black=black)
-    v = enc.picture(np.asarray(enc.target(f)))
-    np.testing.assert_allclose(v, f * np.tri(T), atol=1e-5)
-    full = Full(enc)
-    both = np.stack([enc.target(f), enc.target(np.swapaxes(f, 1, 2))], axis=1)  # [3, 2, T+1, T+1]
-    np.testing.assert_allclose(full.picture(np.asarray(both)), f, atol=1e-5)  # whole frame, no seam
-
-
-@pytest.mark.parametrize("z, black", [(2.0, 0.3), (1.7, 0.0)])
-def test_quarter_picture_of_the_target_is_the_whole_frame(rng, z, black):
-    """One map equal to the quarter's target shows the whole frame, every pixel, from its bottom-left quarter."""
-    import jax
-
-    T = 16
-    f = rng.random((3, T, T)).astype(np.float32)
-    f[0, 5], f[0, 9] = 1.0, 0.0
-    enc = Quarter(z=z, black=black)
-    p = np.asarray(enc.target(f))  # [3, 2T + 1, 2T + 1]
-    v = enc.picture(p)
-    assert v.shape == (3, T, T) and v.dtype == np.float32
-    np.testing.assert_allclose(v, f, atol=1e-5)
-
-    def picture(a, z):  # Z traced under jit: one program for every z
-        return Quarter(z=z, black=black).picture(a)
-
-    np.testing.assert_allclose(jax.jit(picture)(p, z), v, atol=1e-6)
-    assert np.isfinite(jax.grad(lambda a: picture(a, z).sum())(p)).all()
-    with pytest.raises(ValueError, match=r"quarter maps must be \[..., 2T \+ 1, 2T \+ 1\], got shape \(3, 32, 32\)"):
-        enc.picture(p[:, 1:, 1:])  # a sink map's shape is no quarter's
-
-
-def test_a_frame_equal_to_its_transpose_gives_two_equal_halves(rng):
-    a = causal_maps(rng, 2, 16)
-    both = np.stack([a, a], axis=1)  # a symmetric target's transposed problem is the same problem
-    v = Full(ZScore()).picture(both)
-    np.testing.assert_array_equal(v, np.swapaxes(v, -1, -2))
-    assert v.shape == (2, 16, 16)
-
-
 def test_stitching_takes_the_diagonal_from_the_lower_half_and_transposes_the_upper(rng):
     v = rng.random((2, 12, 12)).astype(np.float32)  # pictures are float32
     full = stitch_full(v)
@@ -152,3 +111,44 @@ def test_gray_of_inverts_to_rgb_within_a_bin(rng, colour):
     np.testing.assert_allclose(back, v, atol=0.5 / 255 + 1e-6 if colour else 1 / 256)
     with pytest.raises(ValueError):
         gray_of(np.full((1, 2, 2, 3), [0, 255, 0], np.uint8))  # green is no magma colour
+
+
+@pytest.mark.parametrize("T", [2, 5, 13, 32])  # below, at and above the kernel's width (13): repeated mirrors
+def test_blur_is_scipys_reflect_gaussian(rng, T):
+    v = rng.random((3, T, T))
+    np.testing.assert_allclose(blur(jnp.asarray(v, jnp.float32)), gaussian_filter(v, (0, SIGMA, SIGMA)),
+                               rtol=0, atol=1e-6)
+    assert len(gaussian_kernel()) == 13  # scipy: radius int(4.0 * 1.5 + 0.5) = 6
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_percentile_clip_is_numpys(rng, causal):
+    T = 20
+    mask = visible(T, causal)
+    z = rng.normal(size=(T, T)).astype(np.float32)
+    lo, hi = np.percentile(z[mask].astype(np.float64), PERCENTILES)
+    want = (np.clip(z, lo, hi) - lo) / (hi - lo)  # every entry rescaled, as the blur reads them all
+    np.testing.assert_allclose(clip_percentiles(z, jnp.asarray(mask)), want, rtol=0, atol=1e-6)
+    assert np.all(np.asarray(clip_percentiles(np.full((T, T), 0.5, np.float32), jnp.asarray(mask))) == 0)
+
+
+def test_zscore_rows_is_numpys_and_flat_rows_stay_zero(rng):
+    T = 16
+    mask = np.tri(T, dtype=bool)
+    a = rng.random((T, T))
+    a[7, :8] = 1 / 8  # flat in float32 too: its mean must not round into noise
+    want = np.zeros((T, T))
+    for i in range(T):
+        row = a[i, :i + 1]
+        if row.std() >= 1e-10:
+            want[i, :i + 1] = (row - row.mean()) / row.std()
+    got = zscore_rows(jnp.asarray(a, jnp.float32), jnp.asarray(mask))
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+    assert np.all(np.asarray(got)[[0, 7]] == 0)
+
+
+def test_flat_maps_have_finite_gradients():
+    T = 8
+    uniform = jnp.asarray(np.tri(T) / np.arange(1, T + 1)[:, None], jnp.float32)[None]  # every row flat
+    grad = jax.grad(lambda a: normalise_display(a).sum())(uniform)
+    assert np.all(np.isfinite(grad))

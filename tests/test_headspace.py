@@ -117,6 +117,14 @@ def test_warm_start_begins_closer(head, frames):
     np.testing.assert_allclose(warm.explore_trace[:, :, 1], cold.explore_trace[:, :, 1], rtol=1e-5)  # others as before
 
 
+def test_warm_start_with_fewer_tokens_than_d_head(head, frames):
+    """L = 9 tokens (T = 8, the sink) under d_head = 16: the target has rank at most L, so the SVD start is exact."""
+    small = frames[:2, ::2, ::2]
+    settings = Settings(steps=4, seeds=1, solver="headspace", warm_start=True)
+    (_, r), = optimize_frames(plan(head, 8, 2, settings), small)
+    assert head.config.d_head > 9 and np.all(r.explore_loss[:, 0] < 1e-6) and np.isfinite(r.loss).all()
+
+
 @pytest.fixture(scope="module")
 def wide_ckpt(tmp_path_factory):  # another shape: 3 heads of 32, n_embd 96
     from conftest import save_tiny_gpt2

@@ -1,4 +1,5 @@
 """The multi-start optimiser: schedule and Adam against PyTorch, and its behaviour on a tiny model."""
+import inspect
 import re
 
 import jax
@@ -127,6 +128,30 @@ def test_best_seed_per_frame_is_never_worse_than_one_per_chunk(head, frames):
     np.testing.assert_allclose(per_frame.loss[same], per_chunk.loss[same], rtol=1e-6)
 
 
+PHASES = []  # the n_steps of every phase `still` was asked for
+
+
+def still(settings, n_steps):  # a caller's optimiser: SGD at rate 0, so no parameter ever moves
+    import optax
+
+    PHASES.append(n_steps)
+    return optax.sgd(0.0)
+
+
+def test_a_callers_optimizer_runs_every_phase(head, frames):
+    """`PhaseOptions.optimizer` replaces Adam in every phase: SGD at rate 0 leaves each start where it was, so every
+    step's loss is the first's and the result is the kept start's."""
+    settings = Settings(steps=8, seeds=2)
+    program = plan(head, 16, 2, settings, chunk_size=2, options=bj.PhaseOptions(optimizer=still))
+    assert PHASES == [settings.explore, settings.refine] and program.options.optimizer is still
+    (_, r), = optimize_frames(program, frames[:2])
+    np.testing.assert_allclose(r.explore_trace, np.broadcast_to(r.explore_trace[:, :1], r.explore_trace.shape))
+    kept = r.explore_loss[np.arange(2), r.start]
+    np.testing.assert_allclose(r.refine_trace, np.broadcast_to(kept[:, None], r.refine_trace.shape), rtol=1e-6)
+    np.testing.assert_allclose(r.loss, kept, rtol=1e-5)
+    assert bj.PhaseOptions().optimizer is phase_optimizer  # the default: Adam on the settings' schedule
+
+
 def test_one_compiled_program_serves_every_chunk(head, frames):
     settings = Settings(steps=8, seeds=1)
     program, seconds = compile_chunk(head, 16, 2, settings)
@@ -209,3 +234,8 @@ def test_a_preset_for_a_higher_layer_runs_there(tiny_ckpt, rng):
         compile_chunk(w, 4, 1, Settings(**{**PRESETS["fast"], "steps": 8}))
     (_, result), = optimize_frames(plan(w, 4, 1, bj.preset_settings("fast", 1, steps=8)), rng.uniform(size=(1, 4, 4)))
     assert np.isfinite(result.loss).all()
+
+
+def test_chunk_result_and_loss_document_themselves():
+    assert "the loss of the saved embedding" in bj.ChunkResult.__doc__
+    assert "LOGITS" in bj.frame_loss.__doc__ and "logits" in inspect.signature(bj.frame_loss).parameters

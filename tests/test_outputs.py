@@ -13,7 +13,7 @@ from badapple_jax.viewer import write_viewer
 from badapple_jax.weights import export_checkpoint, load_layer
 
 from test_plots import fake_workdir, spread_loss
-from test_workdir_safety import assert_refused, snapshot
+from test_workdir import assert_refused, snapshot
 
 
 def test_claim_takes_new_paths_and_files_of_its_own_kind_only(tmp_path):

@@ -12,6 +12,7 @@ from badapple_jax.display import colourise
 from badapple_jax.errors import BadInputError
 from badapple_jax.fidelity import summary
 from badapple_jax.outputs import mark
+from badapple_jax.workdir import WorkDir
 
 T = 32
 
@@ -23,15 +24,16 @@ def fake_workdir(path, loss, fps=15.0, seed=0, blank=0, display="sink"):
     n = len(loss)
     content = (np.arange(n) >= blank).tolist()
     psnr, ssim = rng.uniform(10, 60, n), rng.uniform(0, 1, n)
-    (path / "frames").mkdir(parents=True)
+    work = WorkDir(path)
+    work.frame(0).parent.mkdir(parents=True)
     tri = np.tri(T, dtype=bool)
     for i in range(n):
         rgb = colourise(rng.random((T, T)) * tri)  # magma, as render draws a gray picture
-        iio.imwrite(path / "frames" / f"frame_{i:06d}.png", rgb)
+        iio.imwrite(work.frame(i), rgb)
     yy, xx = np.mgrid[:T, :T]
     disc = lambda i: ((xx - 3 * i) ** 2 + (yy - T / 2) ** 2) < (T / 4) ** 2  # noqa: E731
     targets = np.stack([disc(i) * 255 * c for i, c in enumerate(content)])
-    np.savez_compressed(path / "targets.npz", frames=targets.astype(np.uint8))
+    np.savez_compressed(work.targets_npz, frames=targets.astype(np.uint8))
     metrics = {
         "model": {"name": "random:gpt2-xl"},
         "settings": {"layer": 0, "head": 0, "size": T, "settings": {"steps": 1500, "seeds": 3, "solver": "embedding"}},
@@ -46,7 +48,7 @@ def fake_workdir(path, loss, fps=15.0, seed=0, blank=0, display="sink"):
         "flicker": 0.02,
         "target_flicker": 0.03,
     }
-    (path / "metrics.json").write_text(json.dumps(metrics))
+    work.metrics.write_text(json.dumps(metrics))
     return path
 
 
@@ -76,7 +78,7 @@ def test_writes_the_six_pngs(tmp_path):
 
 
 def test_reads_fidelity(tmp_path):
-    run = plots.read_run(fake_workdir(tmp_path / "run.work", spread_loss(12)))
+    run = WorkDir(fake_workdir(tmp_path / "run.work", spread_loss(12))).finished_run()
     assert run.psnr.shape == run.ssim.shape == (12,) and 10 <= run.psnr.min() and run.ssim.max() <= 1
     assert (run.flicker, run.target_flicker, run.display) == (0.02, 0.03, "sink")
     assert "sink display" in run.caption
@@ -94,7 +96,7 @@ def test_best_worst_picks_distinct_frames(tmp_path, monkeypatch, n, best, worst)
     drawn = []
     monkeypatch.setattr(plots, "draw_pairs", lambda fig, run, indices, title: drawn.append(list(indices)))
     work = fake_workdir(tmp_path / "run.work", np.linspace(0.01, 1.0, n))
-    plots.best_worst(plots.read_run(work))
+    plots.best_worst(WorkDir(work).finished_run())
     assert drawn == ([best, worst] if worst else [best])
 
 
@@ -102,7 +104,7 @@ def test_best_worst_picks_distinct_frames(tmp_path, monkeypatch, n, best, worst)
 @pytest.mark.parametrize("loss", [np.full(10, 0.3), np.zeros(10), np.r_[np.zeros(5), spread_loss(5)], [1e-30, 1e30]],
                          ids=["constant", "zero", "some-zero", "extreme"])
 def test_degenerate_losses_draw(tmp_path, loss):
-    run = plots.read_run(fake_workdir(tmp_path / "run.work", loss))
+    run = WorkDir(fake_workdir(tmp_path / "run.work", loss)).finished_run()
     for figure in (plots.loss_timeline, plots.loss_histogram):
         figure(run).savefig(io.BytesIO(), format="png", dpi=40)
 
@@ -119,28 +121,29 @@ def test_identical_frames_draw(tmp_path):
     """Every frame shown exactly: PSNR at its cap, SSIM 1, no flicker on either side (no 0 / 0)."""
     work = fake_workdir(tmp_path / "run.work", [0.1, 0.2, 0.3, 0.4])
     set_fidelity(work, per_frame_psnr=[100.0] * 4, per_frame_ssim=[1.0] * 4, flicker=0.0, target_flicker=0.0)
-    run = plots.read_run(work)
+    run = WorkDir(work).finished_run()
     for figure in (plots.fidelity_timeline, plots.fidelity_histogram):
         figure(run).savefig(io.BytesIO(), format="png", dpi=40)
 
 
 def test_loss_thresholds_are_the_displays(tmp_path):
     """The sink display's losses (~1e-6) against its own thresholds, not the reference's 0.5 (always 100%)."""
-    sink = plots.read_run(fake_workdir(tmp_path / "sink.work", 10 ** np.linspace(-7, -3, 20)))
+    sink = WorkDir(fake_workdir(tmp_path / "sink.work", 10 ** np.linspace(-7, -3, 20))).finished_run()
     lines = plots.loss_summary(sink)
     assert lines[:2] == ["under 1e-05: 50.0% of frames", "under 0.0001: 75.0% of frames"]
     assert "-10 log10 L dB" in lines[2]
-    zscore = plots.read_run(fake_workdir(tmp_path / "zscore.work", np.linspace(0.05, 1.95, 20), display="zscore"))
+    zscore = fake_workdir(tmp_path / "zscore.work", np.linspace(0.05, 1.95, 20), display="zscore")
+    zscore = WorkDir(zscore).finished_run()
     assert plots.loss_summary(zscore)[:3] == ["under 0.5: 25.0% of frames", "under 1: 50.0% of frames",
                                               "(the write-up's thresholds)"]
-    other = plots.read_run(fake_workdir(tmp_path / "other.work", [0.1, 0.2], display="other"))
+    other = WorkDir(fake_workdir(tmp_path / "other.work", [0.1, 0.2], display="other")).finished_run()
     assert plots.loss_summary(other)[0].startswith("mean ")  # no thresholds to claim for a display we do not know
 
 
 def test_blank_frames_do_not_lift_the_fidelity_summary(tmp_path, monkeypatch):
     work = fake_workdir(tmp_path / "run.work", spread_loss(12), blank=5)
     set_fidelity(work, per_frame_psnr=[90.0] * 5 + [30.0 + i for i in range(7)])
-    run = plots.read_run(work)
+    run = WorkDir(work).finished_run()
     lines = plots.fidelity_summary(run)
     assert lines[:2] == ["over 7 content frames", "PSNR mean 33.0 dB, median 33.0 dB"]
     assert lines[3].startswith("5 blank frames apart; pooled PSNR ")

@@ -30,13 +30,13 @@ def test_a_chunk_reports_up_to_its_end_and_computes_the_same(rng):
     w = bj.pick_head(bj.random_layer(ModelConfig(n_layer=1, n_head=4, n_embd=64, n_positions=64, eps=1e-5)), 0)
     frames = rng.random((2, 8, 8)).astype(np.float32)
     settings = bj.Settings(steps=24, seeds=2)  # explore 6 steps x 2 starts, refine 18: 30 updates a frame
-    index, valid = np.arange(2, dtype=np.int32), np.ones(2, bool)
+    chunk = bj.Chunk(frames, np.arange(2, dtype=np.int32), np.ones(2, bool))
     quiet, shown = (bj.compile_chunk(w, 8, 2, settings, options=bj.PhaseOptions(progress=on))[0] for on in (False, True))
     progress.Running.restart()
-    a = quiet(frames, index, valid, 0)
+    a = quiet(chunk, 0)
     jax.effects_barrier()
     assert progress.Running.done == 0.0  # a program without reports sends none
-    b = shown(frames, index, valid, 0)
+    b = shown(chunk, 0)
     jax.effects_barrier()
     assert progress.Running.done == pytest.approx(1.0)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):

@@ -16,6 +16,7 @@ from badapple_jax.safetensors_range import file_reader, read_header
 from badapple_jax.survey import parse_layers
 from badapple_jax.viewer import write_viewer
 from badapple_jax.weights import load_layer
+from badapple_jax.workdir import WorkDir
 from test_plots import T, fake_workdir
 from test_weights import assert_layer_equal, rewrite
 
@@ -91,7 +92,7 @@ def test_a_deeply_nested_header_is_refused(tmp_path):
 # --- a finished work directory, as plots and viewer read it ------------------------------------------------------
 
 def frame(work, i):
-    return work / "frames" / f"frame_{i:06d}.png"
+    return WorkDir(work).frame(i)
 
 
 FRAME_BREAKERS = {  # id: (what the message says, the damage to frame 2)
@@ -122,7 +123,7 @@ def test_a_colour_render_has_any_rgb_frames(tmp_path):
     metrics = json.loads((work / "metrics.json").read_text())
     (work / "metrics.json").write_text(json.dumps({**metrics, "settings": {**metrics["settings"], "color": True}}))
     iio.imwrite(frame(work, 1), np.full((T, T, 3), 255, np.uint8))
-    run = plots.read_run(work)
+    run = WorkDir(work).finished_run()
     assert run.colour and run.frame(1).min() == 255
 
 

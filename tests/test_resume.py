@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from badapple_jax.cli import main
-from badapple_jax.workdir import FORMAT, LOCK, differences
+from badapple_jax.identity import FORMAT, differences
+from badapple_jax.workdir import LOCK
 
 # Six chunks of two frames, each about half a second on the tiny model: a signal sent when the first
 # chunk's record appears lands well before the last.
@@ -244,7 +245,7 @@ def test_more_frames_extend_a_work_directory(tiny_ckpt, tmp_path, embeddings, ca
 
 
 def test_only_more_frames_of_the_same_input_and_weights_grow_a_work_directory():
-    from badapple_jax.workdir import FORMAT, grows
+    from badapple_jax.identity import FORMAT, grows
 
     def manifest(frames, sha, steps=8, model="m", max_frames=None):
         return {"format": FORMAT, "options": {"steps": steps, "max_frames": max_frames},

@@ -9,7 +9,7 @@ from badapple_jax.errors import OptionError
 from badapple_jax.headspace import HeadSpace, head_space
 from badapple_jax.kernel import head_logits
 from badapple_jax.model import pick_head, pick_heads
-from badapple_jax.optimize import Settings, optimize_chunk, start_keys
+from badapple_jax.optimize import Chunk, Settings, optimize_chunk, start_keys
 from badapple_jax.solver import SOLVERS, Embedding, make_solver
 from badapple_jax.weights import load_layer
 
@@ -70,7 +70,7 @@ def test_none_is_the_embedding_solver(layer, rng):
     w = pick_head(layer, 2)
     frames = rng.uniform(0, 1, (2, 6, 6)).astype(np.float32)
     settings = Settings(steps=4, seeds=1)
-    args = (frames, np.arange(2), np.ones(2, bool), np.int32(0), settings)
+    args = (Chunk(frames, np.arange(2), np.ones(2, bool)), np.int32(0), settings)
     run = jax.jit(lambda *a: optimize_chunk(*a))  # its own cache: test_compiles counts optimize_chunk's
     a, b = run(w, None, *args), run(w, Embedding(), *args)
     assert jax.tree.all(jax.tree.map(np.array_equal, a, b))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from badapple_jax.encoding import ZScore
-from badapple_jax.optimize import Settings, multi_start
+from badapple_jax.optimize import Problem, Settings, multi_start
 from badapple_jax.model import pick_head
 from badapple_jax.weights import load_layer
 
@@ -21,7 +21,8 @@ def both_sides(tiny_ckpt, tmp_path, B, S, steps, seed_select):
     frames = r.random((B, T, T)).astype(np.float32) ** 3  # contrasty, never zero
     x0 = (r.standard_normal((S, B, T, E)) * 0.1).astype(np.float32)
     ours = jax.jit(multi_start, static_argnames="settings")(
-        w, None, ZScore().desired(frames), ZScore().mask(T), x0, np.ones(B, bool), settings=Settings(steps=steps, seeds=S, seed_select=seed_select))
+        w, None, Problem(ZScore().desired(frames), ZScore().mask(T), np.ones(B, bool)), x0,
+        settings=Settings(steps=steps, seeds=S, seed_select=seed_select))
     theirs = torch_baseline.optimize_chunk(torch.from_numpy(frames), head, torch.from_numpy(x0), steps=steps)
     return jax.device_get(ours), {k: v.numpy() if hasattr(v, "numpy") else v for k, v in theirs.items()}
 

@@ -15,6 +15,7 @@ from badapple_jax.display import colourise
 from badapple_jax.errors import BadInputError
 from badapple_jax.fidelity import summary
 from badapple_jax.outputs import mark
+from badapple_jax.workdir import WorkDir
 
 CHROMIUM = shutil.which("chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,10 +37,11 @@ def page(tiny_ckpt, tmp_path_factory):
 def fake_workdir(work, n, blank):
     """A work directory of n frames as render leaves it, built cheaply: one frame PNG written n times, a disc
     moving over the targets after `blank` black ones, PSNR rising with the frame index."""
-    (work / "frames").mkdir(parents=True)
+    frame = WorkDir(work).frame
+    frame(0).parent.mkdir(parents=True)
     png = iio.imwrite("<bytes>", colourise(np.tri(T) * 0.7), extension=".png")
     for i in range(n):
-        (work / "frames" / f"frame_{i:06d}.png").write_bytes(png)
+        frame(i).write_bytes(png)
     yy, xx = np.mgrid[:T, :T]
     targets = np.stack([((xx - i % T) ** 2 + (yy - T / 2) ** 2 < 4) * 255 * (i >= blank) for i in range(n)])
     np.savez_compressed(work / "targets.npz", frames=targets.astype(np.uint8))
@@ -125,7 +127,7 @@ def test_a_page_elsewhere_finds_its_pictures_and_a_bad_fragment_falls_back(long_
 
 def test_the_targets_are_ours_and_kept_when_unchanged(tmp_path):
     work = fake_workdir(tmp_path / "short.work", 3, 1)
-    first = viewer.target_path(work, 0)
+    first = WorkDir(work).target(0)
     viewer.write_viewer(work)
     assert mark("viewer").encode() in first.read_bytes()[:200]
     stamp = first.stat().st_mtime_ns
