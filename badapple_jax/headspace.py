@@ -49,14 +49,20 @@ class HeadSpace:
     def width(self, w) -> int:  # P: 2 d_head per head
         return self.U.shape[1]
 
-    def init(self, x0, d, warm_start: bool = False):  # [S, B, L, E], [B, L, L] -> [S, B, L, P]
-        """The z each random start X shows the head; `warm_start` replaces start 0 by `svd_start`."""
-        p0 = jax.vmap(jax.vmap(to_head_space, in_axes=(0, None)), in_axes=(0, None))(x0, self)
+    def init(self, keys, w, d, scale, warm_start: bool = False):  # [S, B] keys, [B, (H,) L, L] -> [S, B, L, P]
+        """The z a random start X ~ N(0, scale^2) [L, n_embd] would show the head, drawn in head space
+        (`random_z`); `warm_start` replaces start 0 by `svd_start`."""
+        L = np.shape(d)[-1]
+        p0 = jax.vmap(jax.vmap(lambda key: random_z(key, self, L, scale)))(keys)
         return p0.at[0].set(jax.vmap(svd_start, in_axes=(0, None))(d, self)) if warm_start else p0
 
     def logits(self, p, w):  # [L, P] -> [H, L, L], H = 1 for one head
         a = headspace_logits(p, self)
         return a if self.heads else a[None]
+
+    def qk(self, p, w):  # [L, P] -> R q, R k: [H, L, D] each, H = 1 for one head
+        q, k = headspace_qk(p, self)
+        return (q, k) if self.heads else (q[None], k[None])
 
     def to_x(self, p):  # [L, P] -> [L, E]
         return lift(p, self)
@@ -120,15 +126,17 @@ def check_z(p, hs: HeadSpace) -> None:
                             "jax.vmap.")
 
 
-def headspace_logits(p, hs: HeadSpace):  # [T, P] -> [T, T] ([H, T, T] for a group), as kernel.head_logits
+def headspace_qk(p, hs: HeadSpace):  # [T, P] -> R q, R k: [T, D] each ([H, T, D] for a group), as kernel.rotated_qk
     check_z(p, hs)
-    y = ball(p, hs.config.n_embd) @ hs.SVt + hs.c  # [T, 2D H]
-    if hs.heads:
-        y = y.reshape(y.shape[0], hs.heads, 2, -1).transpose(1, 2, 0, 3)  # [H, 2, T, D]
-        q, k = rotate(y[:, 0], hs.config), rotate(y[:, 1], hs.config)  # [H, T, D]
-        return q @ k.transpose(0, 2, 1) / jnp.sqrt(y.shape[-1])
-    q, k = (rotate(a, hs.config) for a in jnp.split(y, 2, axis=-1))
-    return q @ k.T / jnp.sqrt(q.shape[-1])
+    y = ball(p, hs.config.n_embd) @ hs.SVt + hs.c  # [T, 2D H]: q1 k1 q2 k2 ...
+    y = y.reshape(y.shape[0], max(hs.heads, 1), 2, -1).transpose(2, 1, 0, 3)  # [2, H, T, D]
+    q, k = rotate(y[0], hs.config), rotate(y[1], hs.config)
+    return (q, k) if hs.heads else (q[0], k[0])
+
+
+def headspace_logits(p, hs: HeadSpace):  # [T, P] -> [T, T] ([H, T, T] for a group), as kernel.head_logits
+    q, k = headspace_qk(p, hs)
+    return q @ jnp.swapaxes(k, -1, -2) / jnp.sqrt(q.shape[-1])
 
 
 def lift(p, hs: HeadSpace, scale: float = LIFT_SCALE):  # [T, 2D] -> X [T, n_embd]
@@ -147,6 +155,35 @@ def to_head_space(x, hs: HeadSpace):  # [T, n_embd] -> [T, 2D]: the z an embeddi
         u = u - jnp.mean(u, axis=-1, keepdims=True)
     n = u * jax.lax.rsqrt(jnp.mean(u * u, axis=-1, keepdims=True) + hs.config.eps)
     return n @ hs.U
+
+
+def random_z(key, hs: HeadSpace, L: int, scale):  # -> [L, 2D]: to_head_space(X) of X ~ N(0, scale^2) [L, n_embd]
+    """The z of a random embedding, drawn without the embedding: 2D + 2 normals per row instead of n_embd.
+
+    to_head_space gives z = (P u) U / rms(P u) with u = X + pos and P the norm's centring (none for RMSNorm).
+    U's live columns are orthonormal and orthogonal to 1 (LayerNorm), its dead ones zero, so
+        P u U = pos U + scale g        g ~ N(0, 1) on the live columns, 0 on the dead
+        |P u|^2 = |P u U|^2 + |r|^2     r: P u outside U's columns, m = n_embd - 1 - live dims (no 1: RMSNorm)
+        |r|^2 = (a + scale h)^2 + scale^2 chi^2_(m - 1)    a = |pos's part outside U and 1|, h ~ N(0, 1)
+    (r's Gaussian part split along pos's direction and across it). chi^2_k is drawn as Wilson and Hilferty's cube
+    of a normal, k (1 - 2/(9k) + e sqrt(2/(9k)))^3: its quantiles within ~1e-3 at k = 30 and ~1e-5 at k = 1500
+    (gpt2-xl), where jax.random.chisquare's rejection loop adds seconds to every compile."""
+    c = hs.config
+    E = c.n_embd
+    pos = jnp.broadcast_to(positions(hs.pos, L), (L, E))
+    if c.norm != "rms":
+        pos = pos - jnp.mean(pos, axis=-1, keepdims=True)
+    posU = pos @ hs.U  # [L, 2D]: the same for every key (vmap leaves it unbatched)
+    a = jnp.sqrt(jnp.maximum(jnp.sum(pos * pos, -1) - jnp.sum(posU * posU, -1), 0.0))  # [L]
+    live = jnp.any(hs.U != 0, axis=0)  # [2D]
+    k = E - (c.norm != "rms") - jnp.sum(live) - 1  # dims of r across pos's direction
+    noise = jax.random.normal(key, (L, posU.shape[1] + 2))  # [L, 2D + 2]: g, h, e
+    g, h, e = noise[:, :-2], noise[:, -2], noise[:, -1]
+    v = 2 / (9 * k)
+    chi2 = k * jnp.maximum(1 - v + e * jnp.sqrt(v), 0.0) ** 3
+    zu = posU + scale * g * live  # [L, 2D]: P u U
+    ms = (jnp.sum(zu * zu, -1) + jnp.square(a + scale * h) + scale**2 * chi2) / E  # [L]: mean((P u)^2)
+    return zu * jax.lax.rsqrt(ms + c.eps)[:, None]
 
 
 def svd_start(d, space: HeadSpace):  # [L, L] desired logits -> [L, 2D] head-space start

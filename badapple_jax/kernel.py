@@ -62,10 +62,14 @@ def head_qk(x, w: HeadWeights):  # [T, E] -> q, k: [T, d_head] each, before the 
     return jnp.split(qk, 2, axis=-1)
 
 
+def rotated_qk(x, w: HeadWeights):  # [T, E] -> R q, R k: [T, d_head] each, the two sides of the logits
+    return tuple(rotate(a, w.config) for a in head_qk(x, w))
+
+
 @jax.jit
 def head_logits(x, w: HeadWeights):  # [T, E] -> [T, T] raw attention scores (pre-mask, pre-softmax)
     """Attention logits A = (R q)(R k)^T / sqrt(d_head) of one head for the input embedding `x`."""
-    q, k = (rotate(a, w.config) for a in head_qk(x, w))
+    q, k = rotated_qk(x, w)
     return q @ k.T / jnp.sqrt(q.shape[-1])
 
 

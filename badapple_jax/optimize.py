@@ -30,10 +30,10 @@ from badapple_jax.encoding import SINK_BLACK, SINK_Z, check_sink, make_encoding
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.headspace import svd_start  # noqa: F401  (the API's name for it before solver.py)
 from badapple_jax.layers import masked_softmax
-from badapple_jax.loss import frame_loss
+from badapple_jax.loss import frame_loss, qk_loss
 from badapple_jax.model import HeadWeights, check_fields, group_of, is_int
 from badapple_jax.progress import scan as progress_scan
-from badapple_jax.solver import SOLVERS, Embedding, Solver, as_solver  # noqa: F401  (SOLVERS: the API's)
+from badapple_jax.solver import SOLVERS, Embedding, Solver, as_solver, random_embeddings  # noqa: F401  (SOLVERS: the API's)
 from badapple_jax.targets import check_on_mask, frame_values, traced
 
 SCHEDULES = ("restarts", "cosine")
@@ -237,12 +237,14 @@ class Problem:
     against its desired logits `d` over the entries of `mask` (`loss.frame_loss`)."""
 
     d: jax.Array  # [B, H, L, L] desired logits, row-centred, zero outside the mask (H = 1 for one head)
-    mask: jax.Array  # [L, L] bool: the entries the loss counts
+    mask: jax.Array  # [L, L] bool: the entries the loss counts (NumPy, as encodings give it: the loss computes only
+    # the strips of it that its rows reach, `loss.qk_loss`; a traced mask costs every logit)
     valid: jax.Array  # [B] bool: the real frames against a chunk's padding (the chunk-wide start choice counts them)
 
 
 def head_losses(p, w, solver, problem: Problem):  # [B, L, P] -> [B, H]: each head's loss
-    return frame_loss(jax.vmap(solver.logits, in_axes=(0, None))(p, w), problem.d, problem.mask)
+    q, k = jax.vmap(solver.qk, in_axes=(0, None))(p, w)  # [B, H, L, D] each
+    return qk_loss(q, k, problem.d, problem.mask)  # only the logits the mask counts are computed
 
 
 def frame_losses(p, w, solver, problem: Problem):  # [..., B, L, P] -> [..., B], the mean over heads
@@ -347,8 +349,9 @@ def multi_start(w: HeadWeights, solver: Solver | None, problem: Problem, p0, set
     if not settings.explore:  # the start's loss: the first refine step's, taken before its update
         explore_loss, explore_trace = refine_trace[:1], refine_trace[:0, None]  # [1, B], [0, 1, B]
     x = jax.vmap(solver.to_x)(p)
-    A = jax.vmap(Embedding().logits, in_axes=(0, None))(x, w).reshape(B, *heads, L, L)  # the ordinary kernel
-    per_head = head_losses(x, w, Embedding(), problem)
+    A = jax.vmap(Embedding().logits, in_axes=(0, None))(x, w)  # [B, H, L, L]: the ordinary kernel
+    per_head = frame_loss(A, problem.d, problem.mask)
+    A = A.reshape(B, *heads, L, L)
     space_loss = frame_losses(p, w, solver, problem)
     return ChunkResult(
         x, masked_softmax(A, w.config.causal), per_head.mean(axis=-1), space_loss if options.keep_best else refine_trace[-1],
@@ -370,15 +373,15 @@ def checked_frames(frames, w: HeadWeights):
     return frame_values(frames)
 
 
+def start_keys(seed: int, frame_index, n_seeds: int):  # [B] -> [S, B] keys
+    """The random starts' keys, by (seed, frame index, start) so a frame's start never depends on its chunk."""
+    one = lambda i, s: jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), i), s)  # noqa: E731
+    return jax.vmap(lambda s: jax.vmap(lambda i: one(i, s))(frame_index))(jnp.arange(n_seeds))
+
+
 def initial_embeddings(seed: int, frame_index, n_seeds: int, L: int, E: int, scale: float):  # [B] -> [S, B, L, E]
-    """N(0, 1) * scale, keyed by (seed, frame index, start) so a frame's start never depends on its chunk."""
-
-    def one(i, s):
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), i), s)
-        return jax.random.normal(key, (L, E), jnp.float32) * scale
-
-    starts = jnp.arange(n_seeds)
-    return jax.vmap(lambda s: jax.vmap(lambda i: one(i, s))(frame_index))(starts)
+    """The embedding solver's random starts, N(0, 1) * scale, keyed by `start_keys`."""
+    return random_embeddings(start_keys(seed, frame_index, n_seeds), L, E, scale)
 
 
 def optimize_chunk(w: HeadWeights, solver: Solver | None, chunk: Chunk, seed, settings: Settings,
@@ -406,10 +409,10 @@ def optimize_chunk(w: HeadWeights, solver: Solver | None, chunk: Chunk, seed, se
     frame_index = jnp.concatenate([frame_index + v * TRANSPOSED for v in range(V)])
     valid = jnp.concatenate([valid] * V)
     problem = Problem(encoding.desired(frames), encoding.mask(T), valid)  # d [V B, (H,) L, L]
-    x0 = initial_embeddings(seed, frame_index, settings.seeds, encoding.tokens(T), w.config.n_embd,
-                            settings.init_scale)
-    # every solver starts where the same random X would: head space from the z that X shows the head
-    result = multi_start(w, solver, problem, solver.init(x0, problem.d, settings.warm_start), settings, options)
+    # every solver starts where a random X would: head space from the z it would show the head, drawn in head space
+    p0 = solver.init(start_keys(seed, frame_index, settings.seeds), w, problem.d, settings.init_scale,
+                     settings.warm_start)
+    result = multi_start(w, solver, problem, p0, settings, options)
     if V == 1:
         return result
     return jax.tree.map(lambda a: jnp.stack([a[v * B:(v + 1) * B] for v in range(V)], axis=1), result)

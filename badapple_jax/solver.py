@@ -3,8 +3,10 @@
 The optimiser asks one object, never the solver's name (as it asks an `Encoding`):
 
     width(w)          P, the parameters per token for the head (or group of heads) `w`
-    init(x0, d, warm) [S, B, L, E] random embeddings, [B, (H,) L, L] desired logits -> [S, B, L, P] starts
+    init(keys, w, d, scale, warm)  [S, B] random keys, [B, (H,) L, L] desired logits -> [S, B, L, P] starts: the
+                      parameters of X ~ N(0, scale^2) [L, n_embd], one per key (warm: head space's start 0 by SVD)
     logits(p, w)      [L, P] -> [H, L, L] the logits each head of `w` computes from p (H = 1 for one head)
+    qk(p, w)          [L, P] -> R q, R k [H, L, D]: their two sides, logits = R q (R k)^T / sqrt(D) (the loss's)
     to_x(p)           [L, P] -> [L, E] the input embedding that shows the head what p does
     check(result, i)  on the host, after a chunk of the frames at `i`: refuse a result whose X does not show
                       what the parameters did
@@ -15,9 +17,11 @@ optimises z, 2 d_head numbers per row, and lifts it. Both are pytrees: jitted fu
 """
 import flax.struct
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from badapple_jax.headspace import HeadSpace, head_space
-from badapple_jax.kernel import head_logits
+from badapple_jax.kernel import head_logits, rotated_qk
 from badapple_jax.model import HeadWeights, group_of
 
 SOLVERS = ("embedding", "headspace")
@@ -30,13 +34,19 @@ class Embedding:
     def width(self, w: HeadWeights) -> int:
         return w.config.n_embd
 
-    def init(self, x0, d, warm_start: bool = False):  # [S, B, L, E] -> the same: the random starts themselves
-        return x0
+    def init(self, keys, w: HeadWeights, d, scale, warm_start: bool = False):  # [S, B] keys -> [S, B, L, E]
+        """The random starts themselves: X ~ N(0, scale^2) [L, n_embd] from each key."""
+        return random_embeddings(keys, np.shape(d)[-1], w.config.n_embd, scale)
 
     def logits(self, p, w: HeadWeights):  # [L, E] -> [H, L, L]: the kernel of each head p drives
         if group_of(w):  # a group: the kernel vmapped over its head axis
             return jax.vmap(head_logits, in_axes=(None, 0))(p, w)
         return head_logits(p, w)[None]  # one head: the unbatched kernel, whose float rounding a vmap would change
+
+    def qk(self, p, w: HeadWeights):  # [L, E] -> R q, R k: [H, L, D] each, the sides of each head's logits
+        if group_of(w):
+            return jax.vmap(rotated_qk, in_axes=(None, 0))(p, w)
+        return tuple(a[None] for a in rotated_qk(p, w))
 
     def to_x(self, p):
         return p
@@ -46,6 +56,10 @@ class Embedding:
 
 
 Solver = Embedding | HeadSpace
+
+
+def random_embeddings(keys, L: int, E: int, scale):  # [S, B] keys -> [S, B, L, E]: N(0, 1) * scale from each key
+    return jax.vmap(jax.vmap(lambda key: jax.random.normal(key, (L, E), jnp.float32) * scale))(keys)
 
 
 def make_solver(name: str, w: HeadWeights) -> Solver:

@@ -17,7 +17,7 @@ over its content frames and the flicker beside the targets'. The default stretch
 and in mean edge density (busy and simple passages alike).
 
 The roofline: a --matmul-size square fp32 matmul in JAX (fastest of 10 after a warm-up), and the head-space
-step's matmul FLOPs (`step_flops`) over its time per frame-step, from one 16-frame chunk run at --roofline-steps
+step's matmul FLOPs (`step_flops`: the logits the loss computes, its causal strips) over its time per frame-step, from one 16-frame chunk run at --roofline-steps
 and twice as many (the difference removes the fixed part). XLA's Eigen matmuls are on (`use_eigen_matmuls`), as
 in the command; they take effect only if this process has not started JAX's backend yet. The ratio to the
 video's duration is printed last.
@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import badapple_jax as bj
+from badapple_jax import loss
 from badapple_jax.metrics import read
 from badapple_jax.workdir import WorkDir
 
@@ -88,16 +89,17 @@ def timed(f) -> float:
     return time.perf_counter() - t0
 
 
-def step_flops(L: int, P: int) -> dict:
-    """Matmul FLOPs of one head-space Adam step of one frame, L tokens, P = 2 d_head numbers per row (a
-    multiply-add counts 2):
-    - the logits q k^T, [L, D] x [D, L] with D = P / 2: 2 L^2 D; their two gradients dS k and dS^T q: 2 x 2 L^2 D;
+def step_flops(mask, P: int) -> dict:
+    """Matmul FLOPs of one head-space Adam step of one frame, L tokens (`mask` [L, L], the encoding's), P = 2 d_head
+    numbers per row (a multiply-add counts 2):
+    - the logits q k^T the loss computes, the row strips of `loss.strips` (n rows by c columns each, of D = P / 2),
+      and their two gradients dS k and dS^T q: 6 D sum(n c); all L^2 of them: 6 L^2 D (`all_logits_flops`);
     - the projection y = z SVt, [L, P] x [P, P]: 2 L P^2, and its gradient dy SVt^T: 2 L P^2 (SVt is frozen).
-    Total 6 L^2 D + 4 L P^2. All L^2 logits are computed, the masked half of a causal map too. Elementwise
-    work (softmax, loss, Adam) is not counted."""
-    D = P // 2
-    logits = 6 * L * L * D
-    return {"logits_flops": logits, "projection_flops": 4 * L * P * P, "step_flops": logits + 4 * L * P * P}
+    Elementwise work (softmax, loss, Adam) is not counted."""
+    D, L = P // 2, len(mask)
+    logits = 6 * D * sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in loss.strips(mask, loss.STRIPS))
+    return {"logits_flops": logits, "all_logits_flops": 6 * L * L * D, "projection_flops": 4 * L * P * P,
+            "step_flops": logits + 4 * L * P * P}
 
 
 def chunk_seconds(w, frames: np.ndarray, settings) -> float:
@@ -116,11 +118,13 @@ def roofline(args) -> dict:
     n = args.roofline_steps
     t1, t2 = (chunk_seconds(w, frames, dataclasses.replace(settings, steps=s)) for s in (n, 2 * n))
     step = (t2 - t1) / n / len(frames)  # seconds per frame-step
-    L = settings.encoding(w.config.causal).tokens(args.size)
-    flops = step_flops(L, 2 * w.config.d_head)
+    encoding = settings.encoding(w.config.causal)
+    L = encoding.tokens(args.size)
+    flops = step_flops(encoding.mask(args.size), 2 * w.config.d_head)
     return {"matmul_size": args.matmul_size, "matmul_gflops": peak, "frames": len(frames), "steps": [n, 2 * n],
             "chunk_seconds": [t1, t2], "tokens": L, **flops, "step_ms_per_frame": step * 1e3,
-            "step_gflops": flops["step_flops"] / step / 1e9, "logits_gflops": flops["logits_flops"] / step / 1e9}
+            "step_gflops": flops["step_flops"] / step / 1e9, "logits_gflops": flops["logits_flops"] / step / 1e9,
+            "effective_gflops": (flops["all_logits_flops"] + flops["projection_flops"]) / step / 1e9}
 
 
 def main(argv=None) -> None:
@@ -164,7 +168,8 @@ def main(argv=None) -> None:
     print(f"roofline: step {roof['step_gflops']:.1f} GFLOP/s ({roof['step_flops'] / 1e6:.1f} MFLOP in "
           f"{roof['step_ms_per_frame']:.3f} ms per frame-step; logits alone {roof['logits_gflops']:.1f}) against "
           f"{roof['matmul_gflops']:.1f} GFLOP/s for a {args.matmul_size}^2 matmul: "
-          f"{roof['step_gflops'] / roof['matmul_gflops']:.2f} of the peak")
+          f"{roof['step_gflops'] / roof['matmul_gflops']:.2f} of the peak; {roof['effective_gflops']:.1f} GFLOP/s "
+          f"counting all L^2 logits ({roof['all_logits_flops'] / 1e6:.1f} MFLOP of them)")
     print(f"projected wall / video duration: {result['ratio']:.2f} ({fit['projected_wall_seconds']:.1f} s / "
           f"{duration:.1f} s)")
 

@@ -6,11 +6,11 @@ import pytest
 
 from badapple_jax.chunks import optimize_frames, plan
 from badapple_jax.errors import BadInputError
-from badapple_jax.headspace import ball, head_space, headspace_logits, lift, to_head_space
+from badapple_jax.headspace import ball, head_space, headspace_logits, lift, random_z, to_head_space
 from badapple_jax.kernel import head_logits
 from badapple_jax.optimize import Settings
-from badapple_jax.model import pick_head, pick_heads
-from badapple_jax.weights import load_layer
+from badapple_jax.model import ModelConfig, pick_head, pick_heads
+from badapple_jax.weights import load_layer, random_layer
 
 logits = jax.vmap(head_logits, in_axes=(0, None))
 hs_logits = jax.vmap(headspace_logits, in_axes=(0, None))
@@ -93,10 +93,21 @@ def test_headspace_solver_optimises_and_its_lift_is_exact(head, frames):
     np.testing.assert_allclose(r.attention.sum(-1), 1.0, rtol=1e-5)
 
 
-def test_headspace_starts_where_the_embedding_solver_starts(head, frames):
-    ours = solve(head, frames, steps=SHORT)
-    theirs = solve(head, frames, steps=SHORT, solver="embedding")
-    np.testing.assert_allclose(ours.explore_trace[:, 0], theirs.explore_trace[:, 0], rtol=1e-4)
+@pytest.mark.parametrize("norm", ["layer", "rms"])
+def test_headspace_starts_are_the_z_of_random_embeddings(space, norm):
+    """Drawn in head space, a start has the distribution of the z a random X ~ N(0, s^2) shows the head: the same
+    mean and spread of every coordinate and of the rows' norms, within sampling error (~6 standard errors)."""
+    if norm == "rms":  # Llama's: no mean removed, no positions added
+        config = ModelConfig(n_layer=1, n_head=4, n_embd=64, n_positions=32, eps=1e-5, family="llama", norm="rms",
+                             rotary_dim=16, qkv_bias=False)
+        space = head_space(pick_head(random_layer(config, 0, seed=1), 1))
+    N, L, s = 4000, 6, 0.1
+    keys = jax.random.split(jax.random.key(0), 2 * N)
+    through_x = jax.jit(jax.vmap(lambda k, hs: to_head_space(jax.random.normal(k, (L, 64)) * s, hs), (0, None)))
+    drawn = jax.jit(jax.vmap(lambda k, hs: random_z(k, hs, L, s), (0, None)))
+    through_x, drawn = through_x(keys[:N], space), drawn(keys[N:], space)
+    for stat in (lambda z: z.mean(0), lambda z: z.std(0), lambda z: jnp.linalg.norm(z, axis=-1).mean(0)):
+        np.testing.assert_allclose(stat(drawn), stat(through_x), atol=6 / np.sqrt(N))
 
 
 def test_warm_start_begins_closer(head, frames):

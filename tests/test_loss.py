@@ -1,9 +1,12 @@
-"""The loss of SPEC section 5 against a plain NumPy float64 loop, over the reference's and the sink's masks."""
+"""The loss of SPEC section 5 against a plain NumPy float64 loop, over the reference's and the sink's masks; the loss
+over causal strips against the loss of every logit."""
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from badapple_jax.encoding import Sink, ZScore
-from badapple_jax.loss import frame_loss, row_centred
+from badapple_jax.encoding import Quarter, Sink, ZScore
+from badapple_jax.loss import frame_loss, qk_loss, row_centred
 
 
 def numpy_loss(A, d, mask):  # [L, L] float64 reference, row by row over the mask's entries
@@ -50,3 +53,20 @@ def test_row_centred_rows_have_zero_mean(rng):
     means = [c[i, : i + 1].mean() for i in range(T)]
     np.testing.assert_allclose(means, 0.0, atol=1e-6)
     assert np.all(np.triu(c, 1) == 0)
+
+
+@pytest.mark.parametrize("encoding", [ZScore(), Sink(), Sink(causal=False), Quarter()],
+                         ids=["zscore", "sink", "sink-encoder", "quarter"])
+@pytest.mark.parametrize("n", [1, 4])
+def test_the_strips_give_the_loss_and_gradient_of_every_logit(rng, encoding, n):
+    """qk_loss computes only the strips of rows the mask reaches: the loss of q k^T / sqrt(D), and its gradient."""
+    T, D = 13, 8
+    L, mask = encoding.tokens(T), encoding.mask(T)
+    q, k = (rng.normal(0.0, 2.0, (2, L, D)).astype(np.float32) for _ in range(2))  # two heads
+    d = np.stack([encoding.desired(rng.random((T, T)))] * 2)
+    every = lambda q, k: frame_loss(q @ jnp.swapaxes(k, -1, -2) / np.sqrt(D), d, mask).sum()  # noqa: E731
+    strips = lambda q, k: qk_loss(q, k, d, mask, n).sum()  # noqa: E731
+    want, got = (jax.jit(jax.value_and_grad(f, (0, 1)))(q, k) for f in (every, strips))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    for a, b in zip(got[1], want[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())

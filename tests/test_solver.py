@@ -9,7 +9,7 @@ from badapple_jax.errors import OptionError
 from badapple_jax.headspace import HeadSpace, head_space
 from badapple_jax.kernel import head_logits
 from badapple_jax.model import pick_head, pick_heads
-from badapple_jax.optimize import Chunk, Settings, optimize_chunk
+from badapple_jax.optimize import Chunk, Settings, optimize_chunk, start_keys
 from badapple_jax.solver import SOLVERS, Embedding, make_solver
 from badapple_jax.weights import load_layer
 
@@ -37,12 +37,11 @@ def test_head_space_refuses_a_layer_above_0(tiny_ckpt):
 
 @pytest.mark.parametrize("name", SOLVERS)
 def test_every_solver_answers_the_protocol(w, name, rng):
-    """init from random X, logits from the parameters, to_x that shows the ordinary kernel the same logits."""
+    """init from random keys, logits from the parameters, to_x that shows the ordinary kernel the same logits."""
     solver = make_solver(name, w)
     S, B, L, E = 2, 3, 12, w.config.n_embd
-    x0 = rng.normal(0.0, 0.1, (S, B, L, E)).astype(np.float32)
     d = np.zeros((B, *w.w_q.shape[:-2], L, L), np.float32)
-    p0 = solver.init(x0, d)
+    p0 = solver.init(start_keys(0, np.arange(B), S), w, d, 0.1)
     assert p0.shape == (S, B, L, solver.width(w))
     p = p0[0, 0]
     kernel = Embedding().logits(solver.to_x(p), w)

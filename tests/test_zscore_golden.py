@@ -1,7 +1,10 @@
 """`--display zscore` stays the reference's pipeline: golden outputs made before the sink display.
 
 The golden arrays were made by `python tests/test_zscore_golden.py` at commit cdce35f, before the encoding seam
-existed. They are compared to float rounding on every machine: another CPU (another vector width, another ISA)
+existed. The head-space cases (headspace_full, colour) were re-made on 2026-12-07 when head space began to draw its
+random starts in head space (`headspace.random_z`: the same distribution as the z of a random X, other numbers; their
+mean losses moved by 0.02% and 0.15%); just before, with the loss over causal strips already in, they still matched
+the arrays of cdce35f. They are compared to float rounding on every machine: another CPU (another vector width, another ISA)
 or jax sums in another order, and 40 optimiser steps amplify that. Measured against these arrays: XLA's
 vector width 128/512 or `--xla_cpu_max_isa=AVX` moved losses by at most 1.9e-6 relative and one pixel by two
 levels; weights perturbed by a relative 3e-7 (the size of the rounding difference reported between two
