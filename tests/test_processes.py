@@ -156,6 +156,7 @@ def test_two_processes_render_and_survey_as_one_and_a_killed_render_resumes(tiny
     assert f"resuming: {len(saved)} of 8 frames are already in" in done[0][1]
     assert "process 1 of 2: computed" in done[1][1] and f"process 0 wrote {two}" in done[1][1]
     assert saved == {p: (chunks / p).stat().st_mtime_ns for p in saved}  # kept, not computed again
+    assert [p.name for p in two.with_suffix(".work").rglob(".*") if p.name != ".lock"] == []  # no temporary left
     assert outputs(two) == {k.replace("one", "two", 1): v for k, v in outputs(one).items()}
     # metrics.json differs in timings, date, command and -o only, and says which frames came from the first run
     assert metrics(two) == metrics(one) | {"resumed_frames": len(saved)}

@@ -10,7 +10,7 @@ vector width 128/512 or `--xla_cpu_max_isa=AVX` moved losses by at most 1.9e-6 r
 levels; weights perturbed by a relative 3e-7 (the size of the rounding difference reported between two
 AMD EPYC generations) moved losses by up to 2.9e-5 (colour case), pixels by two levels. Hence rtol 1e-4 and two
 levels: 3x that amplification, still far below what a change to the pipeline moves (percents). Bit-identity is
-tested where it is promised, on one machine: a resumed render against an uninterrupted one (test_resume.py).
+tested where it is promised, on one machine: a resumed render against an uninterrupted one (test_processes.py).
 """
 import sys
 from pathlib import Path
