@@ -64,18 +64,25 @@ def strips(mask, n: int) -> list:  # [L, L] bool -> [(r0, r1, c0, c1)]: rows r0:
 
 
 STRIPS = 3  # strips of a causal triangle: 2/3 of its logits; 3 and 4 measured best (benchmarks/RESULTS.md)
+STRIPS_FROM = 160  # tokens: below, the strips' extra slices cost more than the logits they skip (step x1.27 at 33
+# tokens, x1.10 at 129, x0.97 at 161, x0.67 at 257; benchmarks/RESULTS.md)
+
+
+def strip_count(L: int) -> int:
+    """How many strips `qk_loss` cuts a mask of L tokens into: STRIPS from STRIPS_FROM tokens, else one."""
+    return STRIPS if L >= STRIPS_FROM else 1
 
 
 def qk_loss(q, k, d, mask, n: int | None = None):  # [..., L, D] x2, [..., L, L], [L, L] -> [...]
-    """`frame_loss` of the logits q k^T / sqrt(D) (`kernel.head_logits`), computing only the `n` (STRIPS) row
-    strips the mask reaches (a mask of full rows, an encoder's, is one strip: every logit). A mask known only when
+    """`frame_loss` of the logits q k^T / sqrt(D) (`kernel.head_logits`), computing only the `n` (default
+    `strip_count(L)`) row strips the mask reaches (a mask of full rows, an encoder's, is one strip: every logit). A mask known only when
     the program runs (the API's `multi_start` jitted with it as an argument) has no strips: every logit, masked."""
     check_on_mask(mask, d=d)
     scale = jnp.sqrt(jnp.float32(q.shape[-1]))
     if traced(mask):
         return frame_loss(q @ jnp.swapaxes(k, -1, -2) / scale, d, mask)
     total = 0.0
-    for r0, r1, c0, c1 in strips(np.asarray(mask), STRIPS if n is None else n):
+    for r0, r1, c0, c1 in strips(np.asarray(mask), strip_count(mask.shape[0]) if n is None else n):
         logits = q[..., r0:r1, :] @ jnp.swapaxes(k[..., c0:c1, :], -1, -2) / scale  # [..., r1 - r0, c1 - c0]
         total = total + error_sum(logits, d[..., r0:r1, c0:c1], mask[r0:r1, c0:c1])
     return total / mask.sum()

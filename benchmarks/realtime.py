@@ -97,7 +97,7 @@ def step_flops(mask, P: int) -> dict:
     - the projection y = z SVt, [L, P] x [P, P]: 2 L P^2, and its gradient dy SVt^T: 2 L P^2 (SVt is frozen).
     Elementwise work (softmax, loss, Adam) is not counted."""
     D, L = P // 2, len(mask)
-    logits = 6 * D * sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in loss.strips(mask, loss.STRIPS))
+    logits = 6 * D * sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in loss.strips(mask, loss.strip_count(len(mask))))
     return {"logits_flops": logits, "all_logits_flops": 6 * L * L * D, "projection_flops": 4 * L * P * P,
             "step_flops": logits + 4 * L * P * P}
 
