@@ -8,6 +8,11 @@ import numpy as np
 import pytest
 
 
+# LLVM's optimisation passes are most of a CPU compile and buy nothing for the tiny programs tests run: a third off
+# the suite, results within float rounding of optimised code (the golden tests hold).
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+
+
 def pytest_configure(config):
     """Every process of the suite (its workers, and the `python -m badapple_jax`, examples and benchmarks they
     start) shares one XLA compilation cache for the session: a program is compiled once per suite, not once per
@@ -19,12 +24,10 @@ def pytest_configure(config):
         os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # the tiny programs compile in < 1 s
     jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    # LLVM's optimisation passes are most of a CPU compile and buy nothing for the tiny programs tests run here:
-    # a third off the suite, results within float rounding of optimised code (the golden tests hold). Only this
-    # process's backend reads the flag: children (renders interrupted mid-run, whose steps must take their usual
-    # time) get the environment as it was.
+    # FAST_COMPILE: only this process's backend reads it. Children (renders interrupted mid-run, whose steps must
+    # take their usual time) get the environment as it was; a test whose children only compute passes it on.
     flags = os.environ.get("XLA_FLAGS")
-    os.environ["XLA_FLAGS"] = f"{flags or ''} --xla_backend_optimization_level=0"
+    os.environ["XLA_FLAGS"] = f"{flags or ''} {FAST_COMPILE}"
     jax.devices()  # the backend starts, reading XLA_FLAGS
     if flags is None:
         del os.environ["XLA_FLAGS"]

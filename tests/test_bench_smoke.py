@@ -4,6 +4,7 @@ import json
 import pytest
 
 from benchmarks import bench_vs_torch
+from conftest import FAST_COMPILE
 
 
 @pytest.mark.slow
@@ -35,8 +36,10 @@ def test_fidelity_benchmark_smoke(tiny_ckpt, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_realtime_smoke(tiny_ckpt, tmp_path, capsys):
+def test_realtime_smoke(tiny_ckpt, tmp_path, capsys, monkeypatch):
     from benchmarks import realtime
+
+    monkeypatch.setenv("XLA_FLAGS", FAST_COMPILE)  # its renders are children: compiled as this process's programs are
 
     out = tmp_path / "realtime.json"
     realtime.main(["--input", "demo", "--start", "0", "--size", "16", "--max-frames", "4", "--short", "2",

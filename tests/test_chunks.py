@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import badapple_jax as bj
+from conftest import FAST_COMPILE
 from badapple_jax import chunks
 from badapple_jax.chunks import auto_program, fit_chunk_size, frame_mesh, optimize_frames
 from badapple_jax.optimize import LIMITS, Settings
@@ -41,7 +42,7 @@ print(json.dumps(device_results(sys.argv[1])))
 
 
 def run(tiny_ckpt, devices):
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"}
     done = subprocess.run([sys.executable, "-c", RUN, str(tiny_ckpt)], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import FAST_COMPILE
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--size", "16", "--steps", "12"]
 
 
 def run_example(name, *args):
     return subprocess.run([sys.executable, str(ROOT / "examples" / name), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "XLA_FLAGS": FAST_COMPILE})
 
 
 def printed_loss(stdout):

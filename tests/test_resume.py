@@ -3,6 +3,7 @@ the same work directory is refused. A render killed outright (SIGKILL of the loc
 identical to an uninterrupted one: tests/test_processes.py, where the killed process is the first of two."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,6 +79,14 @@ def render_fast(tiny_ckpt, out, *extra):
     return main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), *FAST, *extra])
 
 
+@pytest.fixture(scope="module")
+def finished(tiny_ckpt, tmp_path_factory):
+    """A finished FAST render's output and work directory, copied by each test that changes it."""
+    out = tmp_path_factory.mktemp("finished") / "r.mp4"
+    assert render_fast(tiny_ckpt, out) == 0
+    return out
+
+
 @pytest.mark.parametrize("change, named", [
     (["--steps", "9"], "--steps 8 there, 9 here"),
     (["--lr", "0.05", "--seed", "3"], "--lr 0.5 there, 0.05 here; --seed 0 there, 3 here"),
@@ -88,9 +97,11 @@ def render_fast(tiny_ckpt, out, *extra):
     (["--chunk-size", "4"], "--chunk-size 2 there, 4 here"),
     (["--model", "random:gpt2"], "the model (local"),
 ])
-def test_a_different_job_on_a_work_directory_is_refused_unless_restarted(change, named, tiny_ckpt, tmp_path, capsys):
+def test_a_different_job_on_a_work_directory_is_refused_unless_restarted(change, named, finished, tiny_ckpt, tmp_path,
+                                                                         capsys):
     out = tmp_path / "r.mp4"
-    assert render_fast(tiny_ckpt, out) == 0
+    shutil.copy(finished, out)
+    shutil.copytree(finished.with_suffix(".work"), out.with_suffix(".work"))
     before = {p: p.read_bytes() for p in out.with_suffix(".work").rglob("*") if p.is_file() and p.name != LOCK}
     capsys.readouterr()
     args = ["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), *FAST]
@@ -98,8 +109,17 @@ def test_a_different_job_on_a_work_directory_is_refused_unless_restarted(change,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and named in err and "--restart" in err, err
     assert {p: p.read_bytes() for p in before} == before  # untouched
-    assert main([*args, *change, "--restart"]) == 0
-    assert len(json.loads((out.with_suffix(".work") / "metrics.json").read_text())["per_frame_loss"]) >= 3
+
+
+@pytest.mark.parametrize("change", [["--steps", "9"], ["--max-frames", "3"]])
+def test_restart_replaces_the_work_directory_of_another_job(change, finished, tiny_ckpt, tmp_path):
+    out = tmp_path / "r.mp4"
+    shutil.copytree(finished.with_suffix(".work"), out.with_suffix(".work"))
+    assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), *FAST, *change, "--restart"]) == 0
+    metrics = json.loads((out.with_suffix(".work") / "metrics.json").read_text())
+    assert len(metrics["per_frame_loss"]) == (3 if change[0] == "--max-frames" else 4)
+    job = metrics["settings"]
+    assert (job["max_frames"], job["settings"]["steps"]) == ((3, 8) if change[0] == "--max-frames" else (4, 9))
 
 
 def test_a_different_input_with_the_same_options_is_refused(tiny_ckpt, tmp_path, capsys):
