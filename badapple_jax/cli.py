@@ -129,8 +129,8 @@ def add_optimiser_arguments(p) -> None:
     """How each frame is optimised: a preset and the Settings' fields over it."""
     s = Settings()
     p.add_argument("--preset", choices=tuple(PRESETS),
-                   help=f"named settings: '{DEFAULT_PRESET}' (the default), the best measured: head space, 1 seed, 200 steps of one "
-                        "cosine cycle at lr 0.5, b2 0.9; with the embedding solver, as above layer 0, 400 steps at lr "
+                   help=f"named settings: '{DEFAULT_PRESET}' (the default), the best measured: the q and k rows (qk), 1 seed, 200 steps "
+                        "of one cosine cycle at lr 0.3, b2 0.9; with headspace lr 0.5; with the embedding solver, as above layer 0, 400 steps at lr "
                         "0.1; benchmarks/RESULTS.md; 'reference', its optimiser, row-normalised target and z-scored "
                         "display, so losses compare with it. Options given explicitly override it")
     p.add_argument("--display", choices=DISPLAYS,
@@ -141,7 +141,7 @@ def add_optimiser_arguments(p) -> None:
     p.add_argument("--seeds", type=int, help="random starts explored per frame (default: the preset's; fast 1, "
                                              "reference 3)")
     p.add_argument("--lr", type=float, help="peak learning rate of each cosine cycle (default: the preset's; fast "
-                                            "0.5, reference 0.1)")
+                                            "0.3, reference 0.1)")
     p.add_argument("--lr-min", type=float, help=f"learning rate at the end of each cycle (default: {s.lr_min})")
     p.add_argument("--b2", type=float, help="Adam's beta2, its memory of squared gradients (default: the preset's; "
                                             "fast 0.9, reference 0.999)")
@@ -152,9 +152,10 @@ def add_optimiser_arguments(p) -> None:
     p.add_argument("--seed-select", choices=("frame", "chunk"), default=s.seed_select,
                    help="keep the best start per frame, or one per chunk by mean loss (the reference)")
     p.add_argument("--solver", choices=SOLVERS,
-                   help="optimise the embedding X (the reference's; --preset fast above layer 0), or z in head space "
-                        "(--preset fast at layer 0, ~5x faster per step) lifted to X")
-    p.add_argument("--warm-start", action="store_true", help="headspace: first start from an SVD of the target")
+                   help="optimise the embedding X (the reference's; --preset fast above layer 0), z in head space "
+                        "(~5x faster per step), or the head's q and k rows (qk: --preset fast at layer 0, ~1.4x faster "
+                        "again), lifted to X")
+    p.add_argument("--warm-start", action="store_true", help="headspace, qk: first start from an SVD of the target")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default=s.precision,
                    help="matmul precision on GPUs (CPUs compute fp32 regardless)")
 
@@ -274,7 +275,8 @@ def run_render(args) -> int:
         named = Settings(**{**PRESETS[args.preset], **chosen})
         changed = [f.name for f in dataclasses.fields(settings) if getattr(settings, f.name) != getattr(named, f.name)]
         own = "".join(f" --{k.replace('_', '-')} {getattr(settings, k)}" for k in sorted(changed, key="solver".__ne__))
-        why = "head space works at layer 0 only" if args.layer else "the embedding solver's own steps and lr"
+        why = ("head space works at layer 0 only" if "solver" in changed else
+               f"the {settings.solver} solver's own steps and lr")
         if own:
             print(f"note: --preset {args.preset} uses{own} at --layer {args.layer} ({why})", file=sys.stderr)
     amount, unit = args.start

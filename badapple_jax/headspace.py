@@ -17,6 +17,12 @@ better than a smooth squash (solutions sit near the boundary) and is the project
 LIFT: n = z U^T has |n| = |z|; a unit vector orthogonal to U (and to 1 for LayerNorm) tops |n|^2 up
 to n_embd, a large scale makes the norm's eps negligible, and X = scale * n - pos. Only layer 0 has
 this structure: above it, the norm sees the stream after whole blocks, not X + pos.
+
+QK (`QKSpace`, the fast preset's): the same space in the coordinates the logits read, y = z S V^T + c, the
+unrotated [q~ k~] rows themselves: the step computes no z S V^T and its gradient (half of a 257-token step's FLOPs). Its rows may leave the reachable
+ellipsoid z = (y - c) (S V^T)^+ inside the ball; `project` puts each row back (y = ball(z) S V^T + c, exact for a
+degenerate head too) every 20 steps and at the end of every phase (`optimize.run_phase`), before anything is
+lifted or reported.
 """
 import flax.struct
 import jax
@@ -28,7 +34,7 @@ from badapple_jax.kernel import check_embedding
 from badapple_jax.model import HeadWeights, ModelConfig, group_of, positions
 from badapple_jax.rotary import rotate
 
-LAYER0_ONLY = ("`solver` headspace works at layer 0 only (above it the heads read the stream after whole "
+LAYER0_ONLY = ("`solver` headspace and qk work at layer 0 only (above it the heads read the stream after whole "
                "blocks, not X + pos); use `solver` embedding for `layer` > 0.")
 LIFT_RTOL, LIFT_ATOL = 1e-4, 1e-6  # the lift check's floor: float32 logits of O(10) leave ~1e-7 noise in a loss
 LIFT_SCALE = 100.0  # |u| per coordinate after the lift: LayerNorm's eps then changes n by ~eps / scale^2 / 2
@@ -66,6 +72,11 @@ class HeadSpace:
 
     def to_x(self, p):  # [L, P] -> [L, E]
         return lift(p, self)
+
+    PROJECT_EVERY = 0  # every z is kept reachable inside the step (`ball`)
+
+    def project(self, p):
+        return p
 
     def check(self, result, index) -> None:
         """The lifted X must show the head what z did: the same loss through the ordinary kernel (on the host:
@@ -128,10 +139,61 @@ def check_z(p, hs: HeadSpace) -> None:
 
 def headspace_qk(p, hs: HeadSpace):  # [T, P] -> R q, R k: [T, D] each ([H, T, D] for a group), as kernel.rotated_qk
     check_z(p, hs)
-    y = ball(p, hs.config.n_embd) @ hs.SVt + hs.c  # [T, 2D H]: q1 k1 q2 k2 ...
+    return rotated_sides(ball(p, hs.config.n_embd) @ hs.SVt + hs.c, hs)
+
+
+def rotated_sides(y, hs: HeadSpace):  # [T, 2D H] rows q~1 k~1 q~2 k~2 ... -> R q, R k: [T, D] each ([H, T, D])
     y = y.reshape(y.shape[0], max(hs.heads, 1), 2, -1).transpose(2, 1, 0, 3)  # [2, H, T, D]
     q, k = rotate(y[0], hs.config), rotate(y[1], hs.config)
     return (q, k) if hs.heads else (q[0], k[0])
+
+
+@flax.struct.dataclass
+class QKSpace:
+    """The q/k solver (`solver.py`): y, the head's unrotated [q~ k~] rows themselves (per head of a group), kept
+    reachable by `project` and lifted through z = (y - c) (S V^T)^+."""
+
+    PROJECT_EVERY = 20  # steps: the zscore display's rows leave the ball on the way (benchmarks/RESULTS.md)
+
+    space: HeadSpace
+    pinv: jax.Array  # [2 d_head H, 2 d_head H] (S V^T)^+: y - c -> z
+
+    def width(self, w) -> int:
+        return self.space.width(w)
+
+    def init(self, keys, w, d, scale, warm_start: bool = False):  # [S, B] keys, [B, (H,) L, L] -> [S, B, L, P]
+        """Head space's starts (`HeadSpace.init`), in y."""
+        return self.y(ball(self.space.init(keys, w, d, scale, warm_start), self.space.config.n_embd))
+
+    def y(self, z):  # [..., L, P] z -> y
+        return z @ self.space.SVt + self.space.c
+
+    def z(self, p):  # [..., L, P] y -> the z it is reached from where it is reachable
+        return (p - self.space.c) @ self.pinv
+
+    def logits(self, p, w):  # [L, P] -> [H, L, L]
+        q, k = self.qk(p, w)
+        return q @ jnp.swapaxes(k, -1, -2) / jnp.sqrt(q.shape[-1])
+
+    def qk(self, p, w):  # [L, P] -> R q, R k: [H, L, D] each
+        check_z(p, self.space)
+        q, k = rotated_sides(p, self.space)
+        return (q, k) if self.space.heads else (q[None], k[None])
+
+    def project(self, p):  # [..., L, P] -> the reachable y nearest in z: every row's z clipped to the ball
+        return self.y(ball(self.z(p), self.space.config.n_embd))
+
+    def to_x(self, p):  # [L, P] -> [L, E]
+        return lift(self.z(p), self.space)
+
+    def check(self, result, index) -> None:
+        self.space.check(result, index)
+
+
+def qk_space(w: HeadWeights) -> QKSpace:
+    """The q/k solver of a layer-0 head or group (`head_space`'s refusals)."""
+    hs = head_space(w)
+    return QKSpace(hs, jnp.asarray(np.linalg.pinv(np.asarray(hs.SVt, np.float64)), jnp.float32))
 
 
 def headspace_logits(p, hs: HeadSpace):  # [T, P] -> [T, T] ([H, T, T] for a group), as kernel.head_logits

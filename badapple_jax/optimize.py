@@ -57,7 +57,8 @@ class Settings:
         schedule              "restarts" (warm restarts) or "cosine" (one cycle) per phase
         init_scale            the random starts: X0 ~ N(0, 1) * init_scale
         seed_select           "frame": each frame keeps its best start; "chunk": one for the chunk (reference)
-        solver, warm_start    "embedding" optimises X; "headspace" z, lifted to X (warm_start: start 0 by SVD)
+        solver, warm_start    "embedding" optimises X; "headspace" z, "qk" the q and k rows, lifted to X
+                              (warm_start: start 0 by SVD)
         precision             GPU matmuls: fp32, tf32 or bf16
         display, mode, sink_z, sink_black: the encoding, `encoding(causal)` (sink or zscore; causal, full or
                               quarter; the sink's Z / T and black level b)"""
@@ -70,9 +71,9 @@ class Settings:
     schedule: str = "restarts"  # per phase: "restarts", warm restarts every max(n // 4, 50) steps; "cosine", one cycle
     init_scale: float = 0.1  # X0 ~ N(0, 1) * init_scale
     seed_select: str = "frame"  # "frame": best start per frame; "chunk": one per chunk by mean loss (reference)
-    solver: str = "embedding"  # "embedding": optimise X (reference); "headspace": optimise z, lift to X
+    solver: str = "embedding"  # "embedding": optimise X (reference); "headspace" z, "qk" [q k]: lifted to X
     precision: str = "fp32"  # matmul precision on GPU: fp32, tf32 or bf16 (CPUs compute fp32 regardless)
-    warm_start: bool = False  # headspace: start 0 of each frame from a rank-d_head SVD of its target
+    warm_start: bool = False  # headspace, qk: start 0 of each frame from a rank-d_head SVD of its target
     mode: str = "causal"  # "full": a second embedding shows the transposed target; "quarter": 2T + 1 tokens, one map
     display: str = "sink"  # "sink": token 0 an attention sink, true brightness (SPEC 11); "zscore": the reference
     sink_z: float = SINK_Z  # the sink display's Z / T: a white pixel is given 1 / Z of its row's attention
@@ -98,7 +99,7 @@ class Settings:
             (self.seed_select in ("frame", "chunk"), f"`seed_select` must be frame or chunk, got {self.seed_select}"),
             (self.solver in SOLVERS, f"`solver` must be one of {', '.join(SOLVERS)}, got {self.solver}"),
             (self.precision in PRECISIONS, f"`precision` must be one of {', '.join(PRECISIONS)}, got {self.precision}"),
-            (not self.warm_start or self.solver == "headspace", "`warm_start` needs `solver` headspace"),
+            (not self.warm_start or self.solver != "embedding", "`warm_start` needs `solver` headspace or qk"),
             *((getattr(self, k) <= v, f"`{k}` must be at most {v}, got {getattr(self, k)}") for k, v in LIMITS.items()),
         ]
         for ok, message in rules:
@@ -140,28 +141,30 @@ def traced_numbers(settings: Settings) -> Settings:
 # Named settings; options given explicitly override them. "reference": the reference's optimiser AND its
 # row-normalised target and z-scored display, so losses compare with it; "fast": the cheapest measured
 # setting at least as faithful as head space with the reference's optimiser (benchmarks/RESULTS.md):
-# one start, one cosine cycle, a large step and a short memory of squared gradients.
+# one start, one cosine cycle, a large step and a short memory of squared gradients, in the q and k rows.
 PRESETS = {
     "reference": {"display": "zscore"},
-    "fast": {"solver": "headspace", "seeds": 1, "steps": 200, "lr": 0.5, "b2": 0.9, "schedule": "cosine"},
+    "fast": {"solver": "qk", "seeds": 1, "steps": 200, "lr": 0.3, "b2": 0.9, "schedule": "cosine"},
 }
 DEFAULT_PRESET = "fast"  # the command's when none is named: the best measured; `Settings()` stays the reference's
-# "fast" where head space cannot run (layer > 0): the embedding X wants a smaller step, and more of them.
-FAST_EMBEDDING = {"solver": "embedding", "steps": 400, "lr": 0.1}
+# "fast" with another solver: each wants its own step. Head space's z a larger one; the embedding X (the solver
+# above layer 0, where head space cannot run) a smaller step, and more of them.
+FAST_SOLVERS = {"headspace": {"lr": 0.5}, "embedding": {"steps": 400, "lr": 0.1}}
 
 
 def preset_settings(name: str | None = None, layer: int = 0, **options) -> Settings:
     """The settings preset `name` names (None: the defaults) for a head at `layer`, with `options` (Settings
-    fields) given explicitly over it. A preset in head space takes the embedding solver's own steps and lr
-    (FAST_EMBEDDING) where that solver runs instead: above layer 0 (head space cannot run there) unless `options`
-    name a solver, or where `options` name it. Not checked: `Settings.check` is."""
+    fields) given explicitly over it. The fast preset takes another solver's own steps and lr (FAST_SOLVERS) where
+    that solver runs instead: the embedding solver above layer 0 (head space cannot run there) unless `options`
+    name a solver, or the solver `options` name. Not checked: `Settings.check` is."""
     if name is not None and name not in PRESETS:
         raise OptionError(f"`preset` must be one of {', '.join(PRESETS)}, got {name!r}.")
     if not is_int(layer):  # its range is the model's, checked where the layer is loaded
         raise OptionError(f"`layer` must be an integer, got {layer!r}.")
     preset = PRESETS[name] if name is not None else {}
-    if preset.get("solver") == "headspace" and options.get("solver", "embedding" if layer else "headspace") == "embedding":
-        preset = {**preset, **FAST_EMBEDDING}
+    if name == "fast":
+        solver = options.get("solver", "embedding" if layer else preset["solver"])
+        preset = {**preset, "solver": solver, **FAST_SOLVERS.get(solver, {})}
     return Settings(**{**preset, **options})
 
 
@@ -272,7 +275,8 @@ class PhaseOptions:
 def run_phase(p, w, solver, problem: Problem, settings: Settings, n_steps: int,
               options: PhaseOptions = PhaseOptions()):
     """`n_steps` updates of every frame's parameters (the solver's) by a fresh `options.optimizer(settings,
-    n_steps)` ([..., B, L, P] -> same, loss trace [n_steps, ..., B]).
+    n_steps)`, put back in reach by `solver.project` every `solver.PROJECT_EVERY` steps and at the end ([..., B, L, P]
+    -> same, loss trace [n_steps, ..., B]).
 
     `options` (PhaseOptions): the optimiser, the best finite state kept instead of the last, progress reports."""
     opt = options.optimizer(settings, n_steps)
@@ -297,9 +301,25 @@ def run_phase(p, w, solver, problem: Problem, settings: Settings, n_steps: int,
     exploring = p.ndim == 4  # [S, B, L, P]: every start side by side; the refine phase (one start) follows it
     before, width = (0, p.shape[0]) if exploring else (settings.seeds * settings.explore, 1)
     share = (lambda steps: (before + steps * width) / settings.frame_steps) if options.progress else None  # noqa: E731
-    (p, _, best), trace = progress_scan(step, (p, opt.init(p), best), n_steps, share)
+    every = solver.PROJECT_EVERY or n_steps  # steps between the solver's projections
+
+    def block(carry, start, n):  # n steps from step `start`, then the parameters put back in reach
+        done = share and (lambda steps: share(start + steps))
+        (p, state, best), trace = progress_scan(step, carry, n, done)
+        return (solver.project(p), state, best), trace
+
+    carry, blocks, rest = (p, opt.init(p), best), n_steps // every, n_steps % every
+    if blocks > 1:  # in one program: a scan of blocks
+        carry, trace = jax.lax.scan(lambda c, b: block(c, b * every, every), carry, jnp.arange(blocks))
+        trace = trace.reshape(blocks * every, *trace.shape[2:])
+    else:
+        carry, trace = block(carry, 0, every) if blocks else (carry, None)
+    if rest:
+        carry, tail = block(carry, blocks * every, rest)
+        trace = tail if trace is None else jnp.concatenate([trace, tail])
+    p, _, best = carry
     if options.keep_best:
-        p = keep(best, p, frame_losses(p, w, solver, problem))[0]
+        p = solver.project(keep(best, p, frame_losses(p, w, solver, problem))[0])
     return p, trace
 
 

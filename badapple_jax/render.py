@@ -67,7 +67,7 @@ def check(job: Job) -> None:
     """Refuse bad numbers and unusable paths before any work is done."""
     job.settings.check()
     rules = [
-        (job.settings.solver != "headspace" or job.layer == 0, LAYER0_ONLY.rstrip(".")),
+        (job.settings.solver == "embedding" or job.layer == 0, LAYER0_ONLY.rstrip(".")),
         (not job.color or (job.heads is not None and len(job.heads) == 3),
          "`color` needs `heads` with three heads, e.g. `heads` 0,1,2 (R, G, B)"),
         (job.color or job.heads is None, "`heads` drives several heads with one embedding: add `color`"),

@@ -8,11 +8,15 @@ The optimiser asks one object, never the solver's name (as it asks an `Encoding`
     logits(p, w)      [L, P] -> [H, L, L] the logits each head of `w` computes from p (H = 1 for one head)
     qk(p, w)          [L, P] -> R q, R k [H, L, D]: their two sides, logits = R q (R k)^T / sqrt(D) (the loss's)
     to_x(p)           [L, P] -> [L, E] the input embedding that shows the head what p does
+    project(p)        [..., L, P] -> the nearest parameters an embedding reaches (the identity where all are):
+                      applied every PROJECT_EVERY steps and at the end of every phase (PROJECT_EVERY 0: at the
+                      end only), before anything is lifted or reported
     check(result, i)  on the host, after a chunk of the frames at `i`: refuse a result whose X does not show
                       what the parameters did
 
 `Embedding` optimises X itself (the reference's method, P = n_embd). `HeadSpace` (headspace.py, layer 0 only)
-optimises z, 2 d_head numbers per row, and lifts it. Both are pytrees: jitted functions take them as arguments.
+optimises z, 2 d_head numbers per row, and lifts it; `QKSpace` (the same, the fast preset's) the head's q and k
+rows themselves, put back in reach by `project`. Both are pytrees: jitted functions take them as arguments.
 `make_solver` maps the name users give (`Settings.solver`) to the object, in this one place.
 """
 import flax.struct
@@ -20,16 +24,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from badapple_jax.headspace import HeadSpace, head_space
+from badapple_jax.headspace import HeadSpace, QKSpace, head_space, qk_space
 from badapple_jax.kernel import head_logits, rotated_qk
 from badapple_jax.model import HeadWeights, group_of
 
-SOLVERS = ("embedding", "headspace")
+SOLVERS = ("embedding", "headspace", "qk")
 
 
 @flax.struct.dataclass
 class Embedding:
     """The embedding solver: the parameters are X, so every lift and check is the identity."""
+
+    PROJECT_EVERY = 0  # every X is an embedding
 
     def width(self, w: HeadWeights) -> int:
         return w.config.n_embd
@@ -51,11 +57,14 @@ class Embedding:
     def to_x(self, p):
         return p
 
+    def project(self, p):
+        return p
+
     def check(self, result, index) -> None:
         """Nothing to check: X is what was optimised."""
 
 
-Solver = Embedding | HeadSpace
+Solver = Embedding | HeadSpace | QKSpace
 
 
 def random_embeddings(keys, L: int, E: int, scale):  # [S, B] keys -> [S, B, L, E]: N(0, 1) * scale from each key
@@ -65,7 +74,7 @@ def random_embeddings(keys, L: int, E: int, scale):  # [S, B] keys -> [S, B, L, 
 def make_solver(name: str, w: HeadWeights) -> Solver:
     """The solver `name` (`SOLVERS`) for the head or group of heads `w`; head space refuses, in its own terms, a
     head it cannot run (above layer 0, as many q/k columns as n_embd)."""
-    return {"embedding": lambda w: Embedding(), "headspace": head_space}[name](w)
+    return {"embedding": lambda w: Embedding(), "headspace": head_space, "qk": qk_space}[name](w)
 
 
 def as_solver(solver: Solver | None) -> Solver:

@@ -36,7 +36,7 @@ from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.files import write_atomic
 from badapple_jax.outputs import claim, mark
 from badapple_jax.processes import add_arguments, current
-from badapple_jax.optimize import FAST_EMBEDDING, PRESETS, SOLVERS, Settings, preset_settings
+from badapple_jax.optimize import FAST_SOLVERS, PRESETS, SOLVERS, Settings, preset_settings
 from badapple_jax.render import check_clip_options
 from badapple_jax.video import read_clip
 from badapple_jax.model import pick_head
@@ -215,13 +215,14 @@ def add_parser(commands) -> None:
     p.add_argument("--fps", type=float, default=15.0, help="frames per second sampled from the input (default: 15)")
     p.add_argument("--steps", type=int, default=200, help="Adam steps per frame (default: 200)")
     p.add_argument("--seeds", type=int, default=1, help="random starts per frame (default: 1)")
-    p.add_argument("--solver", choices=SOLVERS, default="headspace",
-                   help="headspace (default; layer 0 only, the embedding solver above it) or embedding")
+    p.add_argument("--solver", choices=SOLVERS, default=PRESETS["fast"]["solver"],
+                   help="qk (default) or headspace (layer 0 only, the embedding solver above it), or embedding")
     p.add_argument("--display", choices=DISPLAYS, default="sink",
                    help="sink (default; token 0 an attention sink, the frame at its true brightness, T+1 positions) "
                         "or zscore (the reference's row-normalised target and z-scored picture)")
     p.add_argument("--lr", type=float, help="peak learning rate of the one cosine cycle (default: --preset fast's, "
-                                            f"{PRESETS['fast']['lr']} in head space, {FAST_EMBEDDING['lr']} for the "
+                                            f"{PRESETS['fast']['lr']} for qk, {FAST_SOLVERS['headspace']['lr']} for headspace, "
+                                            f"{FAST_SOLVERS['embedding']['lr']} for the "
                                             "embedding solver)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the starts (default: 0)")
     p.add_argument("-o", "--output", default="survey", help="output prefix (default: survey)")
@@ -236,7 +237,7 @@ def run(args) -> int:
     chosen = {"steps": args.steps, "seeds": args.seeds, "display": args.display,
               **({} if args.lr is None else {"lr": args.lr})}
     above = preset_settings("fast", 1, **chosen)
-    settings = preset_settings("fast", 0, **chosen) if args.solver == "headspace" else above
+    settings = preset_settings("fast", 0, solver=args.solver, **chosen) if args.solver != "embedding" else above
     settings.check()  # the rules render applies: one set for every command
     check_clip_options(args.size, args.fps, args.seed)
     if not 1 <= args.frames <= MAX_FRAMES:
@@ -265,7 +266,7 @@ def run(args) -> int:
     rows = survey(args.model, layers, clip.frames[index], settings, seed=args.seed, above=above)
     seconds = time.perf_counter() - t0
     solvers = {r["solver"] for r in rows}
-    solver = solvers.pop() if len(solvers) == 1 else "headspace at layer 0, embedding above"
+    solver = solvers.pop() if len(solvers) == 1 else f"{settings.solver} at layer 0, embedding above"
     caption = (f"{args.model}, {len(index)} content frames of {clip.label} at {args.size}x{args.size}, "
                f"steps {args.steps}, seeds {args.seeds}, solver {solver}, display {args.display}")
     note = NOTE.format(n=len(index))

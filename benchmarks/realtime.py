@@ -89,17 +89,19 @@ def timed(f) -> float:
     return time.perf_counter() - t0
 
 
-def step_flops(mask, P: int) -> dict:
-    """Matmul FLOPs of one head-space Adam step of one frame, L tokens (`mask` [L, L], the encoding's), P = 2 d_head
-    numbers per row (a multiply-add counts 2):
+def step_flops(mask, P: int, solver: str) -> dict:
+    """Matmul FLOPs of one Adam step of one frame in the fast preset's solver, L tokens (`mask` [L, L], the
+    encoding's), P = 2 d_head numbers per row (a multiply-add counts 2):
     - the logits q k^T the loss computes, the row strips of `loss.strips` (n rows by c columns each, of D = P / 2),
       and their two gradients dS k and dS^T q: 6 D sum(n c); all L^2 of them: 6 L^2 D (`all_logits_flops`);
-    - the projection y = z SVt, [L, P] x [P, P]: 2 L P^2, and its gradient dy SVt^T: 2 L P^2 (SVt is frozen).
+    - head space (`headspace`) only: the projection y = z SVt, [L, P] x [P, P]: 2 L P^2, and its gradient
+      dy SVt^T: 2 L P^2 (SVt is frozen); the q/k solver (`qk`) optimises y itself.
     Elementwise work (softmax, loss, Adam) is not counted."""
     D, L = P // 2, len(mask)
     logits = 6 * D * sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in loss.strips(mask, loss.strip_count(len(mask))))
-    return {"logits_flops": logits, "all_logits_flops": 6 * L * L * D, "projection_flops": 4 * L * P * P,
-            "step_flops": logits + 4 * L * P * P}
+    projection = 4 * L * P * P if solver == "headspace" else 0
+    return {"logits_flops": logits, "all_logits_flops": 6 * L * L * D, "projection_flops": projection,
+            "step_flops": logits + projection}
 
 
 def chunk_seconds(w, frames: np.ndarray, settings) -> float:
@@ -120,7 +122,7 @@ def roofline(args) -> dict:
     step = (t2 - t1) / n / len(frames)  # seconds per frame-step
     encoding = settings.encoding(w.config.causal)
     L = encoding.tokens(args.size)
-    flops = step_flops(encoding.mask(args.size), 2 * w.config.d_head)
+    flops = step_flops(encoding.mask(args.size), 2 * w.config.d_head, settings.solver)
     return {"matmul_size": args.matmul_size, "matmul_gflops": peak, "frames": len(frames), "steps": [n, 2 * n],
             "chunk_seconds": [t1, t2], "tokens": L, **flops, "step_ms_per_frame": step * 1e3,
             "step_gflops": flops["step_flops"] / step / 1e9, "logits_gflops": flops["logits_flops"] / step / 1e9,

@@ -26,21 +26,22 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from badapple_jax import (Settings, compile_chunk, flicker, load_layer, optimize_frames, pick_head,  # noqa: E402
                           read_clip)
-from badapple_jax.optimize import FAST_EMBEDDING, PRESETS  # noqa: E402
+from badapple_jax.optimize import FAST_SOLVERS, PRESETS  # noqa: E402
 from badapple_jax.video import badapple_video  # noqa: E402
 from badapple_jax.cpu import use_eigen_matmuls  # noqa: E402
 
 use_eigen_matmuls()  # as the command does: XLA's faster CPU matmul path, set before JAX starts its backend
 
 BASELINE = dict(solver="headspace", seeds=1, steps=1200)  # --preset fast before issue 16, spelled out
-FAST = PRESETS["fast"]
+FAST = dict(PRESETS["fast"], solver="headspace", **FAST_SOLVERS["headspace"])  # --preset fast before the qk solver
 POINTS = {  # label -> settings; the ablation isolates what each change of the fast preset buys
     "baseline: headspace, 1200 steps, restarts, lr 0.1, b2 0.999": BASELINE,
     "headspace, 200 steps, restarts, lr 0.1, b2 0.999": dict(BASELINE, steps=200),
     "headspace, 200 steps, cosine, lr 0.5, b2 0.999": dict(FAST, b2=0.999),
     "headspace, 200 steps, cosine, lr 0.1, b2 0.9": dict(FAST, lr=0.1),
     **{f"fast: headspace, {n} steps, cosine, lr 0.5, b2 0.9": dict(FAST, steps=n) for n in (100, 150, 200, 300)},
-    "fast above layer 0: embedding, 400 steps, cosine, lr 0.1, b2 0.9": dict(FAST, **FAST_EMBEDDING),
+    "fast above layer 0: embedding, 400 steps, cosine, lr 0.1, b2 0.9": dict(FAST, solver="embedding",
+                                                                              **FAST_SOLVERS["embedding"]),
 }
 
 

@@ -16,7 +16,7 @@ CASES = {  # a call into the API -> what its message says there, and as the comm
     "max_frames": (lambda: bj.read_clip("demo", size=8, max_frames=0), "max_frames must be at least 1",
                    "--max-frames must be at least 1"),
     "layer 1": (lambda: bj.head_space(bj.pick_head(bj.load_layer("random:minilm", 1)[0], 0)),
-                "solver headspace works at layer 0 only", "--solver headspace works at layer 0 only"),
+                "solver headspace and qk work at layer 0 only", "--solver headspace and qk work at layer 0 only"),
 }
 
 

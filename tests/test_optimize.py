@@ -9,7 +9,7 @@ import pytest
 import badapple_jax as bj
 from badapple_jax.chunks import compile_chunk, optimize_frames, plan
 from badapple_jax.errors import OptionError
-from badapple_jax.optimize import FAST_EMBEDDING, PRESETS, Settings, phase_optimizer, warm_restart_cosine
+from badapple_jax.optimize import FAST_SOLVERS, PRESETS, Settings, phase_optimizer, warm_restart_cosine
 from badapple_jax.model import pick_head
 from badapple_jax.weights import load_layer
 
@@ -215,13 +215,17 @@ def test_one_start_on_one_cycle_runs_one_phase(head, frames):
 
 
 def test_a_preset_resolves_for_the_heads_layer():
-    """"fast" in head space above layer 0, where head space cannot run, takes the embedding solver's steps and lr;
-    options given explicitly win, an explicit solver included (then refused where it cannot run)."""
+    """"fast" above layer 0, where head space cannot run, takes the embedding solver's steps and lr, and another
+    solver named its own; options given explicitly win, an explicit solver included (then refused where it cannot
+    run)."""
     assert bj.preset_settings() == Settings()
     assert bj.preset_settings("fast", 0) == Settings(**PRESETS["fast"])
-    assert bj.preset_settings("fast", 3) == Settings(**{**PRESETS["fast"], **FAST_EMBEDDING})
-    assert bj.preset_settings("fast", 3, steps=40) == Settings(**{**PRESETS["fast"], **FAST_EMBEDDING, "steps": 40})
-    assert bj.preset_settings("fast", 3, solver="headspace") == Settings(**PRESETS["fast"])
+    embedding = {**PRESETS["fast"], "solver": "embedding", **FAST_SOLVERS["embedding"]}
+    assert bj.preset_settings("fast", 3) == Settings(**embedding)
+    assert bj.preset_settings("fast", 3, steps=40) == Settings(**{**embedding, "steps": 40})
+    headspace = Settings(**{**PRESETS["fast"], "solver": "headspace", **FAST_SOLVERS["headspace"]})
+    assert bj.preset_settings("fast", 0, solver="headspace") == headspace
+    assert bj.preset_settings("fast", 3, solver="headspace") == headspace  # refused where the layer is loaded
     assert bj.preset_settings("reference", 3) == Settings(**PRESETS["reference"])
     with pytest.raises(OptionError, match="preset must be one of reference, fast, got 'quick'"):
         bj.preset_settings("quick")
@@ -230,7 +234,7 @@ def test_a_preset_resolves_for_the_heads_layer():
 def test_a_preset_for_a_higher_layer_runs_there(tiny_ckpt, rng):
     """The API resolves "fast" at layer 1 as the command line does; the preset as written cannot run there."""
     w = pick_head(load_layer(tiny_ckpt, 1)[0], 0)
-    with pytest.raises(OptionError, match="solver headspace works at layer 0 only"):
+    with pytest.raises(OptionError, match="solver headspace and qk work at layer 0 only"):
         compile_chunk(w, 4, 1, Settings(**{**PRESETS["fast"], "steps": 8}))
     (_, result), = optimize_frames(plan(w, 4, 1, bj.preset_settings("fast", 1, steps=8)), rng.uniform(size=(1, 4, 4)))
     assert np.isfinite(result.loss).all()

@@ -26,10 +26,13 @@ def test_scan_in_blocks_is_the_plain_scan_and_reports_every_block(n_steps, monke
     assert sorted(shares) == pytest.approx(expected)
 
 
-def test_a_chunk_reports_up_to_its_end_and_computes_the_same(rng):
+# embedding: explore 6 steps x 2 starts, refine 18: 30 updates a frame. qk: explore 15 x 2 (a part block of its
+# PROJECT_EVERY 20), refine 45 (a scan of 2 blocks, then 5 steps)
+@pytest.mark.parametrize("settings", [bj.Settings(steps=24, seeds=2), bj.Settings(steps=60, seeds=2, solver="qk")],
+                         ids=["embedding", "qk"])
+def test_a_chunk_reports_up_to_its_end_and_computes_the_same(settings, rng):
     w = bj.pick_head(bj.random_layer(ModelConfig(n_layer=1, n_head=4, n_embd=64, n_positions=64, eps=1e-5)), 0)
     frames = rng.random((2, 8, 8)).astype(np.float32)
-    settings = bj.Settings(steps=24, seeds=2)  # explore 6 steps x 2 starts, refine 18: 30 updates a frame
     chunk = bj.Chunk(frames, np.arange(2, dtype=np.int32), np.ones(2, bool))
     quiet, shown = (bj.compile_chunk(w, 8, 2, settings, options=bj.PhaseOptions(progress=on))[0] for on in (False, True))
     progress.Running.restart()

@@ -2,11 +2,12 @@
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from badapple_jax.errors import OptionError
-from badapple_jax.headspace import HeadSpace, head_space
+from badapple_jax.headspace import HeadSpace, QKSpace, head_space
 from badapple_jax.kernel import head_logits
 from badapple_jax.model import pick_head, pick_heads
 from badapple_jax.optimize import Chunk, Settings, optimize_chunk, start_keys
@@ -25,9 +26,10 @@ def w(request, layer):
 
 
 def test_names_map_to_objects(w):
-    assert SOLVERS == ("embedding", "headspace")
+    assert SOLVERS == ("embedding", "headspace", "qk")
     assert make_solver("embedding", w) == Embedding()
     assert isinstance(make_solver("headspace", w), HeadSpace)
+    assert isinstance(make_solver("qk", w), QKSpace) and isinstance(make_solver("qk", w).space, HeadSpace)
 
 
 def test_head_space_refuses_a_layer_above_0(tiny_ckpt):
@@ -50,6 +52,39 @@ def test_every_solver_answers_the_protocol(w, name, rng):
     np.testing.assert_allclose(solver.logits(p, w), kernel, rtol=1e-4, atol=1e-4)
     if w.w_q.ndim == 2:  # one head: the public kernel, unbatched
         np.testing.assert_allclose(kernel[0], head_logits(solver.to_x(p), w), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_project_puts_parameters_where_an_embedding_reaches(w, name, rng):
+    """qk's rows far outside the reachable ellipsoid come back onto it (z on the ball's surface) and then show
+    the kernel through to_x exactly what they show the loss; rows already inside stay; embedding and headspace
+    keep every p (their step never leaves the reachable set)."""
+    solver = make_solver(name, w)
+    L = 12
+    p = jnp.asarray(rng.normal(0, 1, (L, solver.width(w))), jnp.float32)
+    if name != "qk":
+        assert solver.project(p) is p
+        return
+    n_embd = w.config.n_embd
+    inside = solver.project(solver.init(start_keys(1, np.arange(1), 1), w, np.zeros((1, *w.w_q.shape[:-2], L, L)),
+                                        0.1)[0, 0])
+    np.testing.assert_allclose(solver.project(inside), inside, rtol=1e-4, atol=1e-4)
+    far = solver.y(50 * jnp.sqrt(n_embd) * p / jnp.linalg.norm(p, axis=-1, keepdims=True))  # |z| = 50 R per row
+    y = solver.project(far)
+    np.testing.assert_allclose(jnp.linalg.norm(solver.z(y), axis=-1), np.sqrt(n_embd), rtol=1e-4)
+    np.testing.assert_allclose(solver.project(y), y, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(solver.logits(y, w), Embedding().logits(solver.to_x(y), w), rtol=1e-3, atol=1e-3)
+
+
+def test_a_qk_run_at_a_large_step_ends_reachable(layer, rng):
+    """However far the q and k rows wander at lr 5, the phase ends projected: the lift check holds."""
+    w = pick_head(layer, 1)
+    frames = rng.uniform(0, 1, (2, 6, 6)).astype(np.float32)
+    solver = make_solver("qk", w)
+    result = jax.jit(optimize_chunk)(w, solver, Chunk(frames, np.arange(2), np.ones(2, bool)), np.int32(0),
+                                     Settings(steps=16, seeds=1, solver="qk", schedule="cosine", lr=5.0))
+    solver.check(result, np.arange(2))
+    assert np.isfinite(result.loss).all()
 
 
 def test_head_space_check_refuses_a_lift_that_lost_the_loss(layer):

@@ -191,7 +191,7 @@ def test_cli(tiny_ckpt, tmp_path, capsys):
     summary = json.loads((out_dir / "s.json").read_text())
     assert len(summary["rows"]) == TINY["n_head"] and summary["frames"] == [1, 4]  # the black frames skipped
     assert (summary["frames_asked"], summary["clip_frames"], summary["clip_content_frames"]) == (2, 6, 2)
-    assert "frames_note" not in summary and {r["solver"] for r in summary["rows"]} == {"headspace"}
+    assert "frames_note" not in summary and {r["solver"] for r in summary["rows"]} == {"qk"}
     table = (out_dir / "s.md").read_text().splitlines()
     assert table[0] == "<!-- written by badapple-jax survey -->"  # the mark that lets a rerun replace it
     assert "2 content frames" in table[1] and "standard deviation" in table[3] and "solver" in table[3]
@@ -200,9 +200,9 @@ def test_cli(tiny_ckpt, tmp_path, capsys):
     assert len(table) == 7 + TINY["n_head"]
     assert summary["settings"]["display"] == "sink" and summary["sink_z"] == Settings().encoding(True).constants(16)["sink_z"]
     fast = [summary[k][f] for k in ("settings", "settings_above_layer_0") for f in ("solver", "lr", "b2", "schedule")]
-    assert fast == ["headspace", 0.5, 0.9, "cosine", "embedding", 0.1, 0.9, "cosine"]  # --preset fast's optimiser
+    assert fast == ["qk", 0.3, 0.9, "cosine", "embedding", 0.1, 0.9, "cosine"]  # --preset fast's optimiser
     rows = [line.split("|") for line in table[7:]]
-    assert [r[4].strip() for r in rows] == ["headspace"] * TINY["n_head"]
+    assert [r[4].strip() for r in rows] == ["qk"] * TINY["n_head"]
     psnr = [float(r[5]) for r in rows]
     assert psnr == sorted(psnr, reverse=True)
     png = iio.imread(out_dir / "s.png")
