@@ -301,25 +301,13 @@ def run_phase(p, w, solver, problem: Problem, settings: Settings, n_steps: int,
     exploring = p.ndim == 4  # [S, B, L, P]: every start side by side; the refine phase (one start) follows it
     before, width = (0, p.shape[0]) if exploring else (settings.seeds * settings.explore, 1)
     share = (lambda steps: (before + steps * width) / settings.frame_steps) if options.progress else None  # noqa: E731
-    every = solver.PROJECT_EVERY or n_steps  # steps between the solver's projections
-
-    def block(carry, start, n):  # n steps from step `start`, then the parameters put back in reach
-        done = share and (lambda steps: share(start + steps))
-        (p, state, best), trace = progress_scan(step, carry, n, done)
-        return (solver.project(p), state, best), trace
-
-    carry, blocks, rest = (p, opt.init(p), best), n_steps // every, n_steps % every
-    if blocks > 1:  # in one program: a scan of blocks
-        carry, trace = jax.lax.scan(lambda c, b: block(c, b * every, every), carry, jnp.arange(blocks))
-        trace = trace.reshape(blocks * every, *trace.shape[2:])
-    else:
-        carry, trace = block(carry, 0, every) if blocks else (carry, None)
-    if rest:
-        carry, tail = block(carry, blocks * every, rest)
-        trace = tail if trace is None else jnp.concatenate([trace, tail])
-    p, _, best = carry
+    every = solver.PROJECT_EVERY or None  # steps between the solver's projections (None: at the end only)
+    back = (lambda c: (solver.project(c[0]), *c[1:])) if every else None  # noqa: E731
+    (p, _, best), trace = progress_scan(step, (p, opt.init(p), best), n_steps, share, every, back)
     if options.keep_best:
-        p = solver.project(keep(best, p, frame_losses(p, w, solver, problem))[0])
+        p = keep(best, p, frame_losses(p, w, solver, problem))[0]
+    if options.keep_best or not every:  # the last block ended projected
+        p = solver.project(p)
     return p, trace
 
 

@@ -28,23 +28,27 @@ class Running:
         cls.done = max(cls.done, float(share))
 
 
-def scan(step, carry, n_steps: int, share=None):
-    """jax.lax.scan(step, carry, length=n_steps) -> (carry, ys). With `share` (steps done -> share of the chunk
-    done) the steps run in REPORTS blocks, each followed by a report of its share."""
-    if share is None:
-        return jax.lax.scan(step, carry, None, length=n_steps)
-    k = max(n_steps // REPORTS, 1)
-    blocks, rest = divmod(n_steps, k)
+def scan(step, carry, n_steps: int, share=None, every: int | None = None, after=None):
+    """jax.lax.scan(step, carry, length=n_steps) -> (carry, ys), in blocks of `every` steps (the last one shorter),
+    `after(carry)` applied after each; with `share` (steps done -> share of the chunk done) each block is followed by
+    a report of its share, in REPORTS blocks when `every` is None. A program with reports and one without compute
+    in the same blocks."""
+    if every is None:
+        if share is None:
+            return jax.lax.scan(step, carry, None, length=n_steps)
+        every = max(n_steps // REPORTS, 1)
+    after = after or (lambda c: c)  # noqa: E731
+    blocks, rest = divmod(n_steps, every)
 
-    def block(carry, b):  # k steps, then a report
+    def block(carry, b, k):  # k steps from step b * every, then `after` and a report
         carry, ys = jax.lax.scan(step, carry, None, length=k)
-        jax.debug.callback(Running.reached, jnp.float32(share((b + 1) * k)))
-        return carry, ys
+        if share is not None:
+            jax.debug.callback(Running.reached, jnp.float32(share(b * every + k)))
+        return after(carry), ys
 
-    carry, ys = jax.lax.scan(block, carry, jnp.arange(blocks))
-    ys = jax.tree.map(lambda y: y.reshape(blocks * k, *y.shape[2:]), ys)
+    carry, ys = jax.lax.scan(lambda c, b: block(c, b, every), carry, jnp.arange(blocks))
+    ys = jax.tree.map(lambda y: y.reshape(blocks * every, *y.shape[2:]), ys)
     if rest:
-        carry, tail = jax.lax.scan(step, carry, None, length=rest)
-        jax.debug.callback(Running.reached, jnp.float32(share(n_steps)))
+        carry, tail = block(carry, blocks, rest)
         ys = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ys, tail)
     return carry, ys

@@ -26,6 +26,32 @@ def test_scan_in_blocks_is_the_plain_scan_and_reports_every_block(n_steps, monke
     assert sorted(shares) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("n_steps", [7, 40, 45])
+def test_blocks_of_every_steps_end_with_after_and_report_alike(n_steps, monkeypatch):
+    """Blocks of 20 steps (the last one shorter), `after` at the end of each, as a loop by hand; with reports the
+    same numbers exactly, a report per block."""
+    every, shares = 20, []
+    monkeypatch.setattr(progress.Running, "reached", classmethod(lambda cls, share: shares.append(float(share))))
+    step = lambda c, _: (c * 1.01 + jnp.sin(c), c.sum())  # noqa: E731
+    after = lambda c: c / jnp.linalg.norm(c)  # noqa: E731
+    c0 = jnp.asarray(np.random.default_rng(1).standard_normal(5), jnp.float32)
+    quiet = jax.jit(lambda c: progress.scan(step, c, n_steps, every=every, after=after))(c0)
+    shown = jax.jit(lambda c: progress.scan(step, c, n_steps, lambda s: s / n_steps, every, after))(c0)
+    jax.effects_barrier()
+    c, ys = c0, []
+    for i in range(n_steps):
+        c, y = step(c, None)
+        ys.append(y)
+        if (i + 1) % every == 0 or i + 1 == n_steps:
+            c = after(c)
+    np.testing.assert_allclose(quiet[0], c, rtol=1e-5)
+    np.testing.assert_allclose(quiet[1], ys, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(quiet), jax.tree.leaves(shown)):
+        np.testing.assert_array_equal(a, b)
+    ends = sorted({min(k, n_steps) for k in range(every, n_steps + every, every)})
+    assert sorted(shares) == pytest.approx([k / n_steps for k in ends])
+
+
 # embedding: explore 6 steps x 2 starts, refine 18: 30 updates a frame. qk: explore 15 x 2 (a part block of its
 # PROJECT_EVERY 20), refine 45 (a scan of 2 blocks, then 5 steps)
 @pytest.mark.parametrize("settings", [bj.Settings(steps=24, seeds=2), bj.Settings(steps=60, seeds=2, solver="qk")],
