@@ -139,7 +139,15 @@ def check_z(p, hs: HeadSpace) -> None:
 
 def headspace_qk(p, hs: HeadSpace):  # [T, P] -> R q, R k: [T, D] each ([H, T, D] for a group), as kernel.rotated_qk
     check_z(p, hs)
-    return rotated_sides(ball(p, hs.config.n_embd) @ hs.SVt + hs.c, hs)
+    return rotated_sides(rows(ball(p, hs.config.n_embd), hs), hs)
+
+
+def rows(z, hs: HeadSpace):  # [..., T, 2D H] z -> y = z S V^T + c, the unrotated [q~ k~] rows
+    return z @ hs.SVt + hs.c
+
+
+def scores(q, k):  # R q, R k [..., T, D] -> [..., T, T] q k^T / sqrt(D), as kernel.head_logits
+    return q @ jnp.swapaxes(k, -1, -2) / jnp.sqrt(q.shape[-1])
 
 
 def rotated_sides(y, hs: HeadSpace):  # [T, 2D H] rows q~1 k~1 q~2 k~2 ... -> R q, R k: [T, D] each ([H, T, D])
@@ -166,14 +174,13 @@ class QKSpace:
         return self.y(ball(self.space.init(keys, w, d, scale, warm_start), self.space.config.n_embd))
 
     def y(self, z):  # [..., L, P] z -> y
-        return z @ self.space.SVt + self.space.c
+        return rows(z, self.space)
 
     def z(self, p):  # [..., L, P] y -> the z it is reached from where it is reachable
         return (p - self.space.c) @ self.pinv
 
     def logits(self, p, w):  # [L, P] -> [H, L, L]
-        q, k = self.qk(p, w)
-        return q @ jnp.swapaxes(k, -1, -2) / jnp.sqrt(q.shape[-1])
+        return scores(*self.qk(p, w))
 
     def qk(self, p, w):  # [L, P] -> R q, R k: [H, L, D] each
         check_z(p, self.space)
@@ -197,8 +204,7 @@ def qk_space(w: HeadWeights) -> QKSpace:
 
 
 def headspace_logits(p, hs: HeadSpace):  # [T, P] -> [T, T] ([H, T, T] for a group), as kernel.head_logits
-    q, k = headspace_qk(p, hs)
-    return q @ jnp.swapaxes(k, -1, -2) / jnp.sqrt(q.shape[-1])
+    return scores(*headspace_qk(p, hs))
 
 
 def lift(p, hs: HeadSpace, scale: float = LIFT_SCALE):  # [T, 2D] -> X [T, n_embd]

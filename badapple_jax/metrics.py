@@ -39,6 +39,7 @@ from badapple_jax import fidelity
 from badapple_jax.display import gray_of
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import write_atomic
+from badapple_jax.solver import HEAD_SPACE
 
 PACKAGES = ("badapple-jax", "jax", "jaxlib", "optax", "flax", "numpy", "scipy", "imageio", "imageio-ffmpeg")
 RERUN = " (made before fidelity was measured? rerun render)"
@@ -67,7 +68,7 @@ def of_render(job, info, clip, frames: np.ndarray, kept: dict, rgb: np.ndarray, 
         "per_frame_start": kept["start"].tolist(),
         "per_frame_explore_loss": kept["explore_loss"].tolist(),
         **({"heads": list(job.heads), "per_frame_head_loss": kept["head_loss"].tolist()} if job.color else {}),
-        **({"per_frame_headspace_loss": kept["space_loss"].tolist()} if job.settings.solver != "embedding" else {}),
+        **({"per_frame_headspace_loss": kept["space_loss"].tolist()} if job.settings.solver in HEAD_SPACE else {}),
         "mean_loss": float(loss.mean()),
         "median_loss": float(np.median(loss)),
         "display": job.settings.display,

@@ -33,7 +33,7 @@ from badapple_jax.layers import masked_softmax
 from badapple_jax.loss import frame_loss, qk_loss
 from badapple_jax.model import HeadWeights, check_fields, group_of, is_int
 from badapple_jax.progress import scan as progress_scan
-from badapple_jax.solver import SOLVERS, Embedding, Solver, as_solver, random_embeddings  # noqa: F401  (SOLVERS: the API's)
+from badapple_jax.solver import HEAD_SPACE, SOLVERS, Embedding, Solver, as_solver, random_embeddings  # noqa: F401  (SOLVERS: the API's)
 from badapple_jax.targets import check_on_mask, frame_values, traced
 
 SCHEDULES = ("restarts", "cosine")
@@ -99,7 +99,7 @@ class Settings:
             (self.seed_select in ("frame", "chunk"), f"`seed_select` must be frame or chunk, got {self.seed_select}"),
             (self.solver in SOLVERS, f"`solver` must be one of {', '.join(SOLVERS)}, got {self.solver}"),
             (self.precision in PRECISIONS, f"`precision` must be one of {', '.join(PRECISIONS)}, got {self.precision}"),
-            (not self.warm_start or self.solver != "embedding", "`warm_start` needs `solver` headspace or qk"),
+            (not self.warm_start or self.solver in HEAD_SPACE, "`warm_start` needs `solver` headspace or qk"),
             *((getattr(self, k) <= v, f"`{k}` must be at most {v}, got {getattr(self, k)}") for k, v in LIMITS.items()),
         ]
         for ok, message in rules:

@@ -37,7 +37,7 @@ def scan(step, carry, n_steps: int, share=None, every: int | None = None, after=
         if share is None:
             return jax.lax.scan(step, carry, None, length=n_steps)
         every = max(n_steps // REPORTS, 1)
-    after = after or (lambda c: c)  # noqa: E731
+    after = after or (lambda c: c)
     blocks, rest = divmod(n_steps, every)
 
     def block(carry, b, k):  # k steps from step b * every, then `after` and a report

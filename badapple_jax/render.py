@@ -25,6 +25,7 @@ from badapple_jax.optimize import PhaseOptions, Settings
 from badapple_jax.video import (BUILT_IN, FPS_RANGE, START_MAX, VIDEO_SUFFIXES, check_source, has_audio, read_clip,
                                 write_video)
 from badapple_jax.model import pick_head, pick_heads
+from badapple_jax.solver import HEAD_SPACE
 from badapple_jax.weights import load_layer
 from badapple_jax.identity import identity, job_key, sha256_of
 from badapple_jax.workdir import RECORD_FIELDS, Wanted, WorkDir
@@ -67,7 +68,7 @@ def check(job: Job) -> None:
     """Refuse bad numbers and unusable paths before any work is done."""
     job.settings.check()
     rules = [
-        (job.settings.solver == "embedding" or job.layer == 0, LAYER0_ONLY.rstrip(".")),
+        (job.settings.solver not in HEAD_SPACE or job.layer == 0, LAYER0_ONLY.rstrip(".")),
         (not job.color or (job.heads is not None and len(job.heads) == 3),
          "`color` needs `heads` with three heads, e.g. `heads` 0,1,2 (R, G, B)"),
         (job.color or job.heads is None, "`heads` drives several heads with one embedding: add `color`"),

@@ -16,7 +16,7 @@ The optimiser asks one object, never the solver's name (as it asks an `Encoding`
 
 `Embedding` optimises X itself (the reference's method, P = n_embd). `HeadSpace` (headspace.py, layer 0 only)
 optimises z, 2 d_head numbers per row, and lifts it; `QKSpace` (the same, the fast preset's) the head's q and k
-rows themselves, put back in reach by `project`. Both are pytrees: jitted functions take them as arguments.
+rows themselves, put back in reach by `project`. All are pytrees: jitted functions take them as arguments.
 `make_solver` maps the name users give (`Settings.solver`) to the object, in this one place.
 """
 import flax.struct
@@ -29,6 +29,7 @@ from badapple_jax.kernel import head_logits, rotated_qk
 from badapple_jax.model import HeadWeights, group_of
 
 SOLVERS = ("embedding", "headspace", "qk")
+HEAD_SPACE = ("headspace", "qk")  # the solvers that lift from the head's own space: layer 0 only
 
 
 @flax.struct.dataclass

@@ -40,6 +40,7 @@ from badapple_jax.optimize import FAST_SOLVERS, PRESETS, SOLVERS, Settings, pres
 from badapple_jax.render import check_clip_options
 from badapple_jax.video import read_clip
 from badapple_jax.model import pick_head
+from badapple_jax.solver import HEAD_SPACE
 from badapple_jax.weights import load_layer
 
 TOP = 10  # rows printed
@@ -108,7 +109,7 @@ def survey(model: str, layers: list[int], frames: np.ndarray, settings: Settings
     rows, content = [], None
     for layer in layers:
         layer_weights, _ = load_layer(model, layer)
-        s = settings if layer == 0 or settings.solver == "embedding" else above
+        s = settings if layer == 0 or settings.solver not in HEAD_SPACE else above
         content = fidelity.has_content(frames, s.encoding(layer_weights.config.causal).region(frames.shape[-1]))
         loss, psnr, ssim = current().spread(f"layer {layer}", layer_weights.config.n_head,
                                             functools.partial(layer_results, layer_weights, frames, s, seed))
@@ -237,7 +238,7 @@ def run(args) -> int:
     chosen = {"steps": args.steps, "seeds": args.seeds, "display": args.display,
               **({} if args.lr is None else {"lr": args.lr})}
     above = preset_settings("fast", 1, **chosen)
-    settings = preset_settings("fast", 0, solver=args.solver, **chosen) if args.solver != "embedding" else above
+    settings = preset_settings("fast", 0, solver=args.solver, **chosen) if args.solver in HEAD_SPACE else above
     settings.check()  # the rules render applies: one set for every command
     check_clip_options(args.size, args.fps, args.seed)
     if not 1 <= args.frames <= MAX_FRAMES:
