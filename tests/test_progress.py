@@ -68,5 +68,9 @@ def test_a_chunk_reports_up_to_its_end_and_computes_the_same(settings, rng):
     b = shown(chunk, 0)
     jax.effects_barrier()
     assert progress.Running.done == pytest.approx(1.0)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    # The same steps: every result to float rounding. Under the suite's XLA flags (conftest.FAST_COMPILE) the two
+    # programs' fusions may round apart, and the lift to X amplifies that (~1e-4 of |X|, losses and maps ~1e-7);
+    # the command's own flags give equal bytes (test_processes).
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+        scale = 1e-3 * np.abs(x).max() if path[0].name == "x" else 1e-7
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=scale, err_msg=jax.tree_util.keystr(path))
