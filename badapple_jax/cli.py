@@ -129,9 +129,10 @@ def add_optimiser_arguments(p) -> None:
     """How each frame is optimised: a preset and the Settings' fields over it."""
     s = Settings()
     p.add_argument("--preset", choices=tuple(PRESETS),
-                   help=f"named settings: '{DEFAULT_PRESET}' (the default), the best measured: the q and k rows (qk), 1 seed, 200 steps "
-                        "of one cosine cycle at lr 0.3, b2 0.9; with headspace lr 0.5; with the embedding solver, as above layer 0, 400 steps at lr "
-                        "0.1; benchmarks/RESULTS.md; 'reference', its optimiser, row-normalised target and z-scored "
+                   help=f"named settings: '{DEFAULT_PRESET}' (the default), the best measured: the q and k rows "
+                        "(qk), 1 seed, 160 steps of one cosine cycle at lr 0.5, b2 0.85; with headspace 200 steps at "
+                        "lr 0.5, b2 0.9; with the embedding solver, as above layer 0, 400 steps at lr 0.1, b2 0.9; "
+                        "benchmarks/RESULTS.md; 'reference', its optimiser, row-normalised target and z-scored "
                         "display, so losses compare with it. Options given explicitly override it")
     p.add_argument("--display", choices=DISPLAYS,
                    help="sink: token 0 an attention sink, Z * attention is the frame at its true brightness "
@@ -276,7 +277,7 @@ def run_render(args) -> int:
         changed = [f.name for f in dataclasses.fields(settings) if getattr(settings, f.name) != getattr(named, f.name)]
         own = "".join(f" --{k.replace('_', '-')} {getattr(settings, k)}" for k in sorted(changed, key="solver".__ne__))
         why = ("head space works at layer 0 only" if "solver" in changed else
-               f"the {settings.solver} solver's own steps and lr")
+               f"the {settings.solver} solver's own settings")
         if own:
             print(f"note: --preset {args.preset} uses{own} at --layer {args.layer} ({why})", file=sys.stderr)
     amount, unit = args.start

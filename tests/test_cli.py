@@ -56,7 +56,7 @@ def test_preset_fast_with_explicit_overrides(extra, tiny_ckpt, tmp_path):
     metrics = json.loads((tmp_path / "fast.work" / "metrics.json").read_text())
     chosen = metrics["settings"]["settings"]
     assert (chosen["solver"], chosen["seeds"], chosen["steps"], chosen["lr"]) == ("qk", 1, 8, 0.2)
-    assert (chosen["b2"], chosen["schedule"]) == (0.9, "cosine")  # the rest of the preset holds
+    assert (chosen["b2"], chosen["schedule"]) == (0.85, "cosine")  # the rest of the preset holds
     assert np.isfinite(metrics["per_frame_loss"]).all() and out.is_file()
 
 
@@ -145,7 +145,7 @@ BAD = {
     "infinite lr": (["demo", "--lr", "inf"], "--lr must be a positive number"),
     "absurd lr": (["demo", "--lr", "1e9"], "--lr must be at most 1000.0"),
     "negative lr-min": (["demo", "--lr-min", "-0.1"], "--lr-min must be a number >= 0"),
-    "lr-min above lr": (["demo", "--lr-min", "5"], "--lr 0.3 is below --lr-min 5"),
+    "lr-min above lr": (["demo", "--lr-min", "5"], "--lr 0.5 is below --lr-min 5"),
     "tiny lr names both": (["demo", "--lr", "1e-30"], "--lr 1e-30 is below --lr-min 0.0001"),
     "negative init scale": (["demo", "--init-scale", "-1"], "--init-scale must be positive"),
     "absurd init scale": (["demo", "--init-scale", "1e30"], "--init-scale must be at most 1000.0"),
@@ -235,9 +235,9 @@ def test_preset_fast_above_layer_0_uses_the_embedding_solver(tiny_ckpt, tmp_path
     out = tmp_path / "p.mp4"
     assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--preset", "fast", "--layer", "1",
                  "--steps", "40", "--size", "8", "--max-frames", "2"]) == 0
-    assert "note: --preset fast uses --solver embedding --lr 0.1 at --layer 1" in capsys.readouterr().err
+    assert "note: --preset fast uses --solver embedding --lr 0.1 --b2 0.9 at --layer 1" in capsys.readouterr().err
     assert main(["render", "demo", "-o", str(out), "--model", str(tiny_ckpt), "--preset", "fast", "--layer", "1",
                  "--solver", "headspace", "--size", "8", "--max-frames", "2"]) == 2  # asked for: refused
     err = capsys.readouterr().err
-    assert "note: --preset fast uses --lr 0.5 at --layer 1 (the headspace solver's own steps and lr)" in err
+    assert "note: --preset fast uses --steps 200 --b2 0.9 at --layer 1 (the headspace solver's own settings)" in err
     assert "--solver headspace and qk work at layer 0 only" in err

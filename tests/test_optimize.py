@@ -215,7 +215,7 @@ def test_one_start_on_one_cycle_runs_one_phase(head, frames):
 
 
 def test_a_preset_resolves_for_the_heads_layer():
-    """"fast" above layer 0, where head space cannot run, takes the embedding solver's steps and lr, and another
+    """"fast" above layer 0, where head space cannot run, takes the embedding solver's settings, and another
     solver named its own; options given explicitly win, an explicit solver included (then refused where it cannot
     run)."""
     assert bj.preset_settings() == Settings()

@@ -89,11 +89,11 @@ def finished(tiny_ckpt, tmp_path_factory):
 
 @pytest.mark.parametrize("change, named", [
     (["--steps", "9"], "--steps 8 there, 9 here"),
-    (["--lr", "0.05", "--seed", "3"], "--lr 0.3 there, 0.05 here; --seed 0 there, 3 here"),
+    (["--lr", "0.05", "--seed", "3"], "--lr 0.5 there, 0.05 here; --seed 0 there, 3 here"),
     (["--max-frames", "3"], "--max-frames 4 there, 3 here"),
     (["--head", "1"], "--head 0 there, 1 here"),
     (["--mode", "full"], "--mode causal there, full here"),
-    (["--b2", "0.99"], "--b2 0.9 there, 0.99 here"),
+    (["--b2", "0.99"], "--b2 0.85 there, 0.99 here"),
     (["--chunk-size", "4"], "--chunk-size 2 there, 4 here"),
     (["--model", "random:gpt2"], "the model (local"),
 ])

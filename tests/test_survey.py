@@ -200,7 +200,7 @@ def test_cli(tiny_ckpt, tmp_path, capsys):
     assert len(table) == 7 + TINY["n_head"]
     assert summary["settings"]["display"] == "sink" and summary["sink_z"] == Settings().encoding(True).constants(16)["sink_z"]
     fast = [summary[k][f] for k in ("settings", "settings_above_layer_0") for f in ("solver", "lr", "b2", "schedule")]
-    assert fast == ["qk", 0.3, 0.9, "cosine", "embedding", 0.1, 0.9, "cosine"]  # --preset fast's optimiser
+    assert fast == ["qk", 0.5, 0.85, "cosine", "embedding", 0.1, 0.9, "cosine"]  # --preset fast's optimiser
     rows = [line.split("|") for line in table[7:]]
     assert [r[4].strip() for r in rows] == ["qk"] * TINY["n_head"]
     psnr = [float(r[5]) for r in rows]
