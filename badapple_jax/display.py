@@ -135,11 +135,22 @@ def gray_of(rgb: np.ndarray, colour: bool = False) -> np.ndarray:
         raise BadInputError(f"frames must be uint8 colours [..., T, T, 3], got {rgb.dtype} {rgb.shape}.")
     if colour:
         return np.moveaxis(rgb, -1, -3).astype(np.float32) / 255
-    lut = lookup_table("magma").astype(np.int64)  # [N_colours, 3]
-    code = lambda c: (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]  # noqa: E731
-    order = np.argsort(code(lut))
-    keys = code(np.asarray(rgb, np.int64))
-    at = np.clip(np.searchsorted(code(lut)[order], keys), 0, len(lut) - 1)
-    if not np.all(code(lut)[order][at] == keys):
+    at = colour_index("magma")[colour_code(rgb)]
+    if np.any(at < 0):
         raise BadInputError("frames hold colours outside the magma colormap: not a picture this project drew.")
-    return ((order[at] + 0.5) / len(lut)).astype(np.float32)
+    return ((at + 0.5) / len(lookup_table("magma"))).astype(np.float32)
+
+
+def colour_code(rgb):  # [..., 3] uint8 -> [...] int32 R G B as one 24-bit number
+    rgb = np.asarray(rgb, np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+@functools.cache
+def colour_index(cmap: str) -> np.ndarray:  # -> [2^24] int16: each 24-bit colour's index in the colormap, else -1
+    """The inverse of a colormap's lookup table, one entry per colour (32 MB): a frame decodes with one gather
+    (x0.36 the sorted search's time, benchmarks/RESULTS.md)."""
+    index = np.full(1 << 24, -1, np.int16)
+    lut = lookup_table(cmap)
+    index[colour_code(lut)] = np.arange(len(lut))
+    return index

@@ -26,7 +26,9 @@ from badapple_jax.errors import BadInputError
 
 CONTENT_STD = 0.05  # a target whose standard deviation over the region is below this is blank (see above)
 PSNR_CAP = 100.0  # dB: a mean squared error below 1e-10 (identical frames) reads as this, never as inf
-BLOCK = 64  # frames decoded at a time by `flicker`
+BLOCK = 32  # frames at a time in `flicker` and `has_content`: 256 x 256 ones in float64 take 17 MB, under glibc's
+# 32 MB threshold for fresh memory, so each block reuses the last one's instead of paying its page faults (x0.17 for
+# `has_content` over 480 frames of Bad Apple, benchmarks/RESULTS.md)
 WINDOW = 7  # scikit-image's default SSIM window; smaller frames use the largest odd size that fits
 
 
@@ -89,10 +91,13 @@ def flicker(v, region, decode=None) -> float:
 
 def has_content(f, region) -> np.ndarray:
     """Targets [N, (C,) T, T] in [0, 1], region [T, T] bool -> [N] bool: the frames that are not blank."""
-    f = np.asarray(f, np.float64)
-    check_region(region, f.shape)
-    f = f.reshape(len(f), -1, *f.shape[-2:])[..., region]  # [N, C, pixels]
-    return f.reshape(len(f), -1).std(axis=1) >= CONTENT_STD
+    check_region(region, np.shape(f))
+    std = np.zeros(len(f))
+    for s in range(0, len(f), BLOCK):
+        block = np.asarray(f[s:s + BLOCK], np.float64)
+        block = block.reshape(len(block), -1, *block.shape[-2:])[..., region]  # [n, C, pixels]
+        std[s:s + BLOCK] = block.reshape(len(block), -1).std(axis=1)
+    return std >= CONTENT_STD
 
 
 def summarised(content) -> np.ndarray:

@@ -97,7 +97,10 @@ def write(work, metrics: dict, targets: np.ndarray) -> None:
     """The WorkDir `work`'s metrics.json, and beside it targets.npz: the gray targets [N, T, T] in [0, 1] as uint8
     (`frames`), the figures' "target" row."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, frames=(targets * 255).round().astype(np.uint8))
+    frames = np.empty(np.shape(targets), np.uint8)
+    for s in range(0, len(frames), fidelity.BLOCK):  # a whole video's float copies would cost their page faults
+        frames[s:s + fidelity.BLOCK] = np.round(np.asarray(targets[s:s + fidelity.BLOCK]) * 255)
+    np.savez_compressed(buffer, frames=frames)
     write_atomic(work.targets_npz, buffer.getvalue())
     write_atomic(work.metrics, json.dumps(strict_json(metrics), indent=1, allow_nan=False).encode())
 
