@@ -46,6 +46,8 @@ RECORD_FIELDS = ("loss", "last_step_loss", "head_loss", "space_loss", "start", "
                  "psnr", "ssim")  # a chunk's results, per frame
 PROVENANCE = ("first", "png_sha256")  # which frames a record vouches for: the first one's index, each PNG's hash
 LOCK = ".lock"
+PNG_LEVEL = 1  # zlib's fastest: a Bad Apple frame's PNG in x0.43 the time of the default level 6, 1.24x the bytes
+# (benchmarks/RESULTS.md); any level decodes to the same pixels
 SUFFIX = ".work"  # of a default work directory: OUT.work beside the video OUT
 FRAME, TARGET, RECORD = "frames/frame_{}.png", "targets/target_{}.png", "chunks/chunk_{}.npz"  # {}: 6 digits, or *
 RESTART = "add `restart` to start this work directory over, or choose another `workdir`"
@@ -369,7 +371,7 @@ class WorkDir:
         (with the job's `key`, the first frame's index and each PNG's hash)."""
         hashes = []
         for i, frame in enumerate(rgb):
-            png = iio.imwrite("<bytes>", frame, extension=".png")
+            png = iio.imwrite("<bytes>", frame, extension=".png", compress_level=PNG_LEVEL)
             write_atomic(self.frame(start + i), png)
             hashes.append(hashlib.sha256(png).hexdigest())
         sync_dir(self._folder(FRAME))
