@@ -7,17 +7,14 @@
 """
 import contextlib
 
-from badapple_jax.cpu import YNN_OFF, use_eigen_matmuls
 from badapple_jax.interrupt import COMMAND, deferred_interrupt, guard_command
 
 # Importing the library changes nothing in the caller's process: no environment variable, no warnings filter,
 # no signal handler. As the `badapple-jax` command (interrupt.COMMAND) the process is ours: SIGINT and SIGTERM
 # are the command's from here on, and while JAX loads (seconds) they wait until the imports are done and then end
-# it with one line and status 130 (a KeyboardInterrupt in the middle could crash or print a traceback); and XLA
-# runs the optimiser's matmuls on its faster CPU path (cpu.use_eigen_matmuls).
+# it with one line and status 130 (a KeyboardInterrupt in the middle could crash or print a traceback).
 if COMMAND:
     guard_command()
-    use_eigen_matmuls()
 with deferred_interrupt() if COMMAND else contextlib.nullcontext():
     from badapple_jax.display import colourise, gray_of, normalise_display, stitch_full, to_rgb
     from badapple_jax.encoding import Full, Quarter, Sink, ZScore, make_encoding
@@ -42,12 +39,12 @@ with deferred_interrupt() if COMMAND else contextlib.nullcontext():
 __all__ = [
     "BadInputError", "Chunk", "ChunkResult", "Clip", "Embedding", "Full", "HeadSpace", "HeadWeights", "Interrupted",
     "Job", "LayerWeights", "ModelConfig", "ModelInfo", "PRESETS", "PhaseOptions", "Problem", "Program", "Quarter",
-    "Settings", "Sink", "YNN_OFF", "ZScore", "attention", "auto_program", "centred_log", "colourise",
+    "Settings", "Sink", "ZScore", "attention", "auto_program", "centred_log", "colourise",
     "compile_chunk", "demo_clip", "export_checkpoint", "flicker", "frame_loss", "frame_mesh", "gray_of",
     "head_logits", "head_space", "headspace_logits", "layer_attention", "layer_from_state_dict",
     "layer_from_transformers", "layer_norm", "lift", "load_layer", "make_encoding", "make_solver", "minilm_dir",
     "masked_softmax", "multi_start", "nearest_tokens", "normalise_display", "optimize_chunk", "optimize_frames",
     "phase_optimizer", "pick_head", "pick_heads", "plan", "preset_settings", "psnr", "quarter_target",
     "random_layer", "read_clip", "render", "row_centred", "row_normalise", "sink_target", "ssim", "stitch_full",
-    "to_head_space", "to_rgb", "token_embedding", "use_eigen_matmuls", "warm_restart_cosine", "write_video"
+    "to_head_space", "to_rgb", "token_embedding", "warm_restart_cosine", "write_video"
 ]

@@ -30,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from badapple_jax import fidelity
+from badapple_jax.cpu import compiler_options
 from badapple_jax.encoding import largest_size
 from badapple_jax.errors import BadInputError, OptionError
 from badapple_jax.model import HeadWeights, group_of, is_int
@@ -110,7 +111,8 @@ def compile_chunk(w: HeadWeights, T: int, chunk_size: int, settings: Settings, m
     compiled = _programs.pop(key, None)
     if compiled is None:
         with jax.default_matmul_precision(PRECISIONS[settings.precision]):
-            compiled = optimize_chunk_jit.lower(w, solver, *shapes, options=options).compile()
+            compiled = optimize_chunk_jit.lower(w, solver, *shapes, options=options).compile(
+                compiler_options(solver.EIGEN_MATMULS, mesh.devices.flat[0].platform))
     _programs[key] = compiled
     while len(_programs) > PROGRAMS_KEPT:
         _programs.popitem(last=False)

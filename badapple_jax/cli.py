@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 
-from badapple_jax.cpu import YNN_OFF
 from badapple_jax.interrupt import COMMAND, deferred_interrupt, ignore_signals, interrupted
 
 with deferred_interrupt() if COMMAND else contextlib.nullcontext():  # matplotlib and more load here
@@ -202,9 +201,9 @@ def check_backend() -> None:
 
 def check_xla_flags() -> None:
     """XLA aborts the whole process, with a fatal log line, on a flag in XLA_FLAGS that it does not know or cannot
-    parse, and no Python code can catch that. So where the user set XLA_FLAGS (not only our own YNN_OFF), a child
-    process parses them first, and its death becomes one line here."""
-    flags = os.environ.get("XLA_FLAGS", "").replace(YNN_OFF, "").strip()
+    parse, and no Python code can catch that. So where the user set XLA_FLAGS, a child process parses them first,
+    and its death becomes one line here."""
+    flags = os.environ.get("XLA_FLAGS", "").strip()
     if not flags:
         return
     try:

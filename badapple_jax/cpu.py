@@ -1,15 +1,17 @@
-"""The one process setting made for speed on CPUs. The `badapple-jax` command makes it for itself; a library
-import never changes the caller's environment, so a program using the API opts in with `use_eigen_matmuls()`."""
+"""XLA's CPU matmul path for one compiled chunk program, chosen by its solver (measured: benchmarks/RESULTS.md).
+
+XLA's YNNPACK fusions, on by default, run the q/k and head-space steps fastest (x0.83 the q/k step's CPU time of
+XLA's Eigen path); the embedding solver's [B*T, 2 d_head] x [2 d_head, n_embd] backward matmul runs faster on the
+Eigen path. So the option is the program's (`compiler_options`, passed to its compile), not the process's: neither
+the command nor the library touches XLA_FLAGS, and a user's XLA_FLAGS that names the option wins."""
 import os
 
-YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
+YNN = "xla_cpu_experimental_ynn_fusion_type"  # "" turns the YNNPACK fusions off: XLA's Eigen matmuls
 
 
-def use_eigen_matmuls() -> None:
-    """Turn off XLA's YNNPACK fusions in this process's XLA_FLAGS (unless XLA_FLAGS names them already): they run
-    this optimiser's [B*T, 2 d_head] x [2 d_head, n_embd] backward matmul at under half the speed of XLA's Eigen
-    path on x86 CPUs (benchmarks/RESULTS.md). CPU-only, no result changes beyond float rounding; it takes effect
-    only when called before JAX starts its backend (the first computation or `jax.devices()`)."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_experimental_ynn_fusion_type" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {YNN_OFF}".strip()
+def compiler_options(eigen_matmuls: bool, platform: str) -> dict[str, str]:
+    """The compile options of a program on `platform` whose solver runs faster on XLA's Eigen matmuls (the
+    solver's EIGEN_MATMULS) or not; CPU-only, no result changes beyond float rounding."""
+    if platform != "cpu" or not eigen_matmuls or YNN in os.environ.get("XLA_FLAGS", ""):
+        return {}
+    return {YNN: ""}

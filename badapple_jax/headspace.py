@@ -74,6 +74,7 @@ class HeadSpace:
         return lift(p, self)
 
     PROJECT_EVERY = 0  # every z is kept reachable inside the step (`ball`)
+    EIGEN_MATMULS = False  # XLA's YNNPACK fusions run its step faster on a CPU (cpu.py)
 
     def project(self, p):
         return p
@@ -162,6 +163,7 @@ class QKSpace:
     reachable by `project` and lifted through z = (y - c) (S V^T)^+."""
 
     PROJECT_EVERY = 20  # steps: the zscore display's rows leave the ball on the way (benchmarks/RESULTS.md)
+    EIGEN_MATMULS = False  # XLA's YNNPACK fusions run its step faster on a CPU (cpu.py)
 
     space: HeadSpace
     pinv: jax.Array  # [2 d_head H, 2 d_head H] (S V^T)^+: y - c -> z

@@ -37,6 +37,7 @@ class Embedding:
     """The embedding solver: the parameters are X, so every lift and check is the identity."""
 
     PROJECT_EVERY = 0  # every X is an embedding
+    EIGEN_MATMULS = True  # on a CPU its backward [B*T, 2 d_head] x [2 d_head, n_embd] matmul is faster there (cpu.py)
 
     def width(self, w: HeadWeights) -> int:
         return w.config.n_embd

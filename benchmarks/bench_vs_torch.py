@@ -32,9 +32,6 @@ def run_jax(args, frames):
     import jax
 
     from badapple_jax import Settings, compile_chunk, load_layer, optimize_frames, pick_head
-    from badapple_jax.cpu import use_eigen_matmuls
-
-    use_eigen_matmuls()  # as the command does: XLA's faster CPU matmul path, before JAX starts its backend
 
     w = pick_head(load_layer(args.model)[0], args.head)
     settings = Settings(steps=args.steps, seeds=args.seeds, lr=args.lr, lr_min=args.lr_min,

@@ -29,7 +29,6 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--out", type=Path, default=Path("benchmarks/bf16_step_cpu.json"))
     args = p.parse_args(argv)
-    bj.use_eigen_matmuls()
     w = bj.pick_head(bj.load_layer(args.model)[0], 0)
     frames = bj.read_clip("badapple", size=256, fps=15.0, start=960, max_frames=16).frames
     s = bj.preset_settings("fast", 0)

@@ -12,9 +12,6 @@ import json
 import numpy as np
 
 from badapple_jax import Settings, load_layer, optimize_frames, pick_head, pick_heads, plan, read_clip
-from badapple_jax.cpu import use_eigen_matmuls
-
-use_eigen_matmuls()  # as the command does: XLA's faster CPU matmul path, set before JAX starts its backend
 
 
 def losses(w, frames, settings):  # -> per-frame, per-head final loss [F, H]

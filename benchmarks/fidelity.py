@@ -26,9 +26,6 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from badapple_jax import Settings, compile_chunk, load_layer, optimize_frames, pick_head, read_clip  # noqa: E402
 from badapple_jax.display import to_rgb  # noqa: E402
-from badapple_jax.cpu import use_eigen_matmuls  # noqa: E402
-
-use_eigen_matmuls()  # as the command does: XLA's faster CPU matmul path, set before JAX starts its backend
 
 
 def variant_settings(name: str, steps: int, seeds: int, solver: str) -> Settings:

@@ -53,7 +53,6 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--out", type=Path, default=Path("benchmarks/fixed_part_cpu.json"))
     args = p.parse_args(argv)
-    bj.use_eigen_matmuls()
 
     w = bj.pick_head(bj.load_layer(args.model)[0], 0)
     frames = bj.read_clip(args.input, size=args.size, fps=15.0, start=args.start, max_frames=args.frames).frames

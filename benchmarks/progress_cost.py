@@ -21,7 +21,6 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    bj.use_eigen_matmuls()
     w = bj.pick_head(bj.load_layer(args.model)[0], 0)
     settings = bj.preset_settings("fast", 0)
     frames = bj.read_clip("demo", size=args.size, max_frames=args.chunk).frames

@@ -20,9 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from badapple_jax import Settings, compile_chunk, load_layer, optimize_frames, pick_head, read_clip  # noqa: E402
-from badapple_jax.cpu import use_eigen_matmuls  # noqa: E402
 
-use_eigen_matmuls()  # as the command does: XLA's faster CPU matmul path, set before JAX starts its backend
 
 REFERENCE = Settings(seed_select="chunk", display="zscore")  # the loss compares with the reference
 

@@ -16,16 +16,17 @@ over its content frames and the flicker beside the targets'. The default stretch
 480-frame window (on a 30-frame grid) closest to the whole video in blank frames (25 of 480 against 176 of 3481)
 and in mean edge density (busy and simple passages alike).
 
-The roofline: a --matmul-size square fp32 matmul in JAX (fastest of 10 after a warm-up), and the head-space
-step's matmul FLOPs (`step_flops`: the logits the loss computes, its causal strips) over its time per frame-step, from one 16-frame chunk run at --roofline-steps
-and twice as many (the difference removes the fixed part). XLA's Eigen matmuls are on (`use_eigen_matmuls`), as
-in the command; they take effect only if this process has not started JAX's backend yet. The ratio to the
-video's duration is printed last.
+The roofline: a --matmul-size square fp32 matmul in JAX (fastest of 10 after a warm-up), and the fast preset's
+step's matmul FLOPs (`step_flops`: the logits the loss computes, its causal strips) over its time per frame-step,
+from one 16-frame chunk run at --roofline-steps and twice as many (the difference removes the fixed part),
+compiled as the command compiles it (its solver's CPU matmul path, cpu.py). Each run's CPU seconds (the command
+and its children) are recorded beside its wall. The ratio to the video's duration is printed last.
 """
 import argparse
 import dataclasses
 import json
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -50,14 +51,22 @@ def render_wall(args, frames: int) -> dict:
         command = [sys.executable, "-m", "badapple_jax", "render", args.input, "-o", str(out), "--preset", "fast",
                    "--model", args.model, "--size", str(args.size), "--fps", str(args.fps),
                    "--start", str(args.start), "--max-frames", str(frames), "-q", *shlex.split(args.render_args)]
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), children_cpu()
         subprocess.run(command, check=True, env=same_package())
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0
         metrics = read(WorkDir.beside(out))
     keys = ("frames", "content_frames", "blank_frames", "median_psnr", "pooled_psnr", "flicker", "target_flicker",
             "compile_seconds", "optimize_seconds", "chunk_size")
     return {"command": " ".join(command[1:]), "wall_seconds": wall, "seconds_per_frame": wall / frames,
+            "cpu_seconds": cpu,
             **{k: metrics[k] for k in keys}}
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children and theirs (the command's ffmpeg too): a
+    second measure beside the wall, less moved by what else runs on the machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def same_package() -> dict:
@@ -147,7 +156,6 @@ def main(argv=None) -> None:
                    "roofline), e.g. '--steps 150' (--preset fast alone when empty)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/realtime_cpu.json"))
     args = p.parse_args(argv)
-    bj.use_eigen_matmuls()  # before this process's first computation starts JAX's backend, as the command does
 
     load_before = os.getloadavg()
     long, short = render_wall(args, args.max_frames), render_wall(args, args.short)
@@ -162,7 +170,8 @@ def main(argv=None) -> None:
     print(json.dumps(result))
     print(f"\n{long['frames']} frames from {args.start}: {long['wall_seconds']:.1f} s wall "
           f"({long['seconds_per_frame'] * 1e3:.1f} ms per frame; compile {long['compile_seconds']:.1f} s, optimise "
-          f"{long['optimize_seconds']:.1f} s); {short['frames']} frames: {short['wall_seconds']:.1f} s")
+          f"{long['optimize_seconds']:.1f} s; {long['cpu_seconds']:.1f} CPU-s); {short['frames']} frames: "
+          f"{short['wall_seconds']:.1f} s")
     print(f"fidelity: median PSNR {long['median_psnr']:.2f} dB over {long['content_frames']} content frames, "
           f"flicker {long['flicker']:.4f} (targets {long['target_flicker']:.4f})")
     print(f"whole video: {fit['fixed_seconds']:.1f} s fixed + {fit['per_frame_seconds'] * 1e3:.1f} ms x "

@@ -22,9 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 from badapple_jax import Settings, compile_chunk, load_layer, optimize_frames, pick_head, read_clip  # noqa: E402
-from badapple_jax.cpu import use_eigen_matmuls  # noqa: E402
 
-use_eigen_matmuls()  # as the command does: XLA's faster CPU matmul path, set before JAX starts its backend
 
 # Live [T, n_embd] float32 arrays per start in the compiled step: X, its gradient, Adam's m and v,
 # the update u, and LayerNorm / projection temporaries. A rough upper figure, meant to skip points that

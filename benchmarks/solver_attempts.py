@@ -35,7 +35,6 @@ import badapple_jax as bj  # noqa: E402
 from badapple_jax.headspace import ball  # noqa: E402
 from badapple_jax.optimize import initial_embeddings, multi_start, run_phase, svd_start  # noqa: E402
 
-bj.use_eigen_matmuls()  # as the command does: XLA's faster CPU matmul path, set before JAX starts its backend
 
 FAST = dict(lr=0.5, b2=0.9, schedule="cosine", seeds=1)
 

@@ -12,9 +12,6 @@ import time
 import jax
 
 from badapple_jax import Settings, compile_chunk, load_layer, optimize_frames, pick_head, read_clip
-from badapple_jax.cpu import use_eigen_matmuls
-
-use_eigen_matmuls()  # as the command does: XLA's faster CPU matmul path, set before JAX starts its backend
 
 
 def main():

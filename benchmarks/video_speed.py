@@ -28,9 +28,7 @@ from badapple_jax import (Settings, compile_chunk, flicker, load_layer, optimize
                           read_clip)
 from badapple_jax.optimize import FAST_SOLVERS, PRESETS  # noqa: E402
 from badapple_jax.video import badapple_video  # noqa: E402
-from badapple_jax.cpu import use_eigen_matmuls  # noqa: E402
 
-use_eigen_matmuls()  # as the command does: XLA's faster CPU matmul path, set before JAX starts its backend
 
 BASELINE = dict(solver="headspace", seeds=1, steps=1200)  # --preset fast before issue 16, spelled out
 FAST = dict(PRESETS["fast"], solver="headspace", **FAST_SOLVERS["headspace"])  # --preset fast before the qk solver

@@ -52,6 +52,7 @@ def test_realtime_smoke(tiny_ckpt, tmp_path, capsys, monkeypatch):
     for key in ("fixed_seconds", "per_frame_seconds", "projected_wall_seconds", "ratio", "load_before"):
         assert key in result
     assert result["video_seconds"] == 3481 / 15
+    assert result["long"]["cpu_seconds"] > 0  # the command's own CPU time, children included
     roof = result["roofline"]
     # tiny: d_head 16; 17 tokens, below loss.STRIPS_FROM: one strip, the sink's rows 1..16 by all 17 columns
     assert roof["tokens"] == 17 and roof["step_flops"] == 6 * 16 * 17 * 16  # qk: no projection in the step

@@ -1,12 +1,16 @@
 """A sweep over the numeric settings compiles once: only shapes and the step plan are compiled in."""
+import collections
 import contextlib
 import dataclasses
+import os
 
 import jax
 import numpy as np
 import pytest
 
 import badapple_jax as bj
+from badapple_jax import chunks
+from badapple_jax.cpu import YNN, compiler_options
 
 COMPILE = "/jax/core/compile/backend_compile_duration"  # one event per XLA compile
 
@@ -77,3 +81,26 @@ def test_settings_jit_as_an_ordinary_argument(w, rng):
     a = run(*args, bj.Settings(steps=4, seeds=1, lr=0.1)).loss
     b = run(*args, bj.Settings(steps=4, seeds=1, lr=0.3)).loss
     assert run._cache_size() == 1 and not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("solver, eigen", [("embedding", True), ("headspace", False), ("qk", False)])
+def test_each_solver_compiles_with_its_cpu_matmul_path(w, solver, eigen, monkeypatch):
+    """The XLA option is the program's (cpu.py), chosen by its solver; the process's XLA_FLAGS stay as they were."""
+    passed, flags = [], os.environ.get("XLA_FLAGS")
+
+    def spy(eigen_matmuls, platform):
+        passed.append(compiler_options(eigen_matmuls, platform))
+        return passed[-1]
+
+    monkeypatch.setattr(chunks, "compiler_options", spy)
+    monkeypatch.setattr(chunks, "_programs", collections.OrderedDict())  # a kept program is not compiled again
+    bj.compile_chunk(w, 7, 1, bj.Settings(steps=4, seeds=1, solver=solver))
+    assert passed == [{YNN: ""} if eigen else {}] and os.environ.get("XLA_FLAGS") == flags
+
+
+def test_the_cpu_option_defers_to_xla_flags_and_other_platforms(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    assert compiler_options(True, "cpu") == {YNN: ""} and compiler_options(False, "cpu") == {}
+    assert compiler_options(True, "gpu") == {}
+    monkeypatch.setenv("XLA_FLAGS", f"--{YNN}=dot")  # the user's own choice wins
+    assert compiler_options(True, "cpu") == {}

@@ -24,12 +24,9 @@ SURVEY = ["--size", "16", "--frames", "3", "--steps", "20"]  # layer 0: heads 0 
 TIMINGS = ("compile_seconds", "optimize_seconds", "seconds_per_frame", "date", "command")  # and settings.output
 # This process's backend runs other XLA flags (conftest.py), so every run compared is a child, and a Python that
 # imports badapple_jax is seconds of CPU: the children are forked from one that imported it once and started no
-# backend. Each runs its commands as `badapple-jax` would (with its XLA setting, cpu.py), its stdout and stderr
-# to a file, then its exit status.
+# backend. Each runs its commands as `badapple-jax` would, its stdout and stderr to a file, then its exit status.
 FORK = """
 import json, os, signal, sys
-from badapple_jax.cpu import use_eigen_matmuls
-use_eigen_matmuls()
 from badapple_jax.cli import main
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # its children are reaped as they end
 for line in sys.stdin:
