@@ -40,7 +40,7 @@ from badapple_jax.optimize import (NUMBERS, PRECISIONS, RETRY, Chunk, ChunkResul
 from badapple_jax.solver import Solver, make_solver
 
 MEMORY_MARGIN = 0.7  # use at most this share of the free device memory
-MAX_AUTO_CHUNK = {"cpu": 16, "gpu": 1024}  # CPU: caches favour small chunks (benchmarks/RESULTS.md)
+MAX_AUTO_CHUNK = {"cpu": 8, "gpu": 1024}  # CPU: caches favour small chunks (x0.84-0.96 of 16, benchmarks/RESULTS.md)
 SEED_MAX = 2**31 - 1  # the seed reaches the compiled program as a non-negative int32
 
 

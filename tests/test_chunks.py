@@ -88,13 +88,13 @@ def test_auto_chunk_compiles_once_where_it_fits_and_cuts_where_it_does_not(tiny_
     compiled = []
     real = chunks.compile_chunk
     monkeypatch.setattr(chunks, "compile_chunk", lambda *a, **k: compiled.append(a[2]) or real(*a, **k))
-    program = auto_program(w, 16, 10, settings, mesh)
-    assert compiled == [10] and program.chunk_size == 10
+    program = auto_program(w, 16, 8, settings, mesh)
+    assert compiled == [8] and program.chunk_size == 8  # MAX_AUTO_CHUNK's CPU cap
     big = chunks.needed_bytes(program)
     compiled.clear()
     monkeypatch.setattr(chunks, "free_bytes_per_device", lambda m: big / 2 / chunks.MEMORY_MARGIN)  # half of it
-    program = auto_program(w, 16, 10, settings, mesh)
-    assert compiled[0] == 10 and len(compiled) == 2 and 1 <= program.chunk_size < 10
+    program = auto_program(w, 16, 8, settings, mesh)
+    assert compiled[0] == 8 and len(compiled) == 2 and 1 <= program.chunk_size < 8
     assert chunks.needed_bytes(program) <= big / 2
 
 
