@@ -18,9 +18,10 @@ and in mean edge density (busy and simple passages alike).
 
 The roofline: a --matmul-size square fp32 matmul in JAX (fastest of 10 after a warm-up), and the fast preset's
 step's matmul FLOPs (`step_flops`: the logits the loss computes, its causal strips) over its time per frame-step,
-from one 16-frame chunk run at --roofline-steps and twice as many (the difference removes the fixed part),
-compiled as the command compiles it (its solver's CPU matmul path, cpu.py). Each run's CPU seconds (the command
-and its children) are recorded beside its wall. The ratio to the video's duration is printed last.
+from one chunk of --roofline-frames (8, the command's CPU chunk) run at --roofline-steps and twice as many (the
+difference removes the fixed part), compiled as the command compiles it (its solver's CPU matmul path, cpu.py).
+Each run's CPU seconds (the command and its children) are recorded beside its wall. The ratio to the video's
+duration is printed last.
 """
 import argparse
 import dataclasses
@@ -150,7 +151,8 @@ def main(argv=None) -> None:
     p.add_argument("--fps", type=float, default=15.0)
     p.add_argument("--video-frames", type=int, default=3481, help="frames of the whole video at --fps")
     p.add_argument("--matmul-size", type=int, default=2048)
-    p.add_argument("--roofline-frames", type=int, default=16, help="frames of the roofline's chunk")
+    p.add_argument("--roofline-frames", type=int, default=8,
+                   help="frames of the roofline's chunk (the command's on a CPU)")
     p.add_argument("--roofline-steps", type=int, default=200, help="steps of the roofline's first run (then 2x)")
     p.add_argument("--render-args", default="", help="more flags for both runs of the command (not the "
                    "roofline), e.g. '--steps 150' (--preset fast alone when empty)")
