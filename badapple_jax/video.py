@@ -152,8 +152,8 @@ def _read_image_dir(folder: Path, size: int, fps: float, which: slice, colour: b
     if not names[which]:  # `start` past the end: the caller says so
         return Clip(np.zeros((0, size, size)), float(fps), None, f"{len(names)} images in {folder}")
     names = names[which]
-    frames = np.stack([_read_image(folder / name, size, colour) for name in names])
-    return Clip(frames.astype(np.float32) / 255.0, float(fps), None, f"{len(names)} images in {folder}")
+    frames = [_read_image(folder / name, size, colour) for name in names]
+    return Clip(unit(frames), float(fps), None, f"{len(names)} images in {folder}")
 
 
 def _read_image(path: Path, size: int, colour: bool) -> np.ndarray:
@@ -175,8 +175,7 @@ def _read_pages(im: Image.Image, path: Path, size: int, fps: float, which: slice
         im.seek(page)
         frames.append(_frame(im, path, size, colour))
     label = f"image {path}" if _frame_count(im) == 1 else f"{len(frames) or _frame_count(im)} pages of {path}"
-    return Clip(np.stack(frames).astype(np.float32) / 255.0 if frames else np.zeros((0, size, size)), float(fps), None,
-                label)
+    return Clip(unit(frames) if frames else np.zeros((0, size, size)), float(fps), None, label)
 
 
 @contextlib.contextmanager
@@ -265,7 +264,19 @@ def _decode(path: Path, size: int, fps: float, which: slice, colour: bool) -> np
         frames, seen = _read_frames(path, f"fps={rate}:eof_action=pass,{rest}", pix_fmt, size, which)
     if not seen:
         raise BadInputError(f"Video {path} has no frames.")
-    return np.stack(frames).astype(np.float32) / 255.0 if frames else np.zeros((0, size, size), np.float32)
+    return unit(frames) if frames else np.zeros((0, size, size), np.float32)
+
+
+UNIT = np.arange(256, dtype=np.float32) / np.float32(255)  # [256]: each uint8 level in [0, 1], as float32(v) / 255
+
+
+def unit(frames) -> np.ndarray:
+    """Frames, a list of [...] uint8 arrays of one shape -> [N, ...] float32 in [0, 1] (v / 255), written once into
+    one array: a whole video's stack and its float copies would cost ~2 GB of fresh pages (benchmarks/RESULTS.md)."""
+    out = np.empty((len(frames), *np.shape(frames[0])), np.float32)
+    for i, frame in enumerate(frames):
+        np.take(UNIT, frame, out=out[i])
+    return out
 
 
 def _read_frames(path: Path, vf: str, pix_fmt: str, size: int, which: slice) -> tuple[list[np.ndarray], int]:
@@ -407,7 +418,9 @@ def write_video(rgb: np.ndarray, path, *, fps: float, audio: str | None = None, 
         raise BadInputError(f"Audio source {audio} has no audio track.")
     claim(path, "video", inputs={"the audio source": audio})
     _, height, width, _ = rgb.shape
-    rgb = np.ascontiguousarray(np.pad(rgb, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge"))
+    if height % 2 or width % 2:  # x264's 4:2:0 needs even sides; a copy of the whole video only then
+        rgb = np.pad(rgb, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    rgb = np.ascontiguousarray(rgb)
     for leftover in partial_videos(path):  # of a writer killed with -9, which no handler sees
         leftover.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
