@@ -40,6 +40,7 @@ from badapple_jax.display import gray_of
 from badapple_jax.errors import BadInputError
 from badapple_jax.files import write_atomic
 from badapple_jax.solver import HEAD_SPACE
+from badapple_jax.video import levels
 
 PACKAGES = ("badapple-jax", "jax", "jaxlib", "optax", "flax", "numpy", "scipy", "imageio", "imageio-ffmpeg")
 RERUN = " (made before fidelity was measured? rerun render)"
@@ -97,10 +98,7 @@ def write(work, metrics: dict, targets: np.ndarray) -> None:
     """The WorkDir `work`'s metrics.json, and beside it targets.npz: the gray targets [N, T, T] in [0, 1] as uint8
     (`frames`), the figures' "target" row."""
     buffer = io.BytesIO()
-    frames = np.empty(np.shape(targets), np.uint8)
-    for s in range(0, len(frames), fidelity.BLOCK):  # a whole video's float copies would cost their page faults
-        frames[s:s + fidelity.BLOCK] = np.round(np.asarray(targets[s:s + fidelity.BLOCK]) * 255)
-    np.savez_compressed(buffer, frames=frames)
+    np.savez_compressed(buffer, frames=levels(targets))
     write_atomic(work.targets_npz, buffer.getvalue())
     write_atomic(work.metrics, json.dumps(strict_json(metrics), indent=1, allow_nan=False).encode())
 

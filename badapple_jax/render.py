@@ -22,8 +22,8 @@ from badapple_jax.headspace import LAYER0_ONLY
 from badapple_jax.interrupt import stop_on_signal
 from badapple_jax.processes import current
 from badapple_jax.optimize import PhaseOptions, Settings
-from badapple_jax.video import (BUILT_IN, FPS_RANGE, START_MAX, VIDEO_SUFFIXES, check_source, has_audio, read_clip,
-                                write_video)
+from badapple_jax.video import (BUILT_IN, FPS_RANGE, START_MAX, VIDEO_SUFFIXES, check_source, has_audio, levels,
+                                read_clip, write_video)
 from badapple_jax.model import pick_head, pick_heads
 from badapple_jax.solver import HEAD_SPACE
 from badapple_jax.weights import load_layer
@@ -345,7 +345,7 @@ def report(job: Job, subject: Subject, plan: Plan, optimize_seconds: float, log)
 def write_render_video(job: Job, clip, rgb: np.ndarray) -> str | None:
     """The video of frames `rgb` [N, T, T, 3] (beside their targets with `side_by_side`); returns its audio file."""
     if job.side_by_side:
-        targets = (clip.frames * 255).round().astype(np.uint8)
+        targets = levels(clip.frames)
         targets = targets if job.color else np.repeat(targets[..., None], 3, axis=-1)
         rgb = np.concatenate([targets, rgb], axis=2)  # [N, T, 2T, 3]
     audio = job.audio or clip.audio

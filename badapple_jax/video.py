@@ -279,6 +279,15 @@ def unit(frames) -> np.ndarray:
     return out
 
 
+def levels(frames) -> np.ndarray:
+    """Frames [N, ...] in [0, 1] -> [N, ...] uint8, round(v * 255): the inverse of `unit`, a frame at a time, so a
+    whole video costs no float copy of itself."""
+    out = np.empty(np.shape(frames), np.uint8)
+    for i, frame in enumerate(frames):
+        out[i] = np.round(np.asarray(frame) * 255)
+    return out
+
+
 def _read_frames(path: Path, vf: str, pix_fmt: str, size: int, which: slice) -> tuple[list[np.ndarray], int]:
     """Frames `which` of ffmpeg's `-vf vf` output as [size, size(, 3)] uint8 arrays, and how many frames were
     decoded (those before `which.start` are decoded and dropped: exact, as no seek of the input is)."""
